@@ -1,0 +1,5 @@
+import sys
+
+from jenkinsctl.cli import main
+
+sys.exit(main())

@@ -1,0 +1,191 @@
+"""Argument parsing and dispatch; the only place errors become exit codes.
+
+Exit codes: 0 success; 1 unexpected error; 2 usage or config error;
+3 engine; 4 build; 5 registry; 6 deploy; 7 Jenkins; 8 provision;
+9 doctor found a failing check; 10 timeout; 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import os
+import sys
+from typing import Any, Sequence
+
+from jenkinsctl import __version__
+from jenkinsctl.commands import COMMANDS
+from jenkinsctl.errors import ConfigError, JenkinsctlError, UsageError
+
+log = logging.getLogger("jenkinsctl")
+
+
+class Context:
+    """What every command gets: global options plus lazily made clients."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.config_path: str | None = args.config
+        self.output: str = args.output
+        self.debug: bool = args.debug
+        self._config = None
+
+    @property
+    def config(self):
+        """The resolved config; loaded on first use, so commands that never
+        need it (such as ``build`` with all flags given) never fail on it."""
+        if self._config is None:
+            from jenkinsctl.config import load_config
+
+            self._config = load_config(self.config_path, env=os.environ)
+        return self._config
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse exits with status 2 on its own; route that through UsageError
+    so the message format and the error-details file stay uniform."""
+
+    def error(self, message: str):  # type: ignore[override]
+        raise UsageError(message, hint=f"run '{self.prog} --help' for usage")
+
+
+def _add_globals(p: argparse.ArgumentParser, suppress: bool) -> None:
+    # On subcommands the defaults are suppressed so a global given before the
+    # command is not reset by the subparser.
+    d = (lambda v: argparse.SUPPRESS) if suppress else (lambda v: v)
+    p.add_argument("--config", "-c", metavar="FILE", default=d(os.environ.get("JENKINSCTL_CONFIG")),
+                   help="config file (default: ./jenkinsctl.yaml if present, else built-in defaults)")
+    p.add_argument("--output", "-o", choices=("text", "json"), default=d("text"),
+                   help="text for people, json for one machine-readable document on stdout")
+    p.add_argument("--debug", action="store_true", default=d(False), help="log more and show tracebacks")
+    p.add_argument("--params-env", metavar="VAR", default=d(None),
+                   help="read the command's parameters as a JSON object from this environment variable "
+                        "(how the pipeline steps call jenkinsctl, so values never reach a command line)")
+    p.add_argument("--error-file", metavar="FILE", default=d(None),
+                   help="on failure, write the error as JSON to FILE")
+
+
+def _top_parser() -> _Parser:
+    width = max(len(n) for n in COMMANDS)
+    epilog = "commands:\n" + "\n".join(f"  {n:<{width}}  {h}" for n, (_, h) in COMMANDS.items())
+    p = _Parser(prog="jenkinsctl", description="Build, push and redeploy Docker images through the host engine, "
+                "and provision Jenkins SSH agents that can do it.",
+                epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=f"jenkinsctl {__version__}")
+    _add_globals(p, suppress=False)
+    p.add_argument("command", metavar="COMMAND", nargs="?", help="one of the commands below")
+    p.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    return p
+
+
+def _command_parser(name: str, module) -> _Parser:
+    _, help_text = COMMANDS[name]
+    p = _Parser(prog=f"jenkinsctl {name}", description=getattr(module, "DESCRIPTION", help_text),
+                formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_globals(p, suppress=True)
+    module.add_arguments(p)
+    return p
+
+
+def _params_from_env(var: str) -> dict[str, Any]:
+    raw = os.environ.get(var)
+    if raw is None:
+        raise UsageError(f"--params-env {var}: the variable is not set",
+                         hint="the pipeline step sets it; set it to a JSON object when calling by hand")
+    try:
+        params = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"--params-env {var}: not valid JSON: {exc.msg} at column {exc.colno}") from None
+    if not isinstance(params, dict):
+        raise ConfigError(f"--params-env {var}: expected a JSON object, got {type(params).__name__}")
+    return params
+
+
+def _emit(ctx_output: str, result: Any, module) -> None:
+    if ctx_output == "json":
+        json.dump(result, sys.stdout, indent=2, sort_keys=True, default=str)
+        sys.stdout.write("\n")
+        return
+    render = getattr(module, "render", None)
+    text = render(result) if render else (None if result is None else str(result))
+    if text:
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    sys.stdout.flush()
+
+
+def _setup_logging(debug: bool) -> None:
+    # Logs go to stderr so stdout stays a clean result (or one JSON document).
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    root = logging.getLogger("jenkinsctl")
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if debug else logging.INFO)
+    root.propagate = False
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    output, debug, error_file = "text", "--debug" in argv, None
+    try:
+        top = _top_parser()
+        g = top.parse_args(argv)
+        output, debug, error_file = g.output, g.debug, g.error_file
+        if not g.command:
+            top.print_help()
+            return 0
+        if g.command not in COMMANDS:
+            import difflib
+
+            close = difflib.get_close_matches(g.command, COMMANDS, n=1)
+            raise UsageError(f"unknown command '{g.command}'",
+                             hint=f"did you mean '{close[0]}'?" if close else "run 'jenkinsctl --help' for the list")
+        module = importlib.import_module(COMMANDS[g.command][0])
+        sub = _command_parser(g.command, module)
+        for key, value in vars(g).items():
+            if key not in ("command", "rest"):
+                sub.set_defaults(**{key: value})
+        if g.params_env:
+            from jenkinsctl.steps import params_to_defaults
+
+            sub.set_defaults(**params_to_defaults(g.command, _params_from_env(g.params_env)))
+        args = sub.parse_args(g.rest)
+        output, debug, error_file = args.output, args.debug, args.error_file
+        _setup_logging(debug)
+        ctx = Context(args)
+        result = module.run(args, ctx)
+        _emit(output, result, module)
+        return 0
+    except JenkinsctlError as exc:
+        return _fail(exc, output, debug, error_file)
+    except KeyboardInterrupt:
+        sys.stderr.write("error: interrupted\n")
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the one place that catches everything
+        err = JenkinsctlError(f"unexpected {type(exc).__name__}: {exc}",
+                              hint="run again with --debug for the traceback, and report it")
+        if debug:
+            import traceback
+
+            traceback.print_exc()
+        return _fail(err, output, debug, error_file)
+
+
+def _fail(exc: JenkinsctlError, output: str, debug: bool, error_file: str | None) -> int:
+    if debug and exc.__traceback__ is not None and exc.exit_code != 1:
+        import traceback
+
+        traceback.print_exception(type(exc), exc, exc.__traceback__)
+    sys.stderr.write(f"error: {exc.message}\n")
+    if exc.hint:
+        sys.stderr.write(f"hint: {exc.hint}\n")
+    if output == "json":
+        json.dump({"error": exc.to_dict()}, sys.stdout, indent=2, sort_keys=True, default=str)
+        sys.stdout.write("\n")
+    if error_file:
+        try:
+            with open(error_file, "w", encoding="utf-8") as fh:
+                json.dump(exc.to_dict(), fh, default=str)
+        except OSError as write_err:
+            sys.stderr.write(f"error: could not write --error-file {error_file}: {write_err}\n")
+    return exc.exit_code

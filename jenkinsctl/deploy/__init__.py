@@ -1,0 +1,1 @@
+"""Redeploy strategies behind one interface."""

@@ -1,0 +1,22 @@
+"""Fixtures every test directory may use.  Directory-specific fixtures live in
+that directory's conftest.py."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.support.engine import TEST_LABELS, engine_or_fail, remove_test_resources
+
+
+@pytest.fixture(scope="session")
+def docker_client():
+    """The real engine.  Resources labelled io.jenkinsctl.test=1 are removed
+    at the end of the session, even after failures."""
+    client = engine_or_fail()
+    yield client
+    remove_test_resources(client)
+
+
+@pytest.fixture
+def test_labels() -> dict[str, str]:
+    return dict(TEST_LABELS)
