@@ -127,6 +127,7 @@ def _setup_logging(debug: bool) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     output, debug, error_file = "text", "--debug" in argv, None
+    module = None
     try:
         top = _top_parser()
         g = top.parse_args(argv)
@@ -157,6 +158,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         _emit(output, result, module)
         return 0
     except JenkinsctlError as exc:
+        # A command that fails with a result to show (doctor's checks, a
+        # deploy's outcome) sets exc.result; it is printed like a success.
+        if getattr(exc, "result", None) is not None and module is not None:
+            if output == "json":
+                json.dump({**exc.result, "error": exc.to_dict()}, sys.stdout, indent=2, sort_keys=True, default=str)
+                sys.stdout.write("\n")
+                output = "json-done"
+            else:
+                _emit(output, exc.result, module)
         return _fail(exc, output, debug, error_file)
     except KeyboardInterrupt:
         sys.stderr.write("error: interrupted\n")

@@ -23,6 +23,8 @@ class JenkinsctlError(Exception):
         # Machine-readable extras (file, line, key, outcome...) for
         # --output json and the pipeline step's error-details file.
         self.details = details
+        # Set by a command that has something to show even though it failed.
+        self.result: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {

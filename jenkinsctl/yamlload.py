@@ -27,9 +27,12 @@ class _Loader(yaml.SafeLoader):
 
 
 def _construct_mapping(loader: _Loader, node: yaml.MappingNode, deep: bool = False) -> dict:
-    loader.flatten_mapping(node)
+    # Check the keys written in this mapping, before merge keys (<<) pull in
+    # values that this mapping is allowed to override.
     seen: dict[Any, yaml.Node] = {}
     for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue
         key = loader.construct_object(key_node, deep=True)
         try:
             hash(key)
@@ -40,6 +43,7 @@ def _construct_mapping(loader: _Loader, node: yaml.MappingNode, deep: bool = Fal
             first = seen[key].start_mark.line + 1
             raise _DuplicateKey(key, key_node.start_mark, first)
         seen[key] = key_node
+    loader.flatten_mapping(node)
     return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
 
 

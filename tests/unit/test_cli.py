@@ -1,0 +1,134 @@
+"""CLI conventions: exit codes, error format, JSON output, fast start-up."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import pathlib
+
+import pytest
+
+from jenkinsctl import __version__
+from jenkinsctl.cli import main
+from jenkinsctl.commands import COMMANDS
+
+BAD = pathlib.Path(__file__).parent / "fixtures" / "config" / "bad"
+
+
+def run_cli(*argv: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "jenkinsctl", *argv], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, timeout=60)
+
+
+def test_version_and_help_do_not_import_docker_or_jenkins():
+    code = ("import sys; from jenkinsctl.cli import main\n"
+            "for argv in (['--version'], ['--help'], ['build', '--help'], ['apply', '--help']):\n"
+            "    try: main(argv)\n"
+            "    except SystemExit: pass\n"
+            "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('docker', 'jenkins', 'requests', 'yaml', 'jsonschema'))\n"
+            "print('HEAVY', heavy)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "HEAVY []" in out.stdout
+
+
+def test_version():
+    out = run_cli("--version")
+    assert out.returncode == 0 and out.stdout.strip() == f"jenkinsctl {__version__}"
+
+
+def test_help_lists_every_command():
+    out = run_cli("--help")
+    assert out.returncode == 0
+    for name in COMMANDS:
+        assert name in out.stdout
+
+
+def test_every_command_module_imports_and_has_help():
+    for name in COMMANDS:
+        out = run_cli(name, "--help")
+        assert out.returncode == 0, f"{name}: {out.stderr}"
+        assert f"jenkinsctl {name}" in out.stdout
+
+
+def test_unknown_command_suggests():
+    out = run_cli("valdate")
+    assert out.returncode == 2
+    assert "error: unknown command 'valdate'" in out.stderr
+    assert "hint: did you mean 'validate'?" in out.stderr
+
+
+def test_bad_flag_is_a_usage_error_with_hint():
+    out = run_cli("validate", "--no-such-flag")
+    assert out.returncode == 2
+    assert out.stderr.startswith("error: unrecognized arguments: --no-such-flag")
+    assert "hint: run 'jenkinsctl validate --help'" in out.stderr
+
+
+def test_config_error_format_text_no_traceback():
+    out = run_cli("validate", str(BAD / "duplicate-key.yaml"))
+    assert out.returncode == 2
+    lines = out.stderr.splitlines()
+    assert lines[0].startswith("error: ") and "duplicate-key.yaml:4:1: duplicate key 'project'" in lines[0]
+    assert lines[1].startswith("hint: ")
+    assert "Traceback" not in out.stderr and out.stdout == ""
+
+
+def test_debug_shows_traceback():
+    out = run_cli("--debug", "validate", str(BAD / "duplicate-key.yaml"))
+    assert out.returncode == 2 and "Traceback" in out.stderr
+
+
+def test_json_output_is_one_document_on_stdout_even_on_error():
+    ok = run_cli("--output", "json", "validate")
+    assert ok.returncode == 0
+    assert json.loads(ok.stdout)["config"]["project"] == "jenkinsctl"
+    bad = run_cli("validate", "-o", "json", str(BAD / "unknown-key.yaml"))
+    assert bad.returncode == 2
+    doc = json.loads(bad.stdout)
+    assert doc["error"]["category"] == "config"
+    assert doc["error"]["details"]["line"] == 2
+    assert doc["error"]["details"]["key"] == "controller.prot"
+
+
+def test_error_file_gets_the_details(tmp_path):
+    target = tmp_path / "err.json"
+    out = run_cli("--error-file", str(target), "validate", str(BAD / "out-of-range.yaml"))
+    assert out.returncode == 2
+    doc = json.loads(target.read_text())
+    assert doc["exit_code"] == 2 and "out of range" in doc["message"] and doc["hint"]
+
+
+def test_validate_prints_resolved_config_with_secret_references(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("registry:\n  password: {env: REG_PW}\n")
+    out = run_cli("validate", str(cfg), env={"REG_PW": "s3cret-value"})
+    assert out.returncode == 0
+    assert "env: REG_PW" in out.stdout and "s3cret-value" not in out.stdout
+    assert "agents:" in out.stdout  # defaults applied
+
+
+def test_no_tty_means_no_ansi():
+    out = run_cli("--help")
+    assert "\x1b[" not in out.stdout + out.stderr
+
+
+def test_params_env_must_be_json_object():
+    out = run_cli("--params-env", "P", "validate", env={"P": "[1]"})
+    assert out.returncode == 2 and "expected a JSON object" in out.stderr
+    out = run_cli("--params-env", "P", "validate", env={"P": "{oops"})
+    assert out.returncode == 2 and "not valid JSON" in out.stderr
+
+
+def test_unexpected_exception_becomes_exit_1(monkeypatch, capsys):
+    import jenkinsctl.commands.validate as v
+
+    def boom(args, ctx):
+        raise RuntimeError("kaboom")
+
+    monkeypatch.setattr(v, "run", boom)
+    assert main(["validate"]) == 1
+    err = capsys.readouterr().err
+    assert "error: unexpected RuntimeError: kaboom" in err and "--debug" in err
