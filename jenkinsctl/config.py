@@ -417,3 +417,53 @@ def load_config(path: str | None = None, env: Mapping[str, str] | None = None) -
         base = pathlib.Path(path).resolve().parent
         cfg = dataclasses.replace(cfg, state_dir=str(base / cfg.state_dir))
     return cfg
+
+
+# --- the configuration reference, generated from the schema ------------------
+
+
+def reference_markdown() -> str:
+    """docs/configuration.md, generated so the reference cannot drift from
+    what validation accepts (tests/unit/test_config_docs.py compares them)."""
+    sch = schema()
+    lines = ["# Configuration reference", "",
+             "<!-- Generated from resources/schemas/config.schema.json by scripts/gen-docs; do not edit. -->", "",
+             sch["description"], "",
+             "Precedence, lowest first: these defaults, the file, `JENKINSCTL_*` environment variables, "
+             "command-line flags. Secrets are accepted only by reference: `{env: NAME}`, `{file: PATH}` "
+             "or, inside Jenkins, `{credentials: ID}`.", "",
+             "| key | type | default | description |", "|---|---|---|---|"]
+
+    def typ(node: Mapping[str, Any]) -> str:
+        if "$ref" in node:
+            return node["$ref"].rsplit("/", 1)[1]
+        if "enum" in node:
+            return " \\| ".join(f"`{v}`" for v in node["enum"])
+        if "anyOf" in node:
+            return " or ".join(typ(n) for n in node["anyOf"])
+        t = node.get("type", "any")
+        return " or ".join(t) if isinstance(t, list) else t
+
+    def walk(node: Mapping[str, Any], prefix: str) -> None:
+        if "$ref" in node and node["$ref"].endswith(("agent_group", "deploy_target", "health")):
+            node = {**sch["$defs"][node["$ref"].rsplit("/", 1)[1]], **{k: v for k, v in node.items() if k != "$ref"}}
+        for key, sub in node.get("properties", {}).items():
+            path = f"{prefix}{key}"
+            default = json.dumps(sub["default"]) if "default" in sub else ""
+            lines.append(f"| `{path}` | {typ(sub)} | {'`' + default + '`' if default else ''} | "
+                         f"{sub.get('description', '')} |")
+            if sub.get("type") == "object" or "$ref" in sub and sub["$ref"].endswith("health"):
+                walk(sub, path + ".")
+            if sub.get("type") == "array" and isinstance(sub.get("items"), dict) and "$ref" in sub["items"]:
+                walk(sub["items"], path + "[].")
+            extra = sub.get("additionalProperties")
+            if isinstance(extra, dict) and "$ref" in extra:
+                walk(extra, path + ".NAME.")
+
+    walk(sch, "")
+    lines += ["", "## Environment variables", "", "| variable | sets |", "|---|---|"]
+    lines += [f"| `{var}` | `{'.'.join(path)}` |" for var, path in ENV_OVERRIDES.items()]
+    lines += ["| `DOCKER_HOST` | `engine.host` when the file leaves it empty |",
+              "| `JENKINSCTL_REGISTRY_USERNAME`, `JENKINSCTL_REGISTRY_PASSWORD`, `JENKINSCTL_REGISTRY_PASSWORD_FILE` "
+              "| registry credentials; they win over `registry.username` / `registry.password` |", ""]
+    return "\n".join(lines)
