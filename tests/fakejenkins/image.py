@@ -1,0 +1,141 @@
+"""Build the test-only images (the emulator and the sshd agent host).
+
+Images are tagged by a content hash of their build inputs, so a second run
+finds the tag and builds nothing.  Every image carries the ownership label
+``io.jenkinsctl.test=1``; older tags of the same repository (stale hashes) are
+removed after a new build so they do not pile up on a shared engine.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import docker
+import docker.errors
+
+OWNER_LABEL = "io.jenkinsctl.test"
+LABELS = {OWNER_LABEL: "1"}
+
+HERE = Path(__file__).resolve().parent
+REPO_TESTS = HERE.parent
+SSHD_DIR = REPO_TESTS / "images" / "sshd"
+EMULATOR_REPO = "jenkinsctl-test/fakejenkins"
+SSHD_REPO = "jenkinsctl-test/sshd-agent"
+
+# What the emulator image runs with besides the standard library.
+EMULATOR_REQUIREMENTS = ["paramiko>=3"]
+WHEEL_CACHE = Path(os.environ.get("JENKINSCTL_TEST_CACHE", Path.home() / ".cache" / "jenkinsctl-tests")) / "wheels"
+
+
+def _hash_files(files: list[tuple[str, bytes]]) -> str:
+    h = hashlib.sha256()
+    for name, data in sorted(files):
+        h.update(name.encode() + b"\0" + hashlib.sha256(data).digest())
+    return h.hexdigest()[:16]
+
+
+# Test-side helpers that the emulator process never imports stay out of the
+# image, so editing them does not force a rebuild.
+_HOST_ONLY = {"fixtures.py", "image.py"}
+
+
+def _runtime_modules() -> list[Path]:
+    return [p for p in sorted(HERE.glob("*.py")) if p.name not in _HOST_ONLY]
+
+
+def _emulator_sources() -> list[tuple[str, bytes]]:
+    files = [(f"tests/fakejenkins/{p.name}", p.read_bytes()) for p in _runtime_modules()]
+    files.append(("Dockerfile", (HERE / "Dockerfile").read_bytes()))
+    files.append(("requirements", "\n".join(EMULATOR_REQUIREMENTS).encode()))
+    return files
+
+
+def _image_exists(client: docker.DockerClient, tag: str) -> bool:
+    try:
+        client.images.get(tag)
+        return True
+    except docker.errors.ImageNotFound:
+        return False
+
+
+def _remove_stale(client: docker.DockerClient, repo: str, keep: str) -> None:
+    for image in client.images.list(name=repo, filters={"label": f"{OWNER_LABEL}=1"}):
+        if keep in image.tags:
+            continue
+        for tag in image.tags:
+            try:
+                client.images.remove(tag, noprune=False)
+            except docker.errors.APIError:
+                pass  # still used by a container somebody else runs; leave it
+
+
+BASE_IMAGE = "debian:bookworm-slim"
+
+
+def _build(client: docker.DockerClient, context: Path, tag: str, repo: str) -> str:
+    if not _image_exists(client, BASE_IMAGE):
+        raise RuntimeError(
+            f"base image {BASE_IMAGE} is missing and Docker Hub may be unreachable; "
+            "run scripts/bootstrap, which builds it with debootstrap"
+        )
+    try:
+        client.images.build(path=str(context), tag=tag, labels=LABELS, rm=True, forcerm=True, pull=False)
+    except docker.errors.BuildError as exc:
+        log = "".join(str(chunk.get("stream", chunk.get("error", ""))) for chunk in exc.build_log)
+        raise RuntimeError(f"building {tag} failed: {exc.msg}\n{log[-4000:]}") from exc
+    _remove_stale(client, repo, tag)
+    return tag
+
+
+def build_sshd_image(client: docker.DockerClient) -> str:
+    """Build (or reuse) the sshd agent host image; return its tag."""
+    files = [(p.name, p.read_bytes()) for p in sorted(SSHD_DIR.iterdir()) if p.is_file()]
+    tag = f"{SSHD_REPO}:{_hash_files(files)}"
+    if _image_exists(client, tag):
+        return tag
+    return _build(client, SSHD_DIR, tag, SSHD_REPO)
+
+
+def _wheels(dest: Path) -> None:
+    """Build wheels on the host: pip over HTTPS does not work inside image builds."""
+    key = hashlib.sha256(("\n".join(EMULATOR_REQUIREMENTS) + sys.version).encode()).hexdigest()[:12]
+    cache = WHEEL_CACHE / key
+    if not (cache / ".complete").exists():
+        cache.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            [sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir", str(cache), *EMULATOR_REQUIREMENTS],
+            check=True,
+        )
+        (cache / ".complete").write_text("ok\n")
+    for whl in cache.glob("*.whl"):
+        shutil.copy2(whl, dest / whl.name)
+
+
+def build_image(client: docker.DockerClient) -> str:
+    """Build (or reuse) the emulator image; return its tag."""
+    tag = f"{EMULATOR_REPO}:{_hash_files(_emulator_sources())}"
+    if _image_exists(client, tag):
+        return tag
+    with tempfile.TemporaryDirectory(prefix="fakejenkins-ctx-") as tmp:
+        ctx = Path(tmp)
+        pkg = ctx / "tests" / "fakejenkins"
+        pkg.mkdir(parents=True)
+        (ctx / "tests" / "__init__.py").write_text("")
+        for p in _runtime_modules():
+            shutil.copy2(p, pkg / p.name)
+        shutil.copy2(HERE / "Dockerfile", ctx / "Dockerfile")
+        (ctx / "wheels").mkdir()
+        _wheels(ctx / "wheels")
+        (ctx / "requirements.txt").write_text("\n".join(EMULATOR_REQUIREMENTS) + "\n")
+        return _build(client, ctx, tag, EMULATOR_REPO)
+
+
+if __name__ == "__main__":  # python -m tests.fakejenkins.image: warm the cache
+    c = docker.from_env()
+    print(build_sshd_image(c))
+    print(build_image(c))
