@@ -41,7 +41,7 @@ def _hash_files(files: list[tuple[str, bytes]]) -> str:
 
 # Test-side helpers that the emulator process never imports stay out of the
 # image, so editing them does not force a rebuild.
-_HOST_ONLY = {"fixtures.py", "image.py"}
+_HOST_ONLY = {"fixtures.py", "image.py", "sshkeys.py"}
 
 
 def _runtime_modules() -> list[Path]:

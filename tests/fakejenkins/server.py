@@ -174,7 +174,8 @@ class FakeJenkins:
         self._httpd = ThreadingHTTPServer((self.host, self.port), handler)
         self._httpd.daemon_threads = True
         self.port = self._httpd.server_address[1]
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="fakejenkins", daemon=True)
+        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name="fakejenkins", daemon=True)
         self._thread.start()
         return self
 
@@ -248,6 +249,17 @@ class FakeJenkins:
                 if left <= 0:
                     raise TimeoutError(f"node {name!r} still launching after {timeout}s; log:\n" + "\n".join(c.log))
                 self.changed.wait(left)
+
+    def set_connected(self, name: str, connected: bool = True) -> None:
+        """Pretend an agent (re)connected or dropped, without SSH; for tests of
+        the API alone."""
+        with self.lock:
+            c = self.computers[name]
+            c.generation += 1
+            c.launching = False
+            c.connected = connected
+            c.launch_failure = None
+            self.changed.notify_all()
 
     def state(self) -> dict:
         with self.lock:
