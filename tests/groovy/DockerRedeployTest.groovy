@@ -23,7 +23,8 @@ class DockerRedeployTest extends HarnessTest {
     }
 
     void testEveryParameterReachesJenkinsctl() {
-        Map params = [image: REF, deployTo: 'production', credentialsId: 'registry',
+        Map params = [image: REF, deployTo: 'production', healthUrl: 'https://app.example.com/health',
+                      deployTimeout: 90.5, keep: 0, credentialsId: 'registry',
                       webhookCredentialsId: 'hook', config: 'ci/jenkinsctl.yaml']
         Map schema = new JsonSlurperClassic().parse(new File(repo, 'resources/schemas/steps/dockerRedeploy.json'))
         Set<String> untested = schema.properties.keySet() - params.keySet() - ['webhookSecretFileCredentialsId']
