@@ -10,7 +10,9 @@ SSH = jenkins.LAUNCHER_SSH
 V = "hudson.plugins.sshslaves.verifiers."
 
 
-def ssh_params(host="agent.example", port=22, cred="agent-key", strategy=None, **extra) -> dict:
+# Launches in API-only tests go to a closed port on 127.0.0.1: refused at
+# once, and no traffic leaves this machine.
+def ssh_params(host="127.0.0.1", port=9, cred="agent-key", strategy=None, **extra) -> dict:
     p = {"host": host, "port": port, "credentialsId": cred, **extra}
     if strategy is not None:
         p["sshHostKeyVerificationStrategy"] = strategy
@@ -41,7 +43,7 @@ def node_json(**over) -> dict:
         "nodeDescription": None, "numExecutors": 2, "remoteFS": "/home/jenkins", "labelString": "docker",
         "mode": "NORMAL", "retentionStrategy": {"stapler-class": "hudson.slaves.RetentionStrategy$Always"},
         "nodeProperties": {"stapler-class-bag": "true"},
-        "launcher": {"stapler-class": SSH, "host": "agent.example", "port": 22, "credentialsId": "agent-key"},
+        "launcher": {"stapler-class": SSH, "host": "127.0.0.1", "port": 9, "credentialsId": "agent-key"},
     }
     d.update(over)
     return d

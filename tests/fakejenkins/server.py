@@ -88,7 +88,8 @@ class Computer:
     user_offline_reason: str = ""
     launch_failure: Optional[str] = None
     generation: int = 0
-    launch_attempts: int = 0
+    launch_attempts: int = 0  # SSH connection attempts, retries included
+    launches: int = 0  # launches started (create, config change, relaunch)
     log: list = field(default_factory=list)
     security_warnings: list = field(default_factory=list)
     trusted_key: Optional[tuple] = None  # ManuallyTrusted: key seen on first connect
@@ -291,6 +292,7 @@ class FakeJenkins:
 
         c = self.computers[name]
         c.generation += 1
+        c.launches += 1
         c.connected = False
         c.launch_failure = None
         c.security_warnings.clear()
@@ -367,6 +369,19 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, fmt: str, *args: Any) -> None:  # quiet
         pass
+
+    def send_header(self, keyword: str, value: str) -> None:
+        # Jetty writes header values such as X-Error's ‘NAME’ as UTF-8 bytes;
+        # http.server would refuse anything outside latin-1.
+        if self.request_version != "HTTP/0.9":
+            if not hasattr(self, "_headers_buffer"):
+                self._headers_buffer = []
+            self._headers_buffer.append(f"{keyword}: {value}\r\n".encode("utf-8"))
+        if keyword.lower() == "connection":
+            if value.lower() == "close":
+                self.close_connection = True
+            elif value.lower() == "keep-alive":
+                self.close_connection = False
 
     def do_GET(self) -> None:
         self._dispatch("GET")
