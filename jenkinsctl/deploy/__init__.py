@@ -1,1 +1,289 @@
-"""Redeploy strategies behind one interface."""
+"""Redeploy strategies behind one interface.
+
+Every strategy deploys an image **by digest** (``REPO@sha256:...``), so what
+runs is exactly what was built and pushed, whatever a moving tag points at by
+then, and waits for the outcome within a time limit.  A failed deploy raises
+DeployError and leaves the previous version serving.
+
+    target = parse_target("container:web", config)
+    strategy = make_strategy(target, client=docker_client, config=config)
+    outcome = strategy.deploy(ImageRef("127.0.0.1:5000/app", "sha256:...", ("abc1234",)))
+    outcome = strategy.rollback()
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol
+
+from jenkinsctl.errors import ConfigError, DeployError, RegistryError, UsageError
+
+if TYPE_CHECKING:
+    from jenkinsctl.config import Config, DeployTarget
+
+log = logging.getLogger("jenkinsctl.deploy")
+
+STRATEGIES = ("container", "swarm", "stack", "webhook")
+DEPLOY_LABEL = "io.jenkinsctl.deploy"
+SEQ_LABEL = "io.jenkinsctl.deploy-seq"
+IMAGE_LABEL = "io.jenkinsctl.deploy-image"
+CANDIDATE_LABEL = "io.jenkinsctl.deploy-candidate"
+
+_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+_CONTAINER_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+_SERVICE_NAME = re.compile(r"^[a-zA-Z0-9](?:[a-zA-Z0-9_.-]{0,61}[a-zA-Z0-9])?$")
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    """An image pinned by digest; ``tags`` are informational (what the
+    build pushed), never what gets deployed."""
+
+    repository: str
+    digest: str
+    tags: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not _DIGEST.match(self.digest):
+            raise UsageError(f"'{self.digest}' is not an image digest", hint="a digest looks like sha256:<64 hex>")
+
+    @property
+    def pinned(self) -> str:
+        return f"{self.repository}@{self.digest}"
+
+
+@dataclass
+class DeployOutcome:
+    """What a deploy or rollback did.  ``outcome`` is one of: deployed,
+    created (nothing ran before), unchanged (that digest already runs),
+    rolled-back (the rollback command succeeded), triggered (webhook)."""
+
+    strategy: str
+    target: str
+    outcome: str
+    image: str | None
+    digest: str | None
+    previous: dict[str, Any] | None = None
+    seconds: float = 0.0
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+class Strategy(Protocol):
+    """One redeploy mechanism.  Implementations take their clients (Docker,
+    HTTP opener, clock) in the constructor so tests can pass real or fake
+    ones."""
+
+    name: str
+
+    def deploy(self, image: ImageRef) -> DeployOutcome:
+        """Run ``image`` (by digest) at the target; raise DeployError, with
+        the previous version still serving, when it cannot."""
+
+    def rollback(self, version: str | None = None) -> DeployOutcome:
+        """Go back to the version before the current one (or ``version``)."""
+
+
+# --- targets -------------------------------------------------------------------
+
+
+def _default_target(strategy: str, target: str, name: str | None = None) -> "DeployTarget":
+    from jenkinsctl.config import DeployTarget, Health
+
+    return DeployTarget(name=name or f"{strategy}:{target}", strategy=strategy, target=target, ports=(), env={},
+                        network=None, volumes=(), health=Health(http=None, timeout=60, interval=1), keep=3,
+                        compose=None, service=None, secret=None, timeout=120, retries=3)
+
+
+def parse_target(spec: str, config: "Config | None" = None) -> "DeployTarget":
+    """``--to`` as STRATEGY:TARGET or the name of a configured target.
+
+    ``container:web`` also picks up the settings (ports, env, health...) of
+    a configured target with the same strategy and target, so the short form
+    and the name behave the same."""
+    spec = (spec or "").strip()
+    targets = dict(config.deploy_targets) if config is not None else {}
+    if not spec:
+        raise UsageError("--to is empty", hint="use STRATEGY:TARGET such as container:web, or a configured target name")
+    strategy, sep, rest = spec.partition(":")
+    if sep and strategy in STRATEGIES:
+        if not rest:
+            raise UsageError(f"--to {spec}: nothing after '{strategy}:'", hint=_TARGET_HINT)
+        match = next((t for t in targets.values() if t.strategy == strategy and t.target == rest), None)
+        target = match or _default_target(strategy, rest)
+    elif spec in targets:
+        target = targets[spec]
+    elif sep and strategy.isalpha():
+        raise UsageError(f"--to {spec}: unknown strategy '{strategy}'",
+                         hint=f"valid strategies: {', '.join(STRATEGIES)}")
+    else:
+        known = ", ".join(sorted(targets)) or "none configured"
+        src = config.source if config is not None else "the config"
+        raise ConfigError(f"--to {spec}: no deploy target named '{spec}' in {src}",
+                          hint=f"{_TARGET_HINT}; configured targets: {known}")
+    _validate_target(target)
+    return target
+
+
+_TARGET_HINT = "use container:NAME, swarm:SERVICE, webhook:URL (stack:NAME is reserved) or a configured target name"
+
+
+def _validate_target(t: "DeployTarget") -> None:
+    if t.strategy == "container" and not _CONTAINER_NAME.match(t.target):
+        raise UsageError(f"'{t.target}' is not a valid container name",
+                         hint="use letters, digits, '_', '.' and '-', starting with a letter or digit")
+    if t.strategy == "swarm" and not _SERVICE_NAME.match(t.target):
+        raise UsageError(f"'{t.target}' is not a valid Swarm service name",
+                         hint="use up to 63 letters, digits, '_', '.' and '-'")
+    if t.strategy == "webhook" and not re.match(r"^https?://[^/\s]+", t.target):
+        raise UsageError("the webhook target is not an http(s) URL", hint="use webhook:https://host/path")
+
+
+def make_strategy(target: "DeployTarget", *, config: "Config", client=None, environ: Mapping[str, str] | None = None,
+                  auth: dict | None = None, labels: Mapping[str, str] | None = None,
+                  clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep
+                  ) -> Strategy:
+    """The strategy object for ``target``.  ``labels`` are added to the
+    ownership labels (tests add theirs); ``auth`` is the registry
+    auth_config that nodes and pulls use."""
+    environ = os.environ if environ is None else environ
+    own = {**config.labels, **(labels or {})}
+    if target.strategy == "container":
+        from jenkinsctl.deploy.container import ContainerStrategy
+
+        return ContainerStrategy(client, target, labels=own, auth=auth, environ=environ, clock=clock, sleep=sleep)
+    if target.strategy == "swarm":
+        from jenkinsctl.deploy.swarm import SwarmStrategy
+
+        return SwarmStrategy(client, target, labels=own, auth=auth, environ=environ, clock=clock, sleep=sleep)
+    if target.strategy == "webhook":
+        from jenkinsctl.deploy.webhook import WebhookStrategy
+
+        return WebhookStrategy(target, environ=environ, sleep=sleep, clock=clock)
+    if target.strategy == "stack":
+        raise DeployError(f"stack:{target.target}: the stack strategy is not supported yet",
+                          hint="deploy the service with swarm:SERVICE for now; stack deploys from a compose "
+                               "file are planned")
+    raise UsageError(f"unknown deploy strategy '{target.strategy}'", hint=_TARGET_HINT)
+
+
+# --- image references ----------------------------------------------------------
+
+
+def split_reference(ref: str) -> tuple[str, str | None, str | None]:
+    """(repository, tag, digest) of a reference, validated by jenkinsctl.refs
+    against the Docker reference grammar."""
+    from jenkinsctl import refs
+
+    r = refs.parse(ref)
+    return r.repository, r.tag, r.digest
+
+
+def resolve_image(client, ref: str, auth: dict | None = None, tags: tuple[str, ...] = ()) -> ImageRef:
+    """Pin ``ref`` to a digest.  A reference that carries a digest is used
+    as is; a tag is resolved at the registry (the truth a node would pull),
+    falling back to the local image's RepoDigests when the registry has no
+    answer."""
+    import docker.errors
+
+    repository, tag, digest = split_reference(ref)
+    if digest:
+        return ImageRef(repository, digest, tuple(tags) or ((tag,) if tag else ()))
+    tag = tag or "latest"
+    named = f"{repository}:{tag}"
+    registry_err = None
+    try:
+        data = client.images.get_registry_data(named, auth_config=auth)
+        return ImageRef(repository, data.id, tuple(tags) or (tag,))
+    except docker.errors.APIError as exc:
+        registry_err = getattr(exc, "explanation", None) or str(exc)
+    try:
+        local = client.images.get(named)
+    except docker.errors.ImageNotFound:
+        local = None
+    if local is not None:
+        for rd in local.attrs.get("RepoDigests") or []:
+            repo, _, dig = rd.partition("@")
+            if repo == repository and _DIGEST.match(dig):
+                log.info("registry did not answer for %s (%s); using the local image's digest %s",
+                         named, registry_err, dig)
+                return ImageRef(repository, dig, tuple(tags) or (tag,))
+    raise RegistryError(f"cannot resolve {named} to a digest: {registry_err}",
+                        hint="push the image first (jenkinsctl push), or pass --image REPO@sha256:...")
+
+
+def pull_by_digest(client, image: ImageRef, auth: dict | None) -> str:
+    """Make ``image.pinned`` present locally; returns the local image id.
+    Skips the pull when the engine already has that digest (the usual
+    case right after a push from this host)."""
+    import docker.errors
+
+    try:
+        return client.images.get(image.pinned).id
+    except docker.errors.ImageNotFound:
+        pass
+    except docker.errors.APIError:
+        pass
+    last_error = None
+    try:
+        for event in client.api.pull(image.repository, tag=image.digest, auth_config=auth, stream=True, decode=True):
+            if "error" in event or "errorDetail" in event:
+                last_error = (event.get("errorDetail") or {}).get("message") or event.get("error")
+    except docker.errors.APIError as exc:
+        last_error = getattr(exc, "explanation", None) or str(exc)
+    if last_error:
+        raise RegistryError(f"cannot pull {image.pinned}: {last_error}",
+                            hint="check that the digest was pushed to this registry and that the registry "
+                                 "credentials (JENKINSCTL_REGISTRY_USERNAME/PASSWORD) are set")
+    try:
+        return client.images.get(image.pinned).id
+    except docker.errors.ImageNotFound:
+        raise RegistryError(f"pulled {image.pinned} but the engine does not list it") from None
+
+
+# --- results ------------------------------------------------------------------------
+
+
+def deploy_summary(outcome: DeployOutcome | None, target: "DeployTarget", error: Exception | None = None
+                   ) -> dict[str, Any]:
+    """The ``deploy`` part of a --result document."""
+    if outcome is None:
+        out: dict[str, Any] = {"strategy": target.strategy, "target": display_target(target),
+                               "outcome": "failed", "previous": None}
+        if error is not None:
+            out["error"] = getattr(error, "message", None) or str(error)
+        return out
+    return {"strategy": outcome.strategy, "target": display_target(target), "outcome": outcome.outcome,
+            "previous": outcome.previous, "details": outcome.details}
+
+
+def display_target(target: "DeployTarget") -> str:
+    if target.strategy == "webhook":
+        from jenkinsctl.deploy.health import display_url
+
+        return f"webhook:{display_url(target.target)}"
+    return f"{target.strategy}:{target.target}"
+
+
+def write_result(path: str, result: Mapping[str, Any]) -> None:
+    """Write --result atomically, so a reader never sees half a file."""
+    import json
+    import tempfile
+
+    directory = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(directory, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".result-", dir=directory)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(result, fh, indent=2, sort_keys=True, default=str)
+            fh.write("\n")
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise UsageError(f"cannot write --result {path}: {exc.strerror or exc}") from None

@@ -1,0 +1,701 @@
+"""The ``container`` strategy: replace a named container, health-gated.
+
+How a deploy of NAME goes (all under an engine-wide lock, see engine_lock):
+
+1. Pull the image by digest (skipped when the engine has it).
+2. Work out the new container's settings from the running one: its env,
+   ports, networks and aliases, volumes (anonymous ones kept by name),
+   labels and restart policy, minus what came from the old *image* (so the
+   new image's ENV, CMD and HEALTHCHECK win).  With no container yet, from
+   the deploy target in the config.
+3. Start a **candidate** next to the old container, without published ports
+   and without network aliases, so it gets no traffic, and gate it on the
+   image's HEALTHCHECK or the HTTP probe (aimed at the candidate's own
+   address).  If it is unhealthy the old container was never touched: the
+   command fails with the health output and the candidate's last log lines.
+4. Switch:
+   - *start-first* (nothing published on host ports): the candidate itself
+     takes the network aliases and the name, then the old one stops.  No
+     downtime for clients that reach it by name.
+   - *stop-first* (fixed host ports, which two containers cannot share): a
+     final container with the ports is **created** ahead, then old stop +
+     new start happen back to back; the gap is measured (``switch_ms``).
+     If the new one does not come up healthy, the old one is started again.
+5. The old container is kept stopped as ``NAME.vSEQ`` (restart policy off so
+   a daemon restart does not revive it); only the newest ``keep`` are kept.
+   ``rollback`` starts the previous one again the same way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+import os
+import re
+import socket
+import time
+import urllib.parse
+from typing import Any, Callable, Mapping
+
+from jenkinsctl.deploy import (CANDIDATE_LABEL, DEPLOY_LABEL, IMAGE_LABEL, SEQ_LABEL, DeployOutcome, ImageRef,
+                               pull_by_digest)
+from jenkinsctl.deploy.health import display_url, http_probe, rewrite_host
+from jenkinsctl.engine import ROLE_LABEL
+from jenkinsctl.errors import DeployError, EngineError, Timeout
+
+log = logging.getLogger("jenkinsctl.deploy")
+
+BUILTIN_NETWORKS = ("bridge", "host", "none", "default")
+LOCK_STALE_SECONDS = 900
+SWITCH_PROBE_INTERVAL = 0.02
+MIN_UPTIME = 2.0  # seconds a container without any health check must stay up
+
+
+def _api_error(action: str, exc: Exception) -> EngineError:
+    return EngineError(f"{action}: {getattr(exc, 'explanation', None) or exc}")
+
+
+class ContainerStrategy:
+    name = "container"
+
+    def __init__(self, client, target, *, labels: Mapping[str, str], auth: dict | None = None,
+                 environ: Mapping[str, str] | None = None, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep, health_url: str | None = None) -> None:
+        self.client = client
+        self.api = client.api
+        self.target = target
+        self.cname = target.target
+        self.labels = dict(labels)
+        self.auth = auth
+        self.environ = os.environ if environ is None else environ
+        self.clock = clock
+        self.sleep = sleep
+        self.health_url = health_url or target.health.http
+        self.health_timeout = float(target.health.timeout)
+        self.health_interval = float(target.health.interval)
+
+    # --- public --------------------------------------------------------------
+
+    def deploy(self, image: ImageRef) -> DeployOutcome:
+        import docker.errors
+
+        start = self.clock()
+        pull_by_digest(self.client, image, self.auth)
+        with engine_lock(self.client, f"{self.cname}.lock", image.pinned, self.labels, self.clock, self.sleep,
+                         timeout=self.target.timeout):
+            self._remove_leftovers()
+            current = self._current()
+            previous = self._describe(current) if current is not None else None
+            if current is not None and self._already_running(current, image):
+                return DeployOutcome(self.name, self.cname, "unchanged", image.pinned, image.digest, previous,
+                                     round(self.clock() - start, 3),
+                                     {"container": self.cname, "id": current.id[:12]})
+            seq = self._next_seq()
+            spec = self._spec_from(current) if current is not None else self._spec_from_target()
+            self._apply_target_env(spec)
+            labels = {**spec["labels"], **self.labels, ROLE_LABEL: "deploy", DEPLOY_LABEL: self.cname,
+                      SEQ_LABEL: str(seq), IMAGE_LABEL: image.pinned}
+            publishes = bool(spec["host_config"].get("PortBindings"))
+            details: dict[str, Any] = {"container": self.cname, "seq": seq}
+            try:
+                if current is None:
+                    details.update(self._create_first(image, spec, labels))
+                    outcome = "created"
+                elif publishes:
+                    details.update(self._stop_first(image, spec, labels, current, seq))
+                    outcome = "deployed"
+                else:
+                    details.update(self._start_first(image, spec, labels, current))
+                    outcome = "deployed"
+            except docker.errors.APIError as exc:
+                raise _api_error(f"deploy to container {self.cname}", exc) from None
+            details["pruned"] = self._prune()
+        return DeployOutcome(self.name, self.cname, outcome, image.pinned, image.digest, previous,
+                             round(self.clock() - start, 3), details)
+
+    def rollback(self, version: str | None = None) -> DeployOutcome:
+        import docker.errors
+
+        start = self.clock()
+        current = self._current()
+        retired = self._retired()
+        if not retired:
+            raise DeployError(f"container {self.cname}: no previous version is kept to roll back to",
+                              hint="rollback needs an earlier deploy by jenkinsctl (keep > 0)")
+        cur_seq = _seq_of(current) if current is not None else None
+        chosen = _choose(retired, version, cur_seq)
+        if chosen is None:
+            have = ", ".join(f"v{s} ({_image_of(c)})" for s, c in retired)
+            raise DeployError(f"container {self.cname}: no kept version matches '{version}'",
+                              hint=f"kept versions: {have}")
+        seq, target = chosen
+        lock_image = target.attrs["Image"]
+        with engine_lock(self.client, f"{self.cname}.lock", lock_image, self.labels, self.clock, self.sleep,
+                         timeout=self.target.timeout):
+            try:
+                details = self._switch_to_existing(current, target)
+            except docker.errors.APIError as exc:
+                raise _api_error(f"roll back container {self.cname}", exc) from None
+        pinned = _image_of(target)
+        digest = pinned.partition("@")[2] or None
+        previous = self._describe(current) if current is not None else None
+        details.update({"container": self.cname, "seq": seq})
+        return DeployOutcome(self.name, self.cname, "rolled-back", pinned, digest, previous,
+                             round(self.clock() - start, 3), details)
+
+    # --- finding containers -----------------------------------------------------
+
+    def _get(self, name: str):
+        import docker.errors
+
+        try:
+            c = self.client.containers.get(name)
+        except docker.errors.NotFound:
+            return None
+        return c if c.name == name else None  # get() also matches id prefixes
+
+    def _owned(self) -> list:
+        return self.client.containers.list(all=True, filters={"label": f"{DEPLOY_LABEL}={self.cname}"})
+
+    def _retired(self) -> list[tuple[int, Any]]:
+        """Kept versions, newest first: NAME.vSEQ containers."""
+        pat = re.compile(rf"^{re.escape(self.cname)}\.v(\d+)(?:-\d+)?$")
+        out = []
+        for c in self._owned():
+            m = pat.match(c.name)
+            if m:
+                out.append((int(m.group(1)), c))
+        out.sort(key=lambda sc: (sc[0], sc[1].attrs.get("Created", "")), reverse=True)
+        return out
+
+    def _current(self):
+        current = self._get(self.cname)
+        if current is not None:
+            return current
+        # A run that died between retiring the old container and naming the
+        # new one leaves a running NAME.vSEQ: adopt it back.
+        for _, c in self._retired():
+            if c.status == "running":
+                log.warning("container %s: found %s still running without its name; taking it back",
+                            self.cname, c.name)
+                self.api.rename(c.id, self.cname)
+                c.reload()
+                return c
+        return None
+
+    def _remove_leftovers(self) -> None:
+        for suffix in (".candidate", ".next"):
+            c = self._get(self.cname + suffix)
+            if c is not None and (c.labels.get(DEPLOY_LABEL) == self.cname
+                                  or c.labels.get(CANDIDATE_LABEL) == self.cname):
+                log.info("removing %s left by an interrupted deploy", c.name)
+                c.remove(force=True)
+
+    def _next_seq(self) -> int:
+        seqs = [_seq_of(c) for c in self._owned()]
+        return max([s for s in seqs if s is not None] + [0]) + 1
+
+    def _describe(self, c) -> dict[str, Any]:
+        pinned = _image_of(c)
+        return {"container": c.name, "id": c.id[:12], "image": pinned,
+                "digest": pinned.partition("@")[2] or None, "seq": _seq_of(c)}
+
+    def _already_running(self, current, image: ImageRef) -> bool:
+        state = current.attrs.get("State", {})
+        health = (state.get("Health") or {}).get("Status")
+        return current.attrs["Config"].get("Image") == image.pinned and state.get("Running") and health != "unhealthy"
+
+    # --- settings ---------------------------------------------------------------
+
+    def _spec_from(self, c) -> dict[str, Any]:
+        """The old container's settings minus what its image supplied."""
+        cfg = c.attrs["Config"]
+        try:
+            img_cfg = self.client.images.get(c.attrs["Image"]).attrs.get("Config") or {}
+        except Exception:  # noqa: BLE001 - image gone: keep everything
+            img_cfg = {}
+        img_env = set(img_cfg.get("Env") or [])
+        img_labels = img_cfg.get("Labels") or {}
+        body: dict[str, Any] = {
+            "Env": [e for e in (cfg.get("Env") or []) if e not in img_env],
+            "Tty": cfg.get("Tty", False),
+            "OpenStdin": cfg.get("OpenStdin", False),
+        }
+        for key in ("Cmd", "Entrypoint", "WorkingDir", "User", "Healthcheck", "StopSignal"):
+            if cfg.get(key) and cfg.get(key) != img_cfg.get(key):
+                body[key] = cfg[key]
+        if cfg.get("StopTimeout") is not None:
+            body["StopTimeout"] = cfg["StopTimeout"]
+        if cfg.get("Hostname") and not c.id.startswith(cfg["Hostname"]):
+            body["Hostname"] = cfg["Hostname"]
+        if cfg.get("Domainname"):
+            body["Domainname"] = cfg["Domainname"]
+        labels = {k: v for k, v in (cfg.get("Labels") or {}).items()
+                  if img_labels.get(k) != v and k not in (SEQ_LABEL, IMAGE_LABEL)}
+        host_config = copy.deepcopy(c.attrs["HostConfig"])
+        # Anonymous volumes would come back empty: bind them by name.
+        covered = {b.split(":")[1] for b in host_config.get("Binds") or [] if ":" in b}
+        covered |= {m.get("Target") for m in host_config.get("Mounts") or []}
+        for m in c.attrs.get("Mounts") or []:
+            if m.get("Type") == "volume" and m.get("Destination") not in covered and m.get("Name"):
+                mode = "" if m.get("RW", True) else ":ro"
+                host_config.setdefault("Binds", [])
+                host_config["Binds"] = list(host_config["Binds"] or []) + [f"{m['Name']}:{m['Destination']}{mode}"]
+        bindings = host_config.get("PortBindings") or {}
+        exposed = {p: {} for p in bindings}
+        if exposed:
+            body["ExposedPorts"] = exposed
+        networks = {}
+        for net, ep in (c.attrs.get("NetworkSettings", {}).get("Networks") or {}).items():
+            aliases = [a for a in (ep.get("Aliases") or []) if not c.id.startswith(a) and a != c.name]
+            networks[net] = {"Aliases": aliases, "IPAMConfig": ep.get("IPAMConfig"), "Links": ep.get("Links")}
+        return {"config": body, "host_config": host_config, "networks": networks,
+                "primary": host_config.get("NetworkMode") or "default", "labels": labels}
+
+    def _spec_from_target(self) -> dict[str, Any]:
+        t = self.target
+        bindings: dict[str, list] = {}
+        for p in t.ports:
+            proto = "tcp"
+            if "/" in p:
+                p, proto = p.split("/", 1)
+            parts = p.split(":")
+            ip, host_port, cport = (parts if len(parts) == 3 else ["", parts[0], parts[1]])
+            bindings.setdefault(f"{cport}/{proto}", []).append({"HostIp": ip, "HostPort": host_port})
+        host_config = {"PortBindings": bindings, "Binds": list(t.volumes),
+                       "RestartPolicy": {"Name": "unless-stopped", "MaximumRetryCount": 0},
+                       "NetworkMode": t.network or "default"}
+        networks = {}
+        if t.network:
+            self._ensure_network(t.network)
+            networks[t.network] = {"Aliases": [], "IPAMConfig": None, "Links": None}
+        body: dict[str, Any] = {"Env": []}
+        if bindings:
+            body["ExposedPorts"] = {p: {} for p in bindings}
+        return {"config": body, "host_config": host_config, "networks": networks,
+                "primary": host_config["NetworkMode"], "labels": {}}
+
+    def _ensure_network(self, name: str) -> None:
+        import docker.errors
+
+        try:
+            self.client.networks.get(name)
+        except docker.errors.NotFound:
+            log.info("creating network %s", name)
+            self.client.networks.create(name, driver="bridge", labels=self.labels, check_duplicate=True)
+
+    def _apply_target_env(self, spec: dict[str, Any]) -> None:
+        """The target's env (config) overrides the old container's."""
+        from jenkinsctl.config import SecretRef
+
+        if not self.target.env:
+            return
+        env = {e.partition("=")[0]: e for e in spec["config"]["Env"]}
+        for key, value in self.target.env.items():
+            if isinstance(value, SecretRef):
+                resolved = value.resolve(self.environ)
+                if resolved is None:
+                    raise DeployError(f"container {self.cname}: env {key} refers to a secret that is not set "
+                                      f"({value.describe()})", hint="set the variable or file it names")
+                value = resolved
+            env[key] = f"{key}={value}"
+        spec["config"]["Env"] = list(env.values())
+
+    # --- creating and gating --------------------------------------------------------
+
+    def _create(self, name: str, image: str, spec: dict[str, Any], labels: Mapping[str, str], *,
+                publish: bool = True, aliases: bool = True, static_ip: bool = True,
+                restart: dict | None = None) -> str:
+        body = copy.deepcopy(spec["config"])
+        body["Image"] = image
+        body["Labels"] = dict(labels)
+        hc = copy.deepcopy(spec["host_config"])
+        if not publish:
+            hc["PortBindings"] = {}
+            hc["PublishAllPorts"] = False
+        if restart is not None:
+            hc["RestartPolicy"] = restart
+        body["HostConfig"] = hc
+        primary = spec["primary"]
+        user_primary = primary in spec["networks"] and _user_network(primary)
+        if user_primary:
+            body["NetworkingConfig"] = {"EndpointsConfig": {
+                primary: _endpoint(spec["networks"][primary], self.cname if aliases else None, static_ip)}}
+        res = self.api._post_json(self.api._url("/containers/create"), data=body, params={"name": name})
+        cid = self.api._result(res, True)["Id"]
+        for net, ep in spec["networks"].items():
+            if net == primary or not _user_network(net):
+                continue
+            e = _endpoint(ep, self.cname if aliases else None, static_ip)
+            self.api.connect_container_to_network(cid, net, aliases=e.get("Aliases") or None,
+                                                  ipv4_address=(e.get("IPAMConfig") or {}).get("IPv4Address"))
+        return cid
+
+    def _gate(self, cid: str, spec: dict[str, Any], *, via_container_ip: bool, what: str) -> dict[str, Any]:
+        """Wait until container ``cid`` is healthy, or raise DeployError with
+        its health output and last log lines."""
+        url = self.health_url
+        if url and via_container_ip:
+            url = self._candidate_url(url, cid, spec)
+        ok, kind, detail, waited = self._wait_healthy(cid, url, self.health_timeout, self.health_interval)
+        if not ok:
+            raise DeployError(self._failure_message(cid, what, detail), hint=(
+                "the previous version is still serving. Fix the image (see the health output and log lines "
+                "above) and deploy again"), container=self.cname, health=detail)
+        return {"health": kind, "health_seconds": round(waited, 3)}
+
+    def _wait_healthy(self, cid: str, url: str | None, timeout: float, interval: float
+                      ) -> tuple[bool, str, str, float]:
+        start = self.clock()
+        deadline = start + timeout
+        detail = "no probe ran yet"
+        while True:
+            attrs = self.api.inspect_container(cid)
+            state = attrs["State"]
+            health = state.get("Health")
+            kind = "http" if url else ("healthcheck" if health else "running")
+            if not state.get("Running"):
+                return False, kind, f"the container exited with code {state.get('ExitCode')} " \
+                                    f"{state.get('Error') or ''}".strip(), self.clock() - start
+            if health and health.get("Status") == "unhealthy":
+                return False, "healthcheck", _health_log(health), self.clock() - start
+            if url:
+                ok, detail = http_probe(url, timeout=min(2.0, max(0.5, interval)))
+                if ok:
+                    return True, kind, detail, self.clock() - start
+            elif health:
+                detail = _health_log(health) or f"health status {health.get('Status')}"
+                if health.get("Status") == "healthy":
+                    return True, kind, detail, self.clock() - start
+            elif self.clock() - start >= MIN_UPTIME:
+                return True, kind, f"running for {MIN_UPTIME:.0f}s (no HEALTHCHECK and no health.http)", \
+                    self.clock() - start
+            if self.clock() >= deadline:
+                return False, kind, f"not healthy within {timeout:g}s; last probe: {detail}", self.clock() - start
+            self.sleep(interval if kind != "running" else 0.2)
+
+    def _candidate_url(self, url: str, cid: str, spec: dict[str, Any]) -> str:
+        """The health URL aimed at the candidate's own address: a URL on a
+        published host port goes to the container port behind it."""
+        attrs = self.api.inspect_container(cid)
+        ip = next((n.get("IPAddress") for n in (attrs["NetworkSettings"].get("Networks") or {}).values()
+                   if n.get("IPAddress")), None)
+        if not ip:
+            return url
+        u = urllib.parse.urlsplit(url)
+        port = u.port or (443 if u.scheme == "https" else 80)
+        for cport, binds in (spec["host_config"].get("PortBindings") or {}).items():
+            for b in binds or []:
+                if str(b.get("HostPort")) == str(port):
+                    return rewrite_host(url, ip, int(cport.split("/")[0]))
+        if u.hostname in (self.cname, "localhost", "127.0.0.1") or u.hostname in spec["networks"]:
+            return rewrite_host(url, ip, u.port)
+        return url
+
+    def _failure_message(self, cid: str, what: str, detail: str) -> str:
+        try:
+            logs = self.api.logs(cid, tail=20, timestamps=False).decode("utf-8", errors="replace").rstrip()
+        except Exception as exc:  # noqa: BLE001
+            logs = f"(could not read the logs: {exc})"
+        lines = [f"container {self.cname}: {what} is not healthy; nothing was switched",
+                 "health output:", _indent(detail),
+                 "last log lines:", _indent(logs or "(none)")]
+        return "\n".join(lines)
+
+    # --- the switches ---------------------------------------------------------------
+
+    def _create_first(self, image: ImageRef, spec, labels) -> dict[str, Any]:
+        name = f"{self.cname}.next"
+        cid = self._create(name, image.pinned, spec, labels)
+        self.api.start(cid)
+        try:
+            gate = self._gate(cid, spec, via_container_ip=False, what="the new container")
+        except DeployError:
+            self._remove(cid)
+            raise
+        self.api.rename(cid, self.cname)
+        return {"mode": "create", "id": cid[:12], **gate}
+
+    def _start_candidate(self, image: ImageRef, spec, labels, name: str, *, final: bool) -> tuple[str, dict]:
+        cand_labels = dict(labels) if final else {
+            **{k: v for k, v in labels.items() if k not in (DEPLOY_LABEL, SEQ_LABEL)},
+            CANDIDATE_LABEL: self.cname}
+        cid = self._create(name, image.pinned, spec, cand_labels, publish=False, aliases=False, static_ip=False,
+                           restart={"Name": "no", "MaximumRetryCount": 0})
+        t = self.clock()
+        self.api.start(cid)
+        try:
+            gate = self._gate(cid, spec, via_container_ip=True, what="the candidate")
+        except DeployError:
+            self._remove(cid)
+            raise
+        gate["candidate_seconds"] = round(self.clock() - t, 3)
+        return cid, gate
+
+    def _start_first(self, image: ImageRef, spec, labels, current) -> dict[str, Any]:
+        cid, gate = self._start_candidate(image, spec, labels, f"{self.cname}.next", final=True)
+        # Healthy: join the networks under the service's aliases, so both
+        # answer for a moment, then retire the old one.
+        for net, ep in spec["networks"].items():
+            if _user_network(net):
+                e = _endpoint(ep, self.cname, static_ip=False)
+                self.api.disconnect_container_from_network(cid, net)
+                self.api.connect_container_to_network(cid, net, aliases=e.get("Aliases") or None)
+        self.api.update_container(cid, restart_policy=spec["host_config"].get("RestartPolicy") or {"Name": "no"})
+        retired = self._retire_name(current)
+        self.api.rename(current.id, retired)
+        self.api.rename(cid, self.cname)
+        self.api.update_container(current.id, restart_policy={"Name": "no", "MaximumRetryCount": 0})
+        self.api.stop(current.id, timeout=_stop_timeout(current))
+        return {"mode": "start-first", "id": cid[:12], "retired": retired, "switch_ms": 0, **gate}
+
+    def _stop_first(self, image: ImageRef, spec, labels, current, seq: int) -> dict[str, Any]:
+        cand_id, gate = self._start_candidate(image, spec, labels, f"{self.cname}.candidate", final=False)
+        try:
+            final = self._create(f"{self.cname}.next", image.pinned, spec, labels)
+        finally:
+            self._remove(cand_id)
+        retired = self._retire_name(current)
+        restart = current.attrs["HostConfig"].get("RestartPolicy") or {"Name": "no"}
+        self.api.rename(current.id, retired)
+        self.api.update_container(current.id, restart_policy={"Name": "no", "MaximumRetryCount": 0})
+        # The gap: from here until the new container answers.
+        t_stop = self.clock()
+        self.api.stop(current.id, timeout=_stop_timeout(current))
+        t_stopped = self.clock()
+        try:
+            self.api.start(final)
+        except Exception as exc:  # noqa: BLE001 - e.g. the port is still held
+            self._restore(current, retired, restart, final)
+            raise DeployError(f"container {self.cname}: the new container did not start: "
+                              f"{getattr(exc, 'explanation', None) or exc}; the previous one was started again",
+                              hint="check the port bindings and that nothing else holds the host ports") from None
+        t_started = self.clock()
+        self.api.rename(final, self.cname)
+        ok, kind, detail, _ = self._wait_ready(final)
+        t_ready = self.clock()
+        if ok and kind == "http" and self._has_healthcheck(final):
+            # Traffic is flowing; also let the image's HEALTHCHECK agree.
+            ok, _, detail, _ = self._wait_healthy(final, None, self.health_timeout, self.health_interval)
+        if not ok:
+            message = self._failure_message(final, "the new container", detail).replace(
+                "nothing was switched", "the previous container was started again")
+            self._restore(current, retired, restart, final)
+            raise DeployError(message, hint="the candidate passed but the switched container did not; check "
+                              "port-dependent settings", container=self.cname, health=detail)
+        return {"mode": "stop-first", "id": final[:12], "retired": retired,
+                "stop_ms": round((t_stopped - t_stop) * 1000, 1),
+                "start_ms": round((t_started - t_stopped) * 1000, 1),
+                "switch_ms": round((t_ready - t_stop) * 1000, 1), "switch_measured_by": kind, **gate}
+
+    def _wait_ready(self, cid: str) -> tuple[bool, str, str, float]:
+        """After a stop-first switch: poll fast, so the measured gap is the
+        real one (the HTTP probe), else fall back to the health gate."""
+        if self.health_url:
+            return self._wait_healthy(cid, self.health_url, self.health_timeout, SWITCH_PROBE_INTERVAL)
+        return self._wait_healthy(cid, None, self.health_timeout, min(self.health_interval, 0.25))
+
+    def _has_healthcheck(self, cid: str) -> bool:
+        return bool(self.api.inspect_container(cid)["State"].get("Health"))
+
+    def _restore(self, current, retired_name: str, restart: dict, failed: str) -> None:
+        log.warning("container %s: switching back to the previous container", self.cname)
+        with contextlib.suppress(Exception):
+            self.api.stop(failed, timeout=5)
+        self._remove(failed)
+        self.api.rename(current.id, self.cname)
+        self.api.update_container(current.id, restart_policy=restart)
+        self.api.start(current.id)
+
+    def _retire_name(self, current) -> str:
+        seq = _seq_of(current) or 0
+        name = f"{self.cname}.v{seq}"
+        if self._get(name) is not None:
+            name = f"{name}-{int(time.time())}"
+        return name
+
+    def _switch_to_existing(self, current, target) -> dict[str, Any]:
+        """rollback: start a kept container again, health-gated."""
+        t_name = target.name
+        restart = (current.attrs["HostConfig"].get("RestartPolicy") if current is not None else None) \
+            or {"Name": "unless-stopped", "MaximumRetryCount": 0}
+        publishes = bool(target.attrs["HostConfig"].get("PortBindings")) or (
+            current is not None and bool(current.attrs["HostConfig"].get("PortBindings")))
+        retired = self._retire_name(current) if current is not None else None
+        if publishes or current is None:
+            t_stop = self.clock()
+            if current is not None:
+                self.api.rename(current.id, retired)
+                self.api.update_container(current.id, restart_policy={"Name": "no", "MaximumRetryCount": 0})
+                self.api.stop(current.id, timeout=_stop_timeout(current))
+            self.api.rename(target.id, self.cname)
+            self.api.update_container(target.id, restart_policy=restart)
+            self.api.start(target.id)
+            ok, kind, detail, _ = self._wait_ready(target.id)
+            t_ready = self.clock()
+            if ok and kind == "http" and self._has_healthcheck(target.id):
+                ok, _, detail, _ = self._wait_healthy(target.id, None, self.health_timeout, self.health_interval)
+            if not ok:
+                message = self._failure_message(target.id, f"the kept version {t_name}", detail)
+                with contextlib.suppress(Exception):
+                    self.api.stop(target.id, timeout=5)
+                self.api.rename(target.id, t_name)
+                self.api.update_container(target.id, restart_policy={"Name": "no", "MaximumRetryCount": 0})
+                if current is not None:
+                    self.api.rename(current.id, self.cname)
+                    self.api.update_container(current.id, restart_policy=restart)
+                    self.api.start(current.id)
+                raise DeployError(message.replace("nothing was switched", "the current version was started again"),
+                                  container=self.cname, health=detail)
+            return {"mode": "stop-first", "from": t_name, "retired": retired,
+                    "switch_ms": round((t_ready - t_stop) * 1000, 1), "health": kind}
+        self.api.start(target.id)
+        spec = {"host_config": target.attrs["HostConfig"], "networks": {}}
+        try:
+            gate = self._gate(target.id, spec, via_container_ip=True, what=f"the kept version {t_name}")
+        except DeployError:
+            with contextlib.suppress(Exception):
+                self.api.stop(target.id, timeout=5)
+            raise
+        self.api.rename(current.id, retired)
+        self.api.rename(target.id, self.cname)
+        self.api.update_container(target.id, restart_policy=restart)
+        self.api.update_container(current.id, restart_policy={"Name": "no", "MaximumRetryCount": 0})
+        self.api.stop(current.id, timeout=_stop_timeout(current))
+        return {"mode": "start-first", "from": t_name, "retired": retired, "switch_ms": 0, **gate}
+
+    # --- housekeeping -------------------------------------------------------------------
+
+    def _prune(self) -> list[str]:
+        """Remove kept versions beyond ``keep``, oldest first; only stopped
+        containers that carry this project's ownership labels."""
+        removed = []
+        kept = 0
+        for _, c in self._retired():
+            if c.status == "running" or any(c.labels.get(k) != v for k, v in self.labels.items()):
+                continue
+            kept += 1
+            if kept > self.target.keep:
+                c.remove(force=True)
+                removed.append(c.name)
+        return removed
+
+    def _remove(self, cid: str) -> None:
+        import docker.errors
+
+        with contextlib.suppress(docker.errors.NotFound):
+            self.api.remove_container(cid, force=True)
+
+
+# --- helpers ----------------------------------------------------------------------------
+
+
+def _user_network(net: str) -> bool:
+    return net not in BUILTIN_NETWORKS and not net.startswith("container:")
+
+
+def _endpoint(ep: Mapping[str, Any], alias: str | None, static_ip: bool) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    aliases = [a for a in (ep.get("Aliases") or []) if a != alias]
+    if alias:
+        out["Aliases"] = aliases + [alias]
+    if static_ip and ep.get("IPAMConfig"):
+        out["IPAMConfig"] = ep["IPAMConfig"]
+    if ep.get("Links"):
+        out["Links"] = ep["Links"]
+    return out
+
+
+def _seq_of(c) -> int | None:
+    if c is None:
+        return None
+    raw = (c.labels or {}).get(SEQ_LABEL)
+    return int(raw) if raw and raw.isdigit() else None
+
+
+def _image_of(c) -> str:
+    return (c.labels or {}).get(IMAGE_LABEL) or c.attrs["Config"].get("Image") or c.attrs.get("Image", "")
+
+
+def _choose(retired: list[tuple[int, Any]], version: str | None, cur_seq: int | None):
+    if version:
+        v = version.lstrip("v")
+        for seq, c in retired:
+            img = _image_of(c)
+            if (v.isdigit() and int(v) == seq) or c.name == version or img == version \
+                    or (version.startswith("sha256:") and img.endswith("@" + version)) \
+                    or (len(version) >= 7 and img.partition("@sha256:")[2].startswith(version)):
+                return seq, c
+        return None
+    older = [(s, c) for s, c in retired if cur_seq is None or s < cur_seq]
+    return (older or retired)[0]
+
+
+def _health_log(health: Mapping[str, Any]) -> str:
+    entries = health.get("Log") or []
+    if not entries:
+        return f"health status {health.get('Status')} (no probe output yet)"
+    out = []
+    for e in entries[-3:]:
+        out.append(f"exit {e.get('ExitCode')}: {(e.get('Output') or '').strip()}")
+    return f"health status {health.get('Status')}; last probes:\n" + "\n".join(out)
+
+
+def _stop_timeout(c) -> int:
+    t = c.attrs["Config"].get("StopTimeout")
+    return int(t) if t is not None else 10
+
+
+def _indent(text: str) -> str:
+    return "\n".join("  " + line for line in text.splitlines())
+
+
+@contextlib.contextmanager
+def engine_lock(client, name: str, image: str, labels: Mapping[str, str], clock=time.monotonic, sleep=time.sleep,
+                timeout: float = 300):
+    """A mutex kept by the engine itself: a created (never started)
+    container named ``name``.  Container names are unique per engine, so
+    this serialises deploys of one target from every agent that uses this
+    engine, not just from one host's processes.  A lock older than
+    LOCK_STALE_SECONDS (its holder died) is broken."""
+    import docker.errors
+
+    api = client.api
+    deadline = clock() + timeout
+    owner = f"{socket.gethostname()}:{os.getpid()}"
+    body = {"Image": image, "Cmd": ["true"], "Entrypoint": [],
+            "Labels": {**labels, "io.jenkinsctl.lock-owner": owner, "io.jenkinsctl.lock-time": str(int(time.time()))},
+            "HostConfig": {"NetworkMode": "none"}}
+    waited = False
+    while True:
+        try:
+            res = api._post_json(api._url("/containers/create"), data=body, params={"name": name})
+            cid = api._result(res, True)["Id"]
+            break
+        except docker.errors.APIError as exc:
+            if getattr(exc, "status_code", None) != 409:
+                raise _api_error(f"take the deploy lock {name}", exc) from None
+        try:
+            held = api.inspect_container(name)
+            since = int((held["Config"].get("Labels") or {}).get("io.jenkinsctl.lock-time", "0"))
+            if time.time() - since > LOCK_STALE_SECONDS:
+                log.warning("breaking the stale deploy lock %s held by %s", name,
+                            held["Config"]["Labels"].get("io.jenkinsctl.lock-owner"))
+                api.remove_container(held["Id"], force=True)
+                continue
+            holder = held["Config"]["Labels"].get("io.jenkinsctl.lock-owner", "?")
+        except docker.errors.NotFound:
+            continue
+        if clock() >= deadline:
+            raise Timeout(f"another deploy holds the lock {name} (owner {holder}) for more than {timeout:g}s",
+                          hint=f"wait for it, or remove a stale lock with 'docker rm {name}'")
+        if not waited:
+            log.info("waiting for another deploy (lock %s held by %s)", name, holder)
+            waited = True
+        sleep(0.5)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(docker.errors.APIError):
+            api.remove_container(cid, force=True)

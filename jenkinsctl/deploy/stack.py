@@ -1,0 +1,428 @@
+"""The ``stack`` strategy: redeploy a Swarm stack from its compose file with
+one service's image pinned to the digest that was just pushed.
+
+``docker stack deploy`` is a client-side feature of the docker CLI (there is
+no engine API for it), so this strategy runs the CLI:
+
+    docker stack deploy --with-registry-auth -c COMPOSE -c PIN NAME
+
+PIN is a temporary compose file that sets only ``services.SERVICE.image`` to
+``REPO@sha256:...`` (plus jenkinsctl's ownership labels on the service).
+Layering it over the user's file, instead of rewriting a copy of it, keeps
+everything else byte for byte: relative paths, ``${VAR}`` interpolation,
+anchors and comments.  Services whose spec does not change (the database in
+examples/pyapp) are left as they are by Swarm: same task, same container.
+
+Registry credentials reach the nodes through ``--with-registry-auth``: the
+CLI reads them from a per-run ``DOCKER_CONFIG`` directory filled by
+``docker login --password-stdin`` (never argv) and removed afterwards.
+
+The outcome comes from the service's ``UpdateStatus``: ``completed``,
+``rollback_completed`` (the new tasks failed their health check and Swarm
+went back: a DeployError carrying the health output), or ``paused``.  A
+service the deploy creates has no update status; it is done when a task of
+the new digest runs (Swarm reports a task running only once its HEALTHCHECK
+passes).  Everything waits within the target's ``timeout``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import pathlib
+import shutil
+import subprocess
+import tempfile
+import time
+from typing import Any, Callable, Mapping
+
+from jenkinsctl.deploy import IMAGE_LABEL, DeployOutcome, ImageRef
+from jenkinsctl.errors import ConfigError, DeployError, EngineError, RegistryError, Timeout
+
+log = logging.getLogger("jenkinsctl.deploy.stack")
+
+COMPOSE_NAMES = ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml")
+SUCCESS_STATES = ("completed",)
+ROLLBACK_STATES = ("rollback_completed",)
+PAUSED_STATES = ("paused", "rollback_paused")
+FAILED_TASK_STATES = ("failed", "rejected", "shutdown", "orphaned", "remove")
+
+Runner = Callable[..., "subprocess.CompletedProcess[str]"]
+
+
+class StackStrategy:
+    """Deploy a compose file as a Swarm stack, one service pinned by digest."""
+
+    name = "stack"
+
+    def __init__(self, client, target, *, labels: Mapping[str, str] | None = None, auth: dict | None = None,
+                 environ: Mapping[str, str] | None = None, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep, runner: Runner = subprocess.run,
+                 docker_cli: str | None = None, cwd: str | None = None) -> None:
+        self.client = client
+        self.api = client.api if client is not None else None
+        self.target = target
+        self.stack = target.target
+        self.labels = dict(labels or {})
+        self.auth = auth
+        self.environ = dict(os.environ if environ is None else environ)
+        self.clock = clock
+        self.sleep = sleep
+        self.runner = runner
+        self.cwd = pathlib.Path(cwd or os.getcwd())
+        self.docker_cli = docker_cli or shutil.which("docker", path=self.environ.get("PATH")) or "docker"
+        self.timeout = float(target.timeout)
+        self.poll = 0.5
+
+    # --- the interface ----------------------------------------------------------
+
+    def deploy(self, image: ImageRef) -> DeployOutcome:
+        start = self.clock()
+        compose = self.compose_file()
+        doc = load_compose(compose)
+        service = self.service_name(doc, image)
+        full = f"{self.stack}_{service}"
+        self._require_manager()
+        before = self._service(full)
+        previous = _spec_image(before) if before else None
+        pin = pin_document(doc, service, image.pinned, {**self.labels, IMAGE_LABEL: image.pinned})
+        self._stack_deploy(compose, pin, image)
+        details: dict[str, Any] = {"service": full, "compose": str(compose)}
+        if before is None:
+            outcome = "created"
+            details.update(self._wait_created(full, image, start))
+        elif _digest_of(previous) == image.digest and _spec_image(self._service(full) or {}) == previous:
+            outcome = "unchanged"
+            details.update(self._wait_running(full, image, start, what="the running version"))
+        else:
+            outcome = "deployed"
+            details.update(self._wait_update(full, before, image, start))
+        return DeployOutcome(strategy=self.name, target=self.stack, outcome=outcome, image=image.pinned,
+                             digest=image.digest, previous={"image": previous} if previous else None,
+                             seconds=round(self.clock() - start, 3), details=details)
+
+    def rollback(self, version: str | None = None) -> DeployOutcome:
+        """Swarm's own rollback to the service's previous spec; with
+        ``version`` (a digest or REPO@DIGEST), a deploy of that digest."""
+        start = self.clock()
+        compose = self.compose_file()
+        doc = load_compose(compose)
+        service = self.service_name(doc, None)
+        full = f"{self.stack}_{service}"
+        self._require_manager()
+        svc = self._service(full)
+        if svc is None:
+            raise DeployError(f"stack {self.stack}: service {full} does not exist, so there is nothing to roll back",
+                              hint=f"deploy it first: jenkinsctl deploy --to stack:{self.stack} --image REF")
+        current = _spec_image(svc)
+        if version:
+            repo, _, digest = version.rpartition("@") if "@" in version else (current.split("@")[0], "", version)
+            repo = repo or current.split("@")[0].rsplit(":", 1)[0]
+            out = self.deploy(ImageRef(repo, digest))
+            out.outcome = "rolled-back"
+            return out
+        if not svc.get("PreviousSpec"):
+            raise DeployError(f"stack {self.stack}: service {full} has no previous version to roll back to",
+                              hint="Swarm keeps one previous spec per service; deploy a digest with --image instead")
+        self._run([self.docker_cli, "service", "rollback", "--detach", full], what=f"docker service rollback {full}")
+        svc2 = self._wait_state(full, svc, start, ROLLBACK_STATES + PAUSED_STATES)
+        state = (svc2.get("UpdateStatus") or {}).get("State")
+        now = _spec_image(svc2)
+        if state not in ROLLBACK_STATES:
+            raise DeployError(f"stack {self.stack}: the rollback of {full} stopped in state '{state}': "
+                              f"{(svc2.get('UpdateStatus') or {}).get('Message', '')}",
+                              hint=f"inspect it with: docker service ps --no-trunc {full}")
+        return DeployOutcome(strategy=self.name, target=self.stack, outcome="rolled-back", image=now,
+                             digest=_digest_of(now), previous={"image": current},
+                             seconds=round(self.clock() - start, 3), details={"service": full, "state": state})
+
+    # --- the compose file -------------------------------------------------------
+
+    def compose_file(self) -> pathlib.Path:
+        if self.target.compose:
+            path = pathlib.Path(self.target.compose)
+            path = path if path.is_absolute() else self.cwd / path
+            if not path.is_file():
+                raise ConfigError(f"stack {self.stack}: compose file {path} does not exist",
+                                  hint="set the deploy target's compose: to the stack's compose file")
+            return path
+        for name in COMPOSE_NAMES:
+            if (self.cwd / name).is_file():
+                return self.cwd / name
+        raise ConfigError(f"stack {self.stack}: no compose file given and none of {', '.join(COMPOSE_NAMES)} "
+                          f"is in {self.cwd}",
+                          hint="run from the directory that holds compose.yaml (dir('...') in a pipeline), or "
+                               "configure a deploy target with strategy: stack, compose: PATH and service: NAME")
+
+    def service_name(self, doc: Mapping[str, Any], image: ImageRef | None) -> str:
+        """The configured service; else the one named like the image's last
+        path component (…/pyapp/web -> web); else the only service."""
+        services = list((doc.get("services") or {}).keys())
+        if self.target.service:
+            if self.target.service not in services:
+                raise ConfigError(f"stack {self.stack}: the compose file has no service '{self.target.service}'",
+                                  hint=f"its services: {', '.join(services) or 'none'}")
+            return self.target.service
+        if image is not None:
+            last = image.repository.rsplit("/", 1)[-1]
+            if last in services:
+                return last
+        if len(services) == 1:
+            return services[0]
+        raise ConfigError(f"stack {self.stack}: cannot tell which service runs the image "
+                          f"({', '.join(services)})",
+                          hint="configure a deploy target with strategy: stack and service: NAME, or name the "
+                               "service like the image's last path component")
+
+    # --- docker stack deploy ----------------------------------------------------
+
+    def _stack_deploy(self, compose: pathlib.Path, pin: Mapping[str, Any], image: ImageRef) -> None:
+        tmp = tempfile.mkdtemp(prefix="jenkinsctl-stack-")
+        try:
+            os.chmod(tmp, 0o700)
+            config_dir = os.path.join(tmp, "docker-config")
+            os.mkdir(config_dir, 0o700)
+            pin_path = os.path.join(tmp, "pin.yaml")
+            with open(pin_path, "w", encoding="utf-8") as fh:
+                json.dump(pin, fh, indent=2)  # JSON is YAML, and needs no quoting rules
+            env = dict(self.environ, DOCKER_CONFIG=config_dir)
+            registry = None
+            if self.auth and self.auth.get("username"):
+                registry = self.auth.get("serveraddress") or _registry_of(image.repository)
+                self._run([self.docker_cli, "login", "--username", self.auth["username"], "--password-stdin",
+                           registry], what=f"docker login {registry}", env=env,
+                          stdin=self.auth.get("password") or "", error=RegistryError)
+            try:
+                out = self._run([self.docker_cli, "stack", "deploy", "--with-registry-auth",
+                                 "-c", str(compose), "-c", pin_path, self.stack],
+                                what=f"docker stack deploy {self.stack}", env=env, cwd=str(compose.parent))
+                for line in out.splitlines():
+                    log.info("%s", line)
+            finally:
+                if registry:
+                    self._run([self.docker_cli, "logout", registry], what="docker logout", env=env, check=False)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def _run(self, argv: list[str], *, what: str, env: Mapping[str, str] | None = None, stdin: str | None = None,
+             cwd: str | None = None, check: bool = True, error=DeployError) -> str:
+        try:
+            proc = self.runner(argv, input=stdin, capture_output=True, text=True, env=dict(env or self.environ),
+                               cwd=cwd, timeout=max(30.0, self.timeout))
+        except FileNotFoundError:
+            raise DeployError(f"{what}: the docker CLI ({self.docker_cli}) is not installed",
+                              hint="the stack strategy needs the docker CLI: docker stack deploy has no engine API"
+                              ) from None
+        except subprocess.TimeoutExpired:
+            raise Timeout(f"{what}: no answer within {max(30.0, self.timeout):g}s") from None
+        if check and proc.returncode != 0:
+            text = (proc.stderr or proc.stdout or "").strip()
+            raise error(f"{what} failed (exit {proc.returncode}): {text}",
+                        hint=_hint_for(text, self.stack))
+        return proc.stdout or ""
+
+    # --- waiting ----------------------------------------------------------------
+
+    def _require_manager(self) -> None:
+        try:
+            info = self.api.info()
+        except Exception as exc:  # noqa: BLE001 - docker-py raises several kinds
+            raise EngineError(f"stack {self.stack}: cannot ask the engine for its Swarm state: {exc}") from None
+        swarm = info.get("Swarm") or {}
+        if swarm.get("LocalNodeState") != "active" or not swarm.get("ControlAvailable"):
+            raise DeployError(f"stack {self.stack}: this engine is not a Swarm manager "
+                              f"(swarm state: {swarm.get('LocalNodeState') or 'inactive'})",
+                              hint="run 'docker swarm init' on it (add --advertise-addr ADDR on a host with several "
+                                   "addresses), or point DOCKER_HOST at a manager")
+
+    def _service(self, name: str) -> dict[str, Any] | None:
+        import docker.errors
+
+        try:
+            return self.api.inspect_service(name)
+        except docker.errors.NotFound:
+            return None
+        except docker.errors.APIError as exc:
+            raise EngineError(f"inspect service {name}: {getattr(exc, 'explanation', None) or exc}") from None
+
+    def _tasks(self, name: str) -> list[dict[str, Any]]:
+        return self.api.tasks(filters={"service": name})
+
+    def _deadline_error(self, name: str, image: ImageRef, waited: str) -> Timeout:
+        health = self.health_output(name, image.digest)
+        return Timeout(f"stack {self.stack}: {name} did not converge on {image.pinned} within {self.timeout:g}s "
+                       f"({waited})" + (f"\n{health}" if health else ""),
+                       hint=f"see 'docker service ps --no-trunc {name}'; raise the deploy target's timeout if the "
+                            "service needs longer to become healthy")
+
+    def _wait_created(self, name: str, image: ImageRef, start: float) -> dict[str, Any]:
+        return self._wait_running(name, image, start, what="the new service")
+
+    def _wait_running(self, name: str, image: ImageRef, start: float, *, what: str) -> dict[str, Any]:
+        """Until every wanted replica runs the digest (running = healthy
+        when the image has a HEALTHCHECK)."""
+        deadline = start + self.timeout
+        while True:
+            svc = self._service(name)
+            if svc is None:
+                raise DeployError(f"stack {self.stack}: service {name} disappeared while deploying")
+            want = ((svc["Spec"].get("Mode") or {}).get("Replicated") or {}).get("Replicas", 1)
+            running = [t for t in self._tasks(name) if t.get("DesiredState") == "running"
+                       and (t.get("Status") or {}).get("State") == "running"
+                       and _digest_of(_task_image(t)) == image.digest]
+            if len(running) >= want:
+                return {"state": "running", "replicas": len(running)}
+            if self.clock() >= deadline:
+                raise self._deadline_error(name, image, f"{len(running)}/{want} tasks of {what} running")
+            self.sleep(self.poll)
+
+    def _wait_state(self, name: str, before: Mapping[str, Any], start: float,
+                    states: tuple[str, ...]) -> dict[str, Any]:
+        """Until the service's update (the one after ``before``) is in
+        ``states``."""
+        deadline = start + self.timeout
+        old = before.get("UpdateStatus") or {}
+        while True:
+            svc = self._service(name)
+            if svc is None:
+                raise DeployError(f"stack {self.stack}: service {name} disappeared while deploying")
+            us = svc.get("UpdateStatus") or {}
+            fresh = us and (us.get("StartedAt") != old.get("StartedAt") or us.get("State") != old.get("State"))
+            if fresh and us.get("State") in states:
+                return svc
+            if self.clock() >= deadline:
+                raise Timeout(f"stack {self.stack}: {name} is still '{us.get('State') or 'updating'}' after "
+                              f"{self.timeout:g}s", hint=f"see 'docker service ps --no-trunc {name}'")
+            self.sleep(self.poll)
+
+    def _wait_update(self, name: str, before: Mapping[str, Any], image: ImageRef, start: float) -> dict[str, Any]:
+        deadline = start + self.timeout
+        old = before.get("UpdateStatus") or {}
+        old_index = (before.get("Version") or {}).get("Index", 0)
+        while True:
+            svc = self._service(name)
+            if svc is None:
+                raise DeployError(f"stack {self.stack}: service {name} disappeared while deploying")
+            us = svc.get("UpdateStatus") or {}
+            newer = (svc.get("Version") or {}).get("Index", 0) > old_index
+            fresh = newer and us and (us.get("StartedAt") != old.get("StartedAt") or us.get("State") != old.get("State"))
+            state = us.get("State")
+            if fresh and state in SUCCESS_STATES:
+                # completed: the new tasks passed their health checks and the monitor window.
+                return {"state": state, "message": us.get("Message", "")}
+            if fresh and state in ROLLBACK_STATES:
+                health = self.health_output(name, image.digest)
+                raise DeployError(
+                    f"stack {self.stack}: {name} rolled back: the new version {image.pinned} failed, and Swarm "
+                    f"went back to {_spec_image(svc)}, which is serving again.\n"
+                    f"update status: {us.get('Message', '')}\n{health}",
+                    hint="the previous version is serving. Fix the image (see the health output above) and "
+                         "ship again", outcome="rolled-back", service=name, state=state, health=health)
+            if fresh and state in PAUSED_STATES:
+                health = self.health_output(name, image.digest)
+                raise DeployError(
+                    f"stack {self.stack}: the update of {name} paused: {us.get('Message', '')}\n{health}",
+                    hint=f"the service's update_config has failure_action: pause; inspect it with 'docker service "
+                         f"ps --no-trunc {name}', then 'docker service rollback {name}' or deploy a fixed image. "
+                         "Use failure_action: rollback to go back automatically", outcome="paused", service=name,
+                    state=state, health=health)
+            if self.clock() >= deadline:
+                raise self._deadline_error(name, image, f"update state '{state or 'none'}'")
+            self.sleep(self.poll)
+
+    # --- what went wrong --------------------------------------------------------
+
+    def health_output(self, name: str, digest: str) -> str:
+        """The failing tasks of ``digest``: Swarm's error and, where the
+        container is on this engine, its last health probes and log lines."""
+        import docker.errors
+
+        lines: list[str] = []
+        try:
+            tasks = [t for t in self._tasks(name) if _digest_of(_task_image(t)) == digest]
+        except docker.errors.APIError:
+            return ""
+        tasks.sort(key=lambda t: t.get("CreatedAt", ""), reverse=True)
+        for t in tasks[:2]:
+            st = t.get("Status") or {}
+            lines.append(f"task {t['ID'][:12]}: {st.get('State')}: {st.get('Err') or st.get('Message') or ''}".rstrip())
+            cid = (st.get("ContainerStatus") or {}).get("ContainerID")
+            if not cid:
+                continue
+            try:
+                attrs = self.api.inspect_container(cid)
+            except docker.errors.APIError:
+                lines.append("  (its container is on another node or removed)")
+                continue
+            health = (attrs.get("State") or {}).get("Health") or {}
+            probes = health.get("Log") or []
+            if probes:
+                lines.append(f"  health status {health.get('Status')}; last probes:")
+                for p in probes[-3:]:
+                    lines.append(f"    exit {p.get('ExitCode')}: {(p.get('Output') or '').strip()}")
+            try:
+                logs = self.api.logs(cid, tail=10).decode("utf-8", errors="replace").rstrip()
+            except docker.errors.APIError:
+                logs = ""
+            if logs:
+                lines.append("  last log lines:")
+                lines.extend("    " + line for line in logs.splitlines())
+        return ("health output:\n" + "\n".join(lines)) if lines else ""
+
+
+# --- helpers --------------------------------------------------------------------
+
+
+def load_compose(path: pathlib.Path) -> dict[str, Any]:
+    import yaml
+
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read compose file {path}: {exc}") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("services"), dict) or not doc["services"]:
+        raise ConfigError(f"compose file {path} has no services:", hint="a stack's compose file lists its services")
+    return doc
+
+
+def pin_document(doc: Mapping[str, Any], service: str, pinned: str, labels: Mapping[str, str]) -> dict[str, Any]:
+    """The compose file layered over the user's: this service's image by
+    digest and jenkinsctl's labels on the service (not its containers, so
+    they cause no task restart)."""
+    pin: dict[str, Any] = {}
+    if "version" in doc:
+        pin["version"] = str(doc["version"])
+    pin["services"] = {service: {"image": pinned, "deploy": {"labels": {k: str(v) for k, v in labels.items()}}}}
+    return pin
+
+
+def _registry_of(repository: str) -> str:
+    first, sep, _ = repository.partition("/")
+    if sep and ("." in first or ":" in first or first == "localhost"):
+        return first
+    return "https://index.docker.io/v1/"
+
+
+def _spec_image(svc: Mapping[str, Any]) -> str:
+    return ((svc.get("Spec") or {}).get("TaskTemplate") or {}).get("ContainerSpec", {}).get("Image", "")
+
+
+def _task_image(task: Mapping[str, Any]) -> str:
+    return ((task.get("Spec") or {}).get("ContainerSpec") or {}).get("Image", "")
+
+
+def _digest_of(ref: str | None) -> str | None:
+    if not ref or "@" not in ref:
+        return None
+    return ref.rsplit("@", 1)[1]
+
+
+def _hint_for(text: str, stack: str) -> str:
+    if "not a swarm manager" in text or "This node is not a swarm manager" in text:
+        return "run 'docker swarm init' on the engine, or point DOCKER_HOST at a manager"
+    if "secret not found" in text or "secret" in text and "not found" in text:
+        return "create the stack's external secrets first (docker secret create NAME -)"
+    if "unauthorized" in text or "denied" in text:
+        return "check the registry credentials (JENKINSCTL_REGISTRY_USERNAME / _PASSWORD)"
+    return f"run the same 'docker stack deploy' by hand to see more; 'docker stack ps {stack}' shows the tasks"
