@@ -163,7 +163,7 @@ def _wait_for_ssh(host: str, port: int, timeout: float = 30) -> None:
     raise TimeoutError(f"sshd on {host}:{port} did not answer within {timeout}s ({last})")
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def sshd_agent_factory(docker_engine, sshd_image, client_key, tmp_path_factory) -> Iterator[Callable[..., SshAgent]]:
     """``factory(no_java=False, network=None, authorized_key=None)`` starts an
     sshd agent host with a freshly generated host key mounted in, its port
