@@ -48,7 +48,7 @@ here.listFiles().findAll { it.name.endsWith('Test.groovy') }.sort { it.name }.ea
         it.name.startsWith('test') && it.parameterTypes.length == 0 && Modifier.isPublic(it.modifiers)
     }.sort { it.name }
     tests.each { Method m ->
-        String name = "${cls.simpleName}.${m.name}"
+        String name = cls.simpleName + "." + m.name
         if (filters && !filters.any { name.contains(it) }) {
             return
         }

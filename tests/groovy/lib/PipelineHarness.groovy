@@ -18,7 +18,7 @@ class PipelineHarness {
     final File repo
     final File root
     final File workspace
-    final File tmpDir
+    File tmpDir
     File cwd
 
     /** The pipeline's env: what env.X reads and what withEnv/withCredentials add to. */
