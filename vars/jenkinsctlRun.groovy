@@ -63,6 +63,10 @@ Map call(String step, Map params) {
         bindings << binding(b)
     }
 
+    // Locals, not the @Field constants, inside the closures below: a closure
+    // resolves names through the script's binding first.
+    final String runScript = RUN_SCRIPT
+    final String cleanupScript = CLEANUP_SCRIPT
     int status = 0
     String resultText = null
     String errorText = null
@@ -71,14 +75,14 @@ Map call(String step, Map params) {
                  "JENKINSCTL_COMMAND=${command}",
                  "JENKINSCTL_RESULT_FILE=${resultFile}",
                  "JENKINSCTL_ERROR_FILE=${errorFile}"]) {
-            status = sh(script: RUN_SCRIPT, returnStatus: true, label: "jenkinsctl ${command}")
+            status = sh(script: runScript, returnStatus: true, label: "jenkinsctl ${command}")
             if (status == 0 && fileExists(resultFile)) {
                 resultText = readFile(file: resultFile, encoding: 'UTF-8')
             }
             if (status != 0 && fileExists(errorFile)) {
                 errorText = readFile(file: errorFile, encoding: 'UTF-8')
             }
-            sh(script: CLEANUP_SCRIPT, label: 'jenkinsctl: remove result files')
+            sh(script: cleanupScript, label: 'jenkinsctl: remove result files')
         }
     }
 

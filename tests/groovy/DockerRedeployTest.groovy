@@ -43,7 +43,7 @@ class DockerRedeployTest extends HarnessTest {
         String msg = failure { step('dockerRedeploy', [imag: REF]) }
         assert msg.startsWith("[dockerRedeploy] unknown parameter 'imag' (did you mean 'image'?); " +
                               "missing required parameter 'image'; missing required parameter 'deployTo'")
-        assert msg.contains('(hint: valid parameters: config, credentialsId, deployTo, image,')
+        assert msg.contains('(hint: valid parameters: config, credentialsId, deployTimeout, deployTo, healthUrl, image,')
         assert h.callsTo('sh').empty
     }
 

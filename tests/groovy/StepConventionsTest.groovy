@@ -126,15 +126,20 @@ class StepConventionsTest extends HarnessTest {
                 sh(script: OK)
                 sh "docker login -p ${env.JENKINSCTL_REGISTRY_PASSWORD}"
                 sh(script: notFinal, returnStatus: true)
+                final String fine = OK
+                String changeable = OK
+                sh(script: fine)
+                sh(script: changeable)
             }
             @NonCPS
             String helper() { echo 'no' }
         '''
         SourceScan scan = new SourceScan(bad)
-        assert scan.shProblems.size() == 2
+        assert scan.shProblems.size() == 3
         assert scan.shProblems[0].contains('interpolates')
-        assert scan.shProblems[1].contains('not a constant')
-        assert scan.nonCpsProblems == ['bad.groovy:12: @NonCPS helper calls the step echo']
+        assert scan.shProblems[1].contains('not a constant string (notFinal)')
+        assert scan.shProblems[2].contains('not a constant string (changeable)')
+        assert scan.nonCpsProblems == ['bad.groovy:16: @NonCPS helper calls the step echo']
     }
 
     void testLibraryVersionIsThePackageVersion() {

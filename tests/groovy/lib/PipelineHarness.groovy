@@ -39,7 +39,10 @@ class PipelineHarness {
     boolean echoLog = false
     long shTimeoutMillis = 15 * 60 * 1000L
 
-    final Binding binding = new Binding()
+    /** Let any unknown name act as a step that runs its closure: enough to walk
+     *  a declarative pipeline (pipeline, agent, stages, when, post...). */
+    boolean declarative = false
+    final Binding binding = new StepBinding(this)
     final Map<String, Script> scripts = [:]
     final Expando currentBuild = new Expando(result: 'SUCCESS', currentResult: 'SUCCESS',
                                              number: 42, description: null, displayName: '#42')
@@ -79,6 +82,26 @@ class PipelineHarness {
 
     void cleanup() {
         root.deleteDir()
+    }
+
+    /** The generic step a declarative keyword becomes. */
+    Closure genericStep(String name) {
+        return { Object[] args ->
+            record(name, args as List)
+            Object last = args ? args[-1] : null
+            if (!(last instanceof Closure)) {
+                return null
+            }
+            if (name == 'environment') {
+                EnvCapture capture = new EnvCapture(binding: binding)
+                Closure body = ((Closure) last).rehydrate(capture, last.owner, last.thisObject)
+                body.resolveStrategy = Closure.DELEGATE_FIRST
+                body.call()
+                capture.captured().each { k, v -> env[k] = String.valueOf(v) }
+                return null
+            }
+            return ((Closure) last).call()
+        }
     }
 
     // ---- recorded calls ------------------------------------------------------------

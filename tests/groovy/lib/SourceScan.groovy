@@ -5,6 +5,7 @@ import org.codehaus.groovy.ast.MethodNode
 import org.codehaus.groovy.ast.expr.ArgumentListExpression
 import org.codehaus.groovy.ast.expr.BinaryExpression
 import org.codehaus.groovy.ast.expr.ConstantExpression
+import org.codehaus.groovy.ast.expr.DeclarationExpression
 import org.codehaus.groovy.ast.expr.Expression
 import org.codehaus.groovy.ast.expr.GStringExpression
 import org.codehaus.groovy.ast.expr.MapExpression
@@ -33,6 +34,8 @@ class SourceScan {
     final List<MethodCallExpression> calls = []
     final List<String> shProblems = []
     final List<String> nonCpsProblems = []
+    /** final local variables -> their initial value */
+    final Map<String, Expression> finalLocals = [:]
 
     SourceScan(File file) {
         this.file = file
@@ -60,6 +63,9 @@ class SourceScan {
         }
         if (e instanceof BinaryExpression && e.operation.text == '+') {
             return isConstant(e.leftExpression) && isConstant(e.rightExpression)
+        }
+        if (e instanceof VariableExpression && finalLocals.containsKey(e.name)) {
+            return isConstant(finalLocals[e.name])
         }
         if (e instanceof VariableExpression) {
             FieldNode f = scriptClass.getField(e.name)
@@ -107,6 +113,15 @@ class SourceScan {
             current = node
             super.visitMethod(node)
             current = null
+        }
+
+        @Override
+        void visitDeclarationExpression(DeclarationExpression decl) {
+            VariableExpression v = decl.variableExpression
+            if (v != null && (v.modifiers & java.lang.reflect.Modifier.FINAL)) {
+                scan.finalLocals[v.name] = decl.rightExpression
+            }
+            super.visitDeclarationExpression(decl)
         }
 
         @Override
