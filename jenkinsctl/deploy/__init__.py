@@ -14,6 +14,7 @@ DeployError and leaves the previous version serving.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import logging
 import os
 import re
@@ -287,3 +288,20 @@ def write_result(path: str, result: Mapping[str, Any]) -> None:
         os.replace(tmp, path)
     except OSError as exc:
         raise UsageError(f"cannot write --result {path}: {exc.strerror or exc}") from None
+
+
+_TS = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)?$")
+
+
+def parse_time(value: str | None) -> datetime.datetime:
+    """Parse the engine's RFC 3339 nano timestamps (Python's parser takes at
+    most microseconds)."""
+    if not value:
+        return datetime.datetime.min.replace(tzinfo=datetime.timezone.utc)
+    m = _TS.match(value)
+    if not m:
+        return datetime.datetime.min.replace(tzinfo=datetime.timezone.utc)
+    frac = (m.group(2) or "0")[:6].ljust(6, "0")
+    tz = m.group(3) or "Z"
+    tz = "+00:00" if tz == "Z" else tz
+    return datetime.datetime.fromisoformat(f"{m.group(1)}.{frac}{tz}")

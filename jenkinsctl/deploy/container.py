@@ -39,7 +39,7 @@ import urllib.parse
 from typing import Any, Callable, Mapping
 
 from jenkinsctl.deploy import (CANDIDATE_LABEL, DEPLOY_LABEL, IMAGE_LABEL, SEQ_LABEL, DeployOutcome, ImageRef,
-                               pull_by_digest)
+                               parse_time, pull_by_digest)
 from jenkinsctl.deploy.health import display_url, http_probe, rewrite_host
 from jenkinsctl.engine import ROLE_LABEL
 from jenkinsctl.errors import DeployError, EngineError, Timeout
@@ -572,7 +572,11 @@ class ContainerStrategy:
         containers that carry this project's ownership labels."""
         removed = []
         kept = 0
-        for _, c in self._retired():
+        # Newest retirement first (when it was stopped), not highest seq:
+        # after a rollback an old seq may be the one that served last.
+        by_retirement = sorted(self._retired(), key=lambda sc: parse_time(sc[1].attrs["State"].get("FinishedAt")),
+                               reverse=True)
+        for _, c in by_retirement:
             if c.status == "running" or any(c.labels.get(k) != v for k, v in self.labels.items()):
                 continue
             kept += 1

@@ -1,0 +1,131 @@
+"""jenkinsctl ship [CONTEXT] --image REPO [--to TARGET]: build, push, deploy by digest."""
+
+from __future__ import annotations
+
+import os
+import time
+
+DESCRIPTION = """Build, push and (with --to) deploy in one command: what the dockerBuildPush step runs.
+
+The deploy uses the digest this run pushed, never a tag, so two ships of two
+branches of one repository running at the same time each deploy their own
+build.  Everything is checked before the build starts: the image reference,
+tags, build args, the --to target and the registry credentials
+(JENKINSCTL_REGISTRY_USERNAME / JENKINSCTL_REGISTRY_PASSWORD(_FILE)).
+
+--result FILE writes JSON: image, digest, tags, deploy {strategy, target,
+outcome, previous}, and the seconds of each stage (build, push, deploy, total).
+It is written on a failed deploy too (deploy.outcome "failed"), since the
+image was pushed by then."""
+
+
+def add_arguments(p) -> None:
+    from jenkinsctl.commands.build import add_build_arguments
+    from jenkinsctl.commands.deploy import add_target_arguments
+
+    add_build_arguments(p)
+    add_target_arguments(p, required=False)
+    p.add_argument("--result", metavar="FILE", help="write the result as JSON to FILE")
+
+
+def run(args, ctx):
+    from jenkinsctl import image as imagelib
+    from jenkinsctl import refs
+    from jenkinsctl.commands.build import engine_for, prepare
+    from jenkinsctl.commands.deploy import resolve_target
+    from jenkinsctl.deploy import ImageRef, deploy_summary, make_strategy, write_result
+
+    started = time.monotonic()
+    environ = os.environ
+    kwargs, conf = prepare(args, ctx, environ)
+    repo = refs.parse_repository(kwargs["repository"])
+    target = resolve_target(args, conf) if args.to else None
+    auth = imagelib.registry_auth(conf, environ, registry=repo.domain or None)
+    moving = [t for t in imagelib.moving_tags(imagelib.current_branch(args.context, environ),
+                                              conf.build.moving_tags) if t not in kwargs["tags"]]
+    strategy = None
+    client = engine_for(conf)
+    if target is not None:
+        strategy = make_strategy(target, config=conf, client=client, auth=auth)
+    log = imagelib.stderr_sink()
+    durations: dict[str, float] = {}
+
+    t = time.monotonic()
+    built = imagelib.build(client, log=log, **kwargs)
+    durations["build"] = round(time.monotonic() - t, 3)
+
+    t = time.monotonic()
+    pushed = imagelib.push(client, repository=repo.repository, tags=kwargs["tags"], auth=auth,
+                           attempts=conf.build.push_attempts, log=log, moving_tags=moving)
+    durations["push"] = round(time.monotonic() - t, 3)
+
+    result = {"image": repo.repository, "digest": pushed.digest, "tags": list(pushed.tags),
+              "build": {"image_id": built.image_id, "builder": built.builder, "cached_steps": built.cached_steps,
+                        "total_steps": built.total_steps},
+              "push": {"layers_pushed": pushed.layers_pushed, "layers_existing": pushed.layers_existing,
+                       "attempts": pushed.attempts},
+              "deploy": None, "durations": durations}
+    if strategy is not None:
+        img = ImageRef(repo.repository, pushed.digest, tuple(pushed.tags))
+        t = time.monotonic()
+        try:
+            outcome = strategy.deploy(img)
+        except Exception as exc:
+            durations["deploy"] = round(time.monotonic() - t, 3)
+            durations["total"] = round(time.monotonic() - started, 3)
+            result["deploy"] = deploy_summary(None, target, exc)
+            if args.result:
+                write_result(args.result, result)
+            raise
+        durations["deploy"] = round(time.monotonic() - t, 3)
+        result["deploy"] = deploy_summary(outcome, target)
+    result["pruned_tags"] = _prune_tags(client, repo.repository, keep=conf.build.keep_images,
+                                        protect=set(pushed.tags))
+    durations["total"] = round(time.monotonic() - started, 3)
+    if args.result:
+        write_result(args.result, result)
+    return result
+
+
+def _prune_tags(client, repository: str, *, keep: int, protect: set[str]) -> list[str]:
+    """Untag the host's older images of ``repository`` beyond the newest
+    ``keep`` (build.keep_images), so shipping often does not fill the disk.
+    Running containers refer to images by digest, and an image a container
+    still uses is never deleted (no force), so this cannot break a deploy."""
+    import docker.errors
+
+    try:
+        images = client.api.images(name=repository)
+    except docker.errors.APIError:
+        return []
+    tagged = []
+    for img in images:
+        for rt in img.get("RepoTags") or ():
+            r, _, tag = rt.rpartition(":")
+            if r == repository and tag not in protect:
+                tagged.append((img.get("Created", 0), rt))
+    tagged.sort(reverse=True)
+    removed = []
+    for _, rt in tagged[keep:]:
+        try:
+            client.api.remove_image(rt, noprune=False)
+            removed.append(rt)
+        except docker.errors.APIError:
+            pass
+    return removed
+
+
+def render(result) -> str:
+    from jenkinsctl.commands.deploy import render_deploy
+
+    d = result["durations"]
+    b = result["build"]
+    lines = [f"built {result['image']} with {b['builder']} in {d['build']:.1f}s "
+             f"({b['cached_steps']}/{b['total_steps']} steps cached)",
+             f"pushed {result['image']}@{result['digest']} in {d['push']:.1f}s "
+             f"({result['push']['layers_pushed']} layers pushed, {result['push']['layers_existing']} already there)",
+             "  tags: " + ", ".join(result["tags"])]
+    if result.get("deploy"):
+        lines.append(render_deploy(result) + f"\n  in {d['deploy']:.1f}s")
+    lines.append(f"total {d['total']:.1f}s")
+    return "\n".join(lines)

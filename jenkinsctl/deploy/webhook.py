@@ -1,0 +1,143 @@
+"""The ``webhook`` strategy: POST {image, digest, tags} to a redeploy trigger
+(a Portainer or container-cluster webhook, an internal deploy service).
+
+* The secret is sent as ``Authorization: Bearer ...``.  It comes from the
+  target's ``secret`` reference, else JENKINSCTL_WEBHOOK_SECRET, else the
+  file named by JENKINSCTL_WEBHOOK_SECRET_FILE; never from a flag.  It is
+  removed from every message, as are the URL's query string and user info
+  (Portainer-style URLs carry their token there).
+* 5xx answers and connection errors are retried, up to the target's
+  ``retries`` attempts, waiting 1 s, 2 s, 4 s... between them; a 4xx fails
+  at once (retrying cannot fix a bad token or payload).
+* Each attempt has a timeout (the target's ``timeout``, at most 30 s).
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import logging
+import os
+import ssl
+import time
+import urllib.parse
+from typing import Any, Callable, Mapping
+
+from jenkinsctl.deploy import DeployOutcome, ImageRef
+from jenkinsctl.deploy.health import display_url
+from jenkinsctl.errors import ConfigError, DeployError
+
+log = logging.getLogger("jenkinsctl.deploy")
+
+SECRET_ENV = "JENKINSCTL_WEBHOOK_SECRET"
+SECRET_FILE_ENV = "JENKINSCTL_WEBHOOK_SECRET_FILE"
+MAX_ATTEMPT_TIMEOUT = 30.0
+
+
+def webhook_secret(target, environ: Mapping[str, str]) -> str | None:
+    if target.secret is not None:
+        value = target.secret.resolve(environ)
+        if value is None:
+            raise ConfigError(f"the webhook target's secret {target.secret.describe()} is not set",
+                              hint="set the variable or file it names (in Jenkins: bind the credential)")
+        return value
+    if environ.get(SECRET_ENV):
+        return environ[SECRET_ENV]
+    path = environ.get(SECRET_FILE_ENV)
+    if path:
+        try:
+            with open(path, encoding="utf-8") as fh:
+                return fh.read().rstrip("\r\n") or None
+        except OSError as exc:
+            raise ConfigError(f"cannot read {SECRET_FILE_ENV} ({path}): {exc.strerror}",
+                              hint="check the path and that this user may read it") from None
+    return None
+
+
+class WebhookStrategy:
+    name = "webhook"
+
+    def __init__(self, target, *, environ: Mapping[str, str] | None = None,
+                 sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic,
+                 backoff: float = 1.0) -> None:
+        self.target = target
+        self.url = target.target
+        self.environ = os.environ if environ is None else environ
+        self.sleep = sleep
+        self.clock = clock
+        self.backoff = backoff
+
+    def deploy(self, image: ImageRef) -> DeployOutcome:
+        start = self.clock()
+        secret = webhook_secret(self.target, self.environ)
+        payload = {"image": image.repository, "digest": image.digest, "tags": list(image.tags),
+                   "reference": image.pinned}
+        body = json.dumps(payload).encode()
+        headers = {"Content-Type": "application/json", "User-Agent": "jenkinsctl-webhook"}
+        if secret:
+            headers["Authorization"] = f"Bearer {secret}"
+        attempts = max(1, int(self.target.retries))
+        timeout = min(float(self.target.timeout), MAX_ATTEMPT_TIMEOUT)
+        shown = display_url(self.url)
+        history: list[str] = []
+        for attempt in range(1, attempts + 1):
+            status, text = self._post(body, headers, timeout)
+            text = _redact(text, secret)
+            if status is not None and 200 <= status < 300:
+                return DeployOutcome(self.name, shown, "triggered", image.pinned, image.digest, None,
+                                     round(self.clock() - start, 3),
+                                     {"status": status, "attempts": attempt, "response": text[:500]})
+            history.append(f"attempt {attempt}: " + (f"HTTP {status}: {text[:300]}" if status else text))
+            if status is not None and status < 500:
+                raise DeployError(f"webhook {shown} refused the deploy: HTTP {status}: {text[:500]}",
+                                  hint=_hint_4xx(status), status=status, attempts=attempt)
+            if attempt < attempts:
+                wait = self.backoff * (2 ** (attempt - 1))
+                log.info("webhook %s: %s; retrying in %gs", shown, history[-1], wait)
+                self.sleep(wait)
+        raise DeployError(f"webhook {shown} failed after {attempts} attempts:\n  " + "\n  ".join(history),
+                          hint="the receiver is down or failing; check it and deploy again", attempts=attempts)
+
+    def rollback(self, version: str | None = None) -> DeployOutcome:
+        raise DeployError("a webhook target cannot roll back: the receiver owns the deployment history",
+                          hint="deploy the previous digest again: jenkinsctl deploy --image REPO@sha256:... "
+                               "--to webhook:URL")
+
+    def _post(self, body: bytes, headers: Mapping[str, str], timeout: float) -> tuple[int | None, str]:
+        """(status, body) or (None, connection error).  http.client, not
+        urllib: no redirects followed with the secret, no proxy surprises."""
+        u = urllib.parse.urlsplit(self.url)
+        path = (u.path or "/") + (f"?{u.query}" if u.query else "")
+        if u.scheme == "https":
+            conn: http.client.HTTPConnection = http.client.HTTPSConnection(
+                u.hostname, u.port or 443, timeout=timeout, context=ssl.create_default_context())
+        else:
+            conn = http.client.HTTPConnection(u.hostname, u.port or 80, timeout=timeout)
+        hdrs = dict(headers)
+        if u.username:
+            import base64
+
+            cred = f"{urllib.parse.unquote(u.username)}:{urllib.parse.unquote(u.password or '')}"
+            hdrs.setdefault("Authorization", "Basic " + base64.b64encode(cred.encode()).decode())
+        try:
+            conn.request("POST", path, body=body, headers=hdrs)
+            resp = conn.getresponse()
+            text = resp.read(4096).decode("utf-8", errors="replace").strip()
+            return resp.status, text
+        except (OSError, http.client.HTTPException) as exc:
+            return None, f"{type(exc).__name__}: {exc}"
+        finally:
+            conn.close()
+
+
+def _redact(text: str, secret: str | None) -> str:
+    return text.replace(secret, "********") if secret else text
+
+
+def _hint_4xx(status: int) -> str:
+    if status in (401, 403):
+        return (f"check the secret ({SECRET_ENV}, {SECRET_FILE_ENV} or the target's secret reference); "
+                "4xx answers are not retried")
+    if status == 404:
+        return "check the webhook URL; 4xx answers are not retried"
+    return "the receiver rejected the request; 4xx answers are not retried"
