@@ -1,0 +1,858 @@
+"""A thin, safe layer over python-jenkins.
+
+python-jenkins is the client every Jenkins user already trusts, but it has
+traps (REFERENCE.md section 2) that this module closes:
+
+* no timeout by default: every call here has one, and a controller that
+  accepts and never answers becomes :class:`Timeout` after ``timeout`` s;
+* 401, 403 and 500 all become one ``JenkinsException``: here 401 and 403 are
+  :class:`JenkinsAuthError` (never retried, the secret never in the text),
+  and a 403 for a stale CSRF crumb fetches a fresh crumb once;
+* ``node_exists`` answers False on *any* error, so ``create_node`` after an
+  auth error or a timeout would POST blindly: nodes are looked up here with
+  a lookup that tells "missing" from "failed";
+* ``create_node`` is not idempotent and mutates ``launcher_params``: here
+  :meth:`JenkinsAPI.ensure_node` compares first, builds a fresh dict per call,
+  and treats a concurrent creator's 400 "already exists" as a race it lost;
+* ``enable_node``/``disable_node`` decide from ``offline``: here they decide
+  from ``temporarilyOffline``, so a disconnected node can still be disabled;
+* names are percent-encoded with ``quote(safe='')`` (python-jenkins keeps
+  ``/``, so ``../x`` would walk out of ``computer/``), and validated before
+  anything is created.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import threading
+import time
+import unicodedata
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Mapping
+from urllib.parse import quote, urlsplit, urlunsplit
+
+from jenkinsctl.errors import ConfigError, JenkinsAuthError, JenkinsError, Timeout
+
+log = logging.getLogger("jenkinsctl.jenkins")
+
+SSH_LAUNCHER = "hudson.plugins.sshslaves.SSHLauncher"
+MANUAL_KEY_STRATEGY = "hudson.plugins.sshslaves.verifiers.ManuallyProvidedKeyVerificationStrategy"
+NON_VERIFYING_STRATEGY = "hudson.plugins.sshslaves.verifiers.NonVerifyingKeyVerificationStrategy"
+SSH_CREDENTIAL_CLASS = "com.cloudbees.jenkins.plugins.sshcredentials.impl.BasicSSHUserPrivateKey"
+DIRECT_KEY_SOURCE = SSH_CREDENTIAL_CLASS + "$DirectEntryPrivateKeySource"
+SYSTEM_STORE = "credentials/store/system/domain/_"
+
+# Jenkins.checkGoodName rejects these characters in node names.
+_UNSAFE_NAME_CHARS = set('?*/\\%!@#$^&|<>[]:;"\'`')
+MAX_NODE_NAME = 100
+_CRUMB_ERROR = "No valid crumb"
+_SSH_KEY_ALGORITHMS = ("ssh-ed25519", "ssh-rsa", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384",
+                       "ecdsa-sha2-nistp521")
+
+
+# --- names --------------------------------------------------------------------
+
+
+def validate_node_name(name: str) -> str:
+    """Return ``name`` if Jenkins can store it as a node, else raise ConfigError.
+
+    Jenkins keeps a node in ``nodes/NAME/``, so it refuses path separators,
+    ``.``/``..`` and the characters of ``Jenkins.checkGoodName``.  Spaces,
+    ``+`` and unicode are valid and are percent-encoded in URLs.  Names are
+    capped at 100 characters so every file-system path stays short.
+    """
+    problem = None
+    if not isinstance(name, str) or not name:
+        problem = "is empty"
+    elif name != name.strip():
+        problem = "starts or ends with whitespace (Jenkins would silently trim it)"
+    elif name in (".", "..") or name.startswith("../") or "/.." in name:
+        problem = "is a relative path"
+    elif len(name) > MAX_NODE_NAME:
+        problem = f"is {len(name)} characters long; the limit is {MAX_NODE_NAME}"
+    else:
+        bad = sorted({c for c in name if c in _UNSAFE_NAME_CHARS})
+        ctrl = any(unicodedata.category(c).startswith("C") for c in name)
+        if bad:
+            problem = "contains " + " ".join(repr(c) for c in bad)
+        elif ctrl:
+            problem = "contains control characters"
+    if problem:
+        raise ConfigError(f"node name {name!r} {problem}",
+                          hint="use letters, digits, '-', '_', '.', spaces or '+' (no / \\ ? * % : ; | < > [ ])",
+                          node=name if isinstance(name, str) else None)
+    return name
+
+
+def _display_url(url: str) -> str:
+    """The URL without any user:password@ part, for messages."""
+    parts = urlsplit(url)
+    if parts.username or parts.password:
+        host = parts.hostname or ""
+        if parts.port:
+            host += f":{parts.port}"
+        parts = parts._replace(netloc=host)
+    return urlunsplit(parts).rstrip("/")
+
+
+# --- specs --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HostKey:
+    """An SSH host public key as ManuallyProvidedKeyVerificationStrategy pins it."""
+
+    algorithm: str  # e.g. ssh-ed25519
+    key: str  # base64 of the public key blob
+
+    @classmethod
+    def parse(cls, line: str) -> "HostKey":
+        parts = line.split()
+        if len(parts) < 2 or parts[0] not in _SSH_KEY_ALGORITHMS:
+            raise ConfigError(f"not an SSH public key line: {line[:40]!r}...",
+                              hint="expected 'ALGORITHM BASE64', as in an ssh_host_*_key.pub file")
+        return cls(parts[0], parts[1])
+
+    def __str__(self) -> str:
+        return f"{self.algorithm} {self.key}"
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """A permanent SSH agent as jenkinsctl wants it in the controller."""
+
+    name: str
+    host: str
+    credentials_id: str
+    host_key: HostKey
+    remote_fs: str
+    port: int = 22
+    labels: tuple[str, ...] = ()
+    executors: int = 1
+    description: str = ""
+    exclusive: bool = False
+    java_path: str = ""
+    jvm_options: str = ""
+    launch_timeout: int = 60
+    max_retries: int = 10
+    retry_wait: int = 15
+
+    def label_string(self) -> str:
+        return " ".join(self.labels)
+
+    def comparable(self) -> dict[str, Any]:
+        """The fields :func:`node_fields` reads back from config.xml."""
+        return {
+            "description": self.description,
+            "remoteFS": self.remote_fs,
+            "numExecutors": str(self.executors),
+            "mode": "EXCLUSIVE" if self.exclusive else "NORMAL",
+            "labels": tuple(sorted(self.labels)),
+            "launcher": SSH_LAUNCHER,
+            "host": self.host,
+            "port": str(self.port),
+            "credentialsId": self.credentials_id,
+            "javaPath": self.java_path,
+            "jvmOptions": self.jvm_options,
+            "launchTimeoutSeconds": str(self.launch_timeout),
+            "maxNumRetries": str(self.max_retries),
+            "retryWaitTime": str(self.retry_wait),
+            "strategy": MANUAL_KEY_STRATEGY,
+            "keyAlgorithm": self.host_key.algorithm,
+            "key": self.host_key.key,
+        }
+
+    def launcher_params(self) -> dict[str, Any]:
+        """A *fresh* dict for python-jenkins' create_node, which mutates it.
+
+        The host-key strategy is always given: without it Jenkins falls back
+        to non-verifying.  The form binds ManuallyProvidedKeyVerificationStrategy
+        through its @DataBoundConstructor(String key), i.e. "ALGORITHM BASE64".
+        """
+        return {
+            "$class": SSH_LAUNCHER,
+            "host": self.host,
+            "port": self.port,
+            "credentialsId": self.credentials_id,
+            "javaPath": self.java_path,
+            "jvmOptions": self.jvm_options,
+            "prefixStartSlaveCmd": "",
+            "suffixStartSlaveCmd": "",
+            "launchTimeoutSeconds": self.launch_timeout,
+            "maxNumRetries": self.max_retries,
+            "retryWaitTime": self.retry_wait,
+            "sshHostKeyVerificationStrategy": {
+                "stapler-class": MANUAL_KEY_STRATEGY,
+                "$class": MANUAL_KEY_STRATEGY,
+                "key": str(self.host_key),
+            },
+        }
+
+
+# Optional tuning fields: a controller that does not echo them back in
+# config.xml is not "different" because of them.
+_OPTIONAL_FIELDS = ("javaPath", "jvmOptions", "launchTimeoutSeconds", "maxNumRetries", "retryWaitTime")
+
+
+def node_fields(config_xml: str) -> dict[str, Any]:
+    """The comparable fields of a node's config.xml (see NodeSpec.comparable)."""
+    try:
+        root = ET.fromstring(config_xml.encode("utf-8") if isinstance(config_xml, str) else config_xml)
+    except ET.ParseError as exc:
+        raise JenkinsError(f"the controller returned a node config.xml that is not XML: {exc}") from None
+
+    def text(el: ET.Element | None, path: str) -> str | None:
+        if el is None:
+            return None
+        found = el.find(path)
+        if found is None:
+            return None
+        return (found.text or "").strip()
+
+    launcher = root.find("launcher")
+    strategy = launcher.find("sshHostKeyVerificationStrategy") if launcher is not None else None
+    out: dict[str, Any] = {
+        "description": text(root, "description") or "",
+        "remoteFS": text(root, "remoteFS"),
+        "numExecutors": text(root, "numExecutors"),
+        "mode": text(root, "mode") or "NORMAL",
+        "labels": tuple(sorted((text(root, "label") or "").split())),
+        "launcher": launcher.get("class") if launcher is not None else None,
+        "host": text(launcher, "host"),
+        "port": text(launcher, "port"),
+        "credentialsId": text(launcher, "credentialsId"),
+        "strategy": strategy.get("class") if strategy is not None else None,
+        "keyAlgorithm": text(strategy, "key/algorithm"),
+        "key": text(strategy, "key/key"),
+    }
+    for name in _OPTIONAL_FIELDS:
+        value = text(launcher, name)
+        if value is not None:
+            out[name] = value
+    if out["key"] is None and strategy is not None:
+        # Some versions store only the raw "ALGORITHM BASE64" string.
+        raw = text(strategy, "key") or text(strategy, "rawKey")
+        if raw and len(raw.split()) >= 2:
+            out["keyAlgorithm"], out["key"] = raw.split()[:2]
+    return out
+
+
+def node_diff(spec: NodeSpec, config_xml: str) -> dict[str, tuple[Any, Any]]:
+    """Fields whose value in the controller differs from ``spec``: {field: (have, want)}."""
+    have = node_fields(config_xml)
+    want = spec.comparable()
+    diff = {}
+    for key, value in want.items():
+        if key in _OPTIONAL_FIELDS and key not in have:
+            continue
+        if have.get(key) != value:
+            diff[key] = (have.get(key), value)
+    return diff
+
+
+def render_node_xml(spec: NodeSpec, base_xml: str | None = None) -> str:
+    """config.xml for ``spec``; fields jenkinsctl does not manage (node
+    properties, retention strategy...) are kept from ``base_xml``."""
+    if base_xml:
+        root = ET.fromstring(base_xml.encode("utf-8") if isinstance(base_xml, str) else base_xml)
+    else:
+        root = ET.Element("slave")
+
+    def put(parent: ET.Element, tag: str, value: str) -> ET.Element:
+        el = parent.find(tag)
+        if el is None:
+            el = ET.SubElement(parent, tag)
+        el.text = value
+        return el
+
+    put(root, "name", spec.name)
+    put(root, "description", spec.description)
+    put(root, "remoteFS", spec.remote_fs)
+    put(root, "numExecutors", str(spec.executors))
+    put(root, "mode", "EXCLUSIVE" if spec.exclusive else "NORMAL")
+    if root.find("retentionStrategy") is None:
+        ET.SubElement(root, "retentionStrategy", {"class": "hudson.slaves.RetentionStrategy$Always"})
+    launcher = root.find("launcher")
+    if launcher is not None and launcher.get("class") != SSH_LAUNCHER:
+        root.remove(launcher)
+        launcher = None
+    if launcher is None:
+        launcher = ET.SubElement(root, "launcher", {"class": SSH_LAUNCHER})
+    put(launcher, "host", spec.host)
+    put(launcher, "port", str(spec.port))
+    put(launcher, "credentialsId", spec.credentials_id)
+    put(launcher, "javaPath", spec.java_path)
+    put(launcher, "jvmOptions", spec.jvm_options)
+    put(launcher, "launchTimeoutSeconds", str(spec.launch_timeout))
+    put(launcher, "maxNumRetries", str(spec.max_retries))
+    put(launcher, "retryWaitTime", str(spec.retry_wait))
+    old = launcher.find("sshHostKeyVerificationStrategy")
+    if old is not None:
+        launcher.remove(old)
+    strategy = ET.SubElement(launcher, "sshHostKeyVerificationStrategy", {"class": MANUAL_KEY_STRATEGY})
+    key = ET.SubElement(strategy, "key")
+    ET.SubElement(key, "algorithm").text = spec.host_key.algorithm
+    ET.SubElement(key, "key").text = spec.host_key.key
+    put(root, "label", spec.label_string())
+    if root.find("nodeProperties") is None:
+        ET.SubElement(root, "nodeProperties")
+    return "<?xml version='1.1' encoding='UTF-8'?>\n" + ET.tostring(root, encoding="unicode")
+
+
+def credential_marker(username: str, private_key: str) -> str:
+    """A description that identifies the key without revealing it.
+
+    The controller never returns a stored private key (config.xml shows it
+    redacted), so "is it the same key?" is answered by a salted digest kept
+    in the credential's description.
+    """
+    digest = hashlib.sha256(b"jenkinsctl-credential\0" + username.encode() + b"\0"
+                            + private_key.strip().encode()).hexdigest()[:16]
+    return f"managed by jenkinsctl; key {digest}"
+
+
+def render_credential_xml(cred_id: str, username: str, private_key: str, description: str) -> str:
+    root = ET.Element(SSH_CREDENTIAL_CLASS)
+    ET.SubElement(root, "scope").text = "GLOBAL"
+    ET.SubElement(root, "id").text = cred_id
+    ET.SubElement(root, "description").text = description
+    ET.SubElement(root, "username").text = username
+    ET.SubElement(root, "usernameSecret").text = "false"
+    source = ET.SubElement(root, "privateKeySource", {"class": DIRECT_KEY_SOURCE})
+    ET.SubElement(source, "privateKey").text = private_key.strip() + "\n"
+    return "<?xml version='1.1' encoding='UTF-8'?>\n" + ET.tostring(root, encoding="unicode")
+
+
+# --- the python-jenkins subclass -------------------------------------------------
+
+
+def _client_class():
+    """Defined lazily so importing this module does not import python-jenkins."""
+    import jenkins
+    import requests
+
+    class _Client(jenkins.Jenkins):
+        """python-jenkins with typed errors, one crumb refresh and strict URL encoding."""
+
+        def __init__(self, url: str, username: str | None, password: str | None, timeout: float) -> None:
+            super().__init__(url, username=username, password=password, timeout=timeout)
+            self._display = _display_url(url)
+            self._username = username or "anonymous"
+            self._secret = password or ""
+            self._crumb_lock = threading.RLock()
+            self.requests = 0  # count of HTTP requests sent, for tests and benchmarks
+
+        # URL building: python-jenkins quotes with safe='/', so a name like
+        # "../x" would escape computer/.  Node names and messages get safe=''.
+        def _get_encoded_params(self, params):
+            strict = {k: quote(str(params[k]), safe="") for k in ("name", "msg") if k in params}
+            rest = {k: v for k, v in params.items() if k not in strict}
+            out = super()._get_encoded_params(rest)
+            out.update(strict)
+            return out
+
+        def maybe_add_crumb(self, req):
+            with self._crumb_lock:
+                super().maybe_add_crumb(req)
+
+        def _request(self, req, stream=None):
+            self.requests += 1
+            try:
+                return super()._request(req, stream)
+            except requests.exceptions.Timeout:
+                raise Timeout(f"the Jenkins controller at {self._display} did not answer {req.method} "
+                              f"{self._path(req.url)} within {self.timeout:g}s",
+                              hint="check that the controller is healthy, or raise controller.timeout",
+                              url=self._display) from None
+            except requests.exceptions.ConnectionError as exc:
+                raise JenkinsError(f"cannot connect to the Jenkins controller at {self._display}: "
+                                   f"{_connect_reason(exc)}",
+                                   hint="check controller.external / controller.port, and that the controller runs",
+                                   url=self._display, unreachable=True) from None
+
+        def jenkins_request(self, req, add_crumb=True, resolve_auth=True, stream=None):
+            for attempt in (1, 2):
+                if resolve_auth:
+                    self._maybe_add_auth()
+                if add_crumb:
+                    self.maybe_add_crumb(req)
+                resp = self._request(req, stream)
+                if resp.status_code < 400:
+                    return resp
+                if (resp.status_code == 403 and add_crumb and attempt == 1 and _CRUMB_ERROR in _body(resp)):
+                    # The crumb is bound to a web session that may have
+                    # expired; fetch a fresh one once, then report.
+                    log.debug("crumb rejected for %s %s; fetching a new one", req.method, req.url)
+                    with self._crumb_lock:
+                        if self.crumb:
+                            req.headers.pop(self.crumb.get("crumbRequestField", "Jenkins-Crumb"), None)
+                        self.crumb = None
+                    continue
+                raise self._http_error(req, resp, crumb_retried=attempt == 2)
+            raise AssertionError("unreachable")
+
+        def _path(self, url: str) -> str:
+            path = url[len(self.server):] if url.startswith(self.server) else url
+            return "/" + path
+
+        def _http_error(self, req, resp, crumb_retried: bool) -> Exception:
+            status = resp.status_code
+            where = f"{req.method} {self._path(req.url)}"
+            detail = self._redact(_short_detail(resp))
+            if status == 401:
+                return JenkinsAuthError(
+                    f"the Jenkins controller at {self._display} rejected the credentials of user "
+                    f"'{self._username}' (401 on {where})",
+                    hint="check controller.username and the password or API token that controller.password "
+                         "points to", status=401, url=self._display)
+            if status == 403:
+                if _CRUMB_ERROR in _body(resp):
+                    return JenkinsError(f"{where} was refused for a missing CSRF crumb "
+                                        f"{'even with a freshly fetched crumb ' if crumb_retried else ''}(403)",
+                                        hint="a proxy may be dropping the session cookie or the crumb header",
+                                        status=403, url=self._display)
+                if "Authentication required" in detail or self._username == "anonymous":
+                    return JenkinsAuthError(f"the Jenkins controller at {self._display} requires authentication "
+                                            f"(403 on {where})",
+                                            hint="set controller.username and controller.password", status=403,
+                                            url=self._display)
+                return JenkinsAuthError(f"user '{self._username}' may not {where} on {self._display} (403): "
+                                        f"{detail}",
+                                        hint="grant the user Overall/Administer, or the Computer and Credentials "
+                                             "permissions", status=403, url=self._display)
+            if status == 404:
+                import jenkins
+
+                return jenkins.NotFoundException(f"{where}: not found (404)")
+            if status == 503:
+                return JenkinsError(f"the Jenkins controller at {self._display} is not ready (503 on {where})"
+                                    + (f": {detail}" if detail else ""),
+                                    hint="it is probably starting; wait and try again", status=503,
+                                    url=self._display, starting=True)
+            x_error = resp.headers.get("X-Error")
+            return JenkinsError(f"{where} failed on {self._display}: {status} {resp.reason}"
+                                + (f": {detail}" if detail else ""), status=status,
+                                x_error=self._redact(x_error) if x_error else None, url=self._display)
+
+        def _redact(self, text: str) -> str:
+            if self._secret and len(self._secret) >= 3:
+                text = text.replace(self._secret, "***")
+            return text
+
+    return _Client
+
+
+def _body(resp) -> str:
+    try:
+        return resp.text or ""
+    except Exception:  # noqa: BLE001 - a broken body is not worth a second error
+        return ""
+
+
+def _short_detail(resp) -> str:
+    """One line that says why: X-Error, else the text without HTML, capped."""
+    x_error = resp.headers.get("X-Error")
+    if x_error:
+        return x_error
+    text = _body(resp)
+    if "<" in text:
+        title = re.search(r"<title>(.*?)</title>", text, re.S | re.I)
+        h = re.search(r"<h[12][^>]*>(.*?)</h[12]>", text, re.S | re.I)
+        text = " ".join(x.group(1) for x in (h, title) if x) or re.sub(r"<[^>]+>", " ", text)
+    text = " ".join(text.split())
+    return text[:200]
+
+
+def _connect_reason(exc: BaseException) -> str:
+    text = str(exc)
+    for marker in ("Connection refused", "Name or service not known", "No route to host",
+                   "Temporary failure in name resolution", "Connection reset"):
+        if marker in text:
+            return marker.lower()
+    return text.split("(Caused by ")[-1].rstrip(")")[:200] if "Caused by" in text else text[:200]
+
+
+# --- the public API -------------------------------------------------------------------
+
+
+@dataclass
+class NodeState:
+    """What status shows about one node."""
+
+    name: str
+    online: bool
+    temporarily_offline: bool
+    offline_reason: str
+    labels: tuple[str, ...]
+    executors: int | None
+    description: str = ""
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "NodeState":
+        labels = tuple(sorted(x.get("name", "") for x in data.get("assignedLabels") or []
+                              if x.get("name") and x.get("name") != data.get("displayName")))
+        reason = data.get("offlineCauseReason") or ""
+        cause = data.get("offlineCause")
+        if not reason and isinstance(cause, dict):
+            reason = cause.get("description") or ""
+        return cls(name=data.get("displayName", ""), online=not data.get("offline", True),
+                   temporarily_offline=bool(data.get("temporarilyOffline")), offline_reason=reason,
+                   labels=labels, executors=data.get("numExecutors"), description=data.get("description") or "",
+                   raw=dict(data))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "online": self.online, "temporarily_offline": self.temporarily_offline,
+                "offline_reason": self.offline_reason, "labels": list(self.labels), "executors": self.executors}
+
+
+class JenkinsAPI:
+    """Idempotent operations on one controller; safe to share across threads."""
+
+    def __init__(self, url: str, username: str | None = None, password: str | None = None, *,
+                 timeout: float = 30.0, ready_timeout: float = 300.0,
+                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> None:
+        if not re.match(r"^https?://", url or ""):
+            raise ConfigError(f"controller URL {url!r} must start with http:// or https://")
+        self.url = _display_url(url)
+        self.timeout = float(timeout)
+        self.ready_timeout = float(ready_timeout)
+        self._clock = clock
+        self._sleep = sleep
+        self.server = _client_class()(url, username, password, self.timeout)
+
+    @classmethod
+    def from_config(cls, controller, environ: Mapping[str, str] | None = None, url: str | None = None) -> "JenkinsAPI":
+        """From a ControllerConfig; the password comes from its SecretRef."""
+        password = controller.password.resolve(environ) if controller.password else None
+        if password is None:
+            where = controller.password.describe() if controller.password else {}
+            raise ConfigError(f"the controller password is not set ({_describe_ref(where)})",
+                              hint="export the variable or create the file that controller.password names")
+        return cls(url or controller.url, controller.username, password, timeout=controller.timeout,
+                   ready_timeout=controller.ready_timeout)
+
+    @property
+    def requests(self) -> int:
+        return self.server.requests
+
+    # --- plumbing ---------------------------------------------------------
+
+    def _req(self, method: str, path: str, *, data: Any = None, headers: Mapping[str, str] | None = None,
+             params: Mapping[str, Any] | None = None):
+        import requests
+
+        req = requests.Request(method, self.server.server + path, data=data, headers=dict(headers or {}),
+                               params=params)
+        return self.server.jenkins_request(req)
+
+    def _get_json(self, path: str) -> Any:
+        resp = self._req("GET", path)
+        try:
+            return resp.json()
+        except ValueError:
+            raise JenkinsError(f"GET /{path} on {self.url} did not return JSON",
+                               hint="is this URL a Jenkins controller?") from None
+
+    def _not_found(self, exc: BaseException) -> bool:
+        import jenkins
+
+        return isinstance(exc, jenkins.NotFoundException)
+
+    # --- readiness ----------------------------------------------------------
+
+    def wait_ready(self, timeout: float | None = None, *, starting: bool = False) -> str:
+        """Wait until the controller serves its API; return its version.
+
+        A 503 ("getting ready to work") is waited out for ``timeout`` s (default
+        ready_timeout).  A refused connection is waited out too when
+        ``starting`` (jenkinsctl just started the container), else it fails
+        at once.  A 401 fails at once, and a read timeout is a
+        :class:`Timeout` after one call's timeout: a starting Jenkins
+        answers 503 quickly, a hung one never does.
+
+        python-jenkins' own ``wait_for_normal_op`` cannot be used as is: it
+        swallows 401 (and waits the whole time for a typo), and lets a
+        refused connection escape as a raw requests error.
+        """
+        import jenkins
+
+        limit = self.ready_timeout if timeout is None else timeout
+        deadline = self._clock() + limit
+        last = "no answer yet"
+        while True:
+            try:
+                resp = self._req("GET", "api/json")
+                info = resp.json()
+                if "mode" in info:
+                    version = resp.headers.get("X-Jenkins", "")
+                    # Fetch the crumb now, single-threaded, before parallel work.
+                    self.server.maybe_add_crumb(_Dummy())
+                    return version
+                last = "the API answered without 'mode'"
+            except JenkinsAuthError:
+                raise
+            except JenkinsError as exc:
+                if exc.details.get("starting") or (starting and exc.details.get("unreachable")):
+                    last = exc.message
+                else:
+                    raise
+            except (jenkins.NotFoundException, ValueError):
+                last = "the API is not there yet (404 or not JSON)"
+            if self._clock() >= deadline:
+                raise Timeout(f"the Jenkins controller at {self.url} was not ready within {limit:g}s: {last}",
+                              hint="see the controller's log (docker logs); raise controller.ready_timeout if it "
+                                   "is just slow", url=self.url)
+            self._sleep(min(1.0, max(0.05, deadline - self._clock())))
+
+    def whoami(self) -> dict[str, Any]:
+        return self._get_json("me/api/json?depth=0")
+
+    # --- nodes ----------------------------------------------------------------
+
+    def list_nodes(self) -> list[NodeState]:
+        data = self._get_json("computer/api/json?depth=0")
+        return [NodeState.from_json(c) for c in data.get("computer", [])]
+
+    def get_node(self, name: str) -> NodeState | None:
+        validate_node_name(name)
+        try:
+            return NodeState.from_json(self._get_json(f"computer/{quote(name, safe='')}/api/json?depth=0"))
+        except Exception as exc:  # noqa: BLE001
+            if self._not_found(exc):
+                return None
+            raise
+
+    def node_config(self, name: str) -> str | None:
+        validate_node_name(name)
+        try:
+            return self.server.get_node_config(name)
+        except Exception as exc:  # noqa: BLE001
+            if self._not_found(exc):
+                return None
+            raise
+
+    def plan_node(self, spec: NodeSpec) -> tuple[str, dict[str, tuple[Any, Any]]]:
+        """("create" | "update" | "unchanged", differing fields); read-only."""
+        current = self.node_config(spec.name)
+        if current is None:
+            return "create", {}
+        diff = node_diff(spec, current)
+        return ("update" if diff else "unchanged"), diff
+
+    def ensure_node(self, spec: NodeSpec) -> str:
+        """Make the node match ``spec``: "created", "updated" or "unchanged".
+
+        Unchanged costs one GET and no POST.
+        """
+        validate_node_name(spec.name)
+        action, diff = self.plan_node(spec)
+        if action == "unchanged":
+            return "unchanged"
+        if action == "update":
+            return self._reconfigure(spec, diff)
+        try:
+            # fresh launcher_params: python-jenkins writes into the dict.
+            self.server.create_node(spec.name, numExecutors=spec.executors, nodeDescription=spec.description,
+                                    remoteFS=spec.remote_fs, labels=spec.label_string(), exclusive=spec.exclusive,
+                                    launcher=SSH_LAUNCHER, launcher_params=spec.launcher_params())
+        except JenkinsError as exc:
+            lost_answer = bool(exc.details.get("unreachable")) and self.node_config(spec.name) is not None
+            if lost_answer or (exc.details.get("status") == 400
+                               and "already exists" in (exc.details.get("x_error") or exc.message)):
+                # A concurrent creator won the race (or our POST worked and
+                # only its answer was lost): make sure the node is what we want.
+                log.info("node %s was created concurrently; comparing its config", spec.name)
+                action, diff = self.plan_node(spec)
+                return "unchanged" if action == "unchanged" else self._reconfigure(spec, diff)
+            raise
+        except Exception as exc:  # python-jenkins' own "node[x] already exists" / "create[x] failed"
+            if type(exc).__name__ == "JenkinsException" and "already exists" in str(exc):
+                action, diff = self.plan_node(spec)
+                return "unchanged" if action == "unchanged" else self._reconfigure(spec, diff)
+            if type(exc).__name__ == "JenkinsException":
+                raise JenkinsError(f"creating node {spec.name} on {self.url} failed: {exc}") from None
+            raise
+        return "created"
+
+    def _reconfigure(self, spec: NodeSpec, diff: Mapping[str, Any]) -> str:
+        current = self.node_config(spec.name)
+        if current is None:  # deleted under our feet: create it
+            return self.ensure_node(spec)
+        log.info("node %s differs in %s; reconfiguring", spec.name, ", ".join(sorted(diff)))
+        self.server.reconfig_node(spec.name, render_node_xml(spec, current))
+        return "updated"
+
+    def delete_node(self, name: str) -> bool:
+        """Delete a node; False when it was not there."""
+        validate_node_name(name)
+        try:
+            self._req("POST", f"computer/{quote(name, safe='')}/doDelete")
+        except Exception as exc:  # noqa: BLE001
+            if self._not_found(exc):
+                return False
+            raise
+        return True
+
+    def disable_node(self, name: str, message: str = "") -> bool:
+        """Mark temporarily offline; True if it changed.  Decided from
+        temporarilyOffline: a disconnected node is offline but not disabled."""
+        node = self._must_node(name)
+        if node.temporarily_offline:
+            return False
+        self._req("POST", f"computer/{quote(name, safe='')}/toggleOffline",
+                  params={"offlineMessage": message})
+        return True
+
+    def enable_node(self, name: str) -> bool:
+        node = self._must_node(name)
+        if not node.temporarily_offline:
+            return False
+        self._req("POST", f"computer/{quote(name, safe='')}/toggleOffline", params={"offlineMessage": ""})
+        return True
+
+    def _must_node(self, name: str) -> NodeState:
+        node = self.get_node(name)
+        if node is None:
+            raise JenkinsError(f"no node named '{name}' on {self.url}", node=name)
+        return node
+
+    def node_log(self, name: str, lines: int = 5) -> list[str]:
+        """The last lines of the node's launch log, when the controller has one."""
+        try:
+            text = self._req("GET", f"computer/{quote(name, safe='')}/logText/progressiveText",
+                             params={"start": 0}).text
+        except JenkinsError:
+            return []
+        except Exception as exc:  # noqa: BLE001
+            if self._not_found(exc):
+                return []
+            raise
+        return [line for line in text.splitlines() if line.strip()][-lines:]
+
+    def wait_online(self, name: str, timeout: float, *, poll: float = 0.5) -> NodeState:
+        """Wait until the node is connected; on timeout the Timeout carries the
+        node's offlineCauseReason (and the last launch-log lines)."""
+        deadline = self._clock() + timeout
+        node: NodeState | None = None
+        while True:
+            node = self.get_node(name)
+            if node is not None and node.online:
+                return node
+            if self._clock() >= deadline:
+                break
+            self._sleep(max(0.05, min(poll, deadline - self._clock())))
+        reason = "the node does not exist" if node is None else (node.offline_reason or "no reason given")
+        if node is not None and node.temporarily_offline:
+            reason = f"it is marked temporarily offline: {reason}"
+        tail = self.node_log(name) if node is not None else []
+        raise Timeout(f"node {name} did not come online within {timeout:g}s: {reason}",
+                      hint="see the node's log in the controller (Manage Jenkins > Nodes > "
+                           f"{name} > Log)" + ("; last lines: " + " | ".join(tail) if tail else ""),
+                      node=name, offline_reason=reason, log=tail)
+
+    # --- credentials --------------------------------------------------------------
+
+    def _cred_path(self, cred_id: str) -> str:
+        return f"{SYSTEM_STORE}/credential/{quote(cred_id, safe='')}"
+
+    def credential_config(self, cred_id: str) -> str | None:
+        try:
+            return self._req("GET", self._cred_path(cred_id) + "/config.xml").text
+        except Exception as exc:  # noqa: BLE001
+            if self._not_found(exc):
+                return None
+            raise
+
+    def plan_credential(self, cred_id: str, username: str, private_key: str) -> str:
+        current = self.credential_config(cred_id)
+        if current is None:
+            return "create"
+        return "unchanged" if self._credential_same(current, username, private_key) else "update"
+
+    @staticmethod
+    def _credential_same(config_xml: str, username: str, private_key: str) -> bool:
+        try:
+            root = ET.fromstring(config_xml.encode("utf-8"))
+        except ET.ParseError:
+            return False
+        have_user = (root.findtext("username") or "").strip()
+        have_desc = (root.findtext("description") or "").strip()
+        return (root.tag == SSH_CREDENTIAL_CLASS and have_user == username
+                and have_desc == credential_marker(username, private_key))
+
+    def ensure_credential(self, cred_id: str, username: str, private_key: str) -> str:
+        """An SSH private-key credential in the system store: "created",
+        "updated" or "unchanged".  The key is never logged or returned."""
+        if not re.match(r"^[A-Za-z0-9_.-]{1,100}$", cred_id or ""):
+            raise ConfigError(f"credential id {cred_id!r} is not valid",
+                              hint="use letters, digits, '-', '_' and '.'")
+        action = self.plan_credential(cred_id, username, private_key)
+        if action == "unchanged":
+            return action
+        xml = render_credential_xml(cred_id, username, private_key, credential_marker(username, private_key))
+        headers = {"Content-Type": "application/xml; charset=utf-8"}
+        if action == "create":
+            try:
+                self._req("POST", f"{SYSTEM_STORE}/createCredentials", data=xml.encode("utf-8"), headers=headers)
+                return "created"
+            except JenkinsError as exc:
+                if exc.details.get("status") != 409:
+                    raise
+                # Someone created it meanwhile: compare, and update if needed.
+                if self.plan_credential(cred_id, username, private_key) == "unchanged":
+                    return "unchanged"
+        self._req("POST", self._cred_path(cred_id) + "/config.xml", data=xml.encode("utf-8"), headers=headers)
+        return "updated"
+
+    def delete_credential(self, cred_id: str) -> bool:
+        try:
+            self._req("POST", self._cred_path(cred_id) + "/doDelete")
+        except Exception as exc:  # noqa: BLE001
+            if self._not_found(exc):
+                return False
+            raise
+        return True
+
+
+class _Dummy:
+    """A stand-in request for fetching the crumb ahead of time."""
+
+    def __init__(self) -> None:
+        self.headers: dict[str, str] = {}
+
+
+def _describe_ref(ref: Mapping[str, str]) -> str:
+    if "env" in ref:
+        return f"environment variable {ref['env']} is empty or unset"
+    if "file" in ref:
+        return f"file {ref['file']}"
+    if "credentials" in ref:
+        return f"Jenkins credentials '{ref['credentials']}' are only bound inside a pipeline"
+    return "controller.password is not configured"
+
+
+def wait_all_online(api: JenkinsAPI, names: Iterable[str], timeout: float, *, poll: float = 0.5) -> dict[str, Any]:
+    """Wait for many nodes with one shared deadline; {name: NodeState | Timeout}."""
+    names = list(names)
+    deadline = api._clock() + timeout
+    pending = set(names)
+    result: dict[str, Any] = {}
+    while pending:
+        for node in api.list_nodes():
+            if node.name in pending and node.online:
+                result[node.name] = node
+                pending.discard(node.name)
+        if not pending or api._clock() >= deadline:
+            break
+        api._sleep(max(0.05, min(poll, deadline - api._clock())))
+    for name in sorted(pending):
+        try:
+            result[name] = api.wait_online(name, 0)
+        except Timeout as exc:
+            result[name] = Timeout(exc.message.replace("within 0s", f"within {timeout:g}s"), hint=exc.hint,
+                                   **exc.details)
+    return result
