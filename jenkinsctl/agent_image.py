@@ -76,7 +76,7 @@ def build_agent_image(client: "docker.DockerClient", *, project: str | None = No
         src = _stage_source(tmp_path / "src")
         pins = _runtime_pins()
         digest = content_hash(src, pins, base)
-        ref = f"{REPOSITORY}:{__version__}-{digest}"
+        ref = _reference(digest)
         if not rebuild:
             try:
                 client.images.get(ref)
@@ -95,6 +95,18 @@ def build_agent_image(client: "docker.DockerClient", *, project: str | None = No
                       say)
         prune_agent_images(client, keep=KEEP_IMAGES, protect=ref)
         return ref
+
+
+def agent_image_reference(base: str = DEFAULT_BASE) -> str:
+    """The reference build_agent_image would return, without an engine or a
+    build: for plan, to say whether the agent image would be built."""
+    with tempfile.TemporaryDirectory(prefix="jenkinsctl-agent-") as tmp:
+        src = _stage_source(pathlib.Path(tmp) / "src")
+        return _reference(content_hash(src, _runtime_pins(), base))
+
+
+def _reference(digest: str) -> str:
+    return f"{REPOSITORY}:{__version__}-{digest}"
 
 
 def content_hash(src: pathlib.Path, pins: Mapping[str, str], base: str) -> str:

@@ -20,6 +20,8 @@ def add_arguments(p) -> None:
     r.add_argument("--client", action="store_true", help="rotate the controller's client key")
     r.add_argument("--node", action="append", default=[], metavar="NODE",
                    help="rotate this agent's host key (repeatable)")
+    r.add_argument("--no-reregister", action="store_true",
+                   help="only replace the key files; the next 'jenkinsctl apply' re-registers")
     r.epilog = "With neither --client nor --node, every key rotates: the client key and each configured agent's."
 
 
@@ -46,7 +48,7 @@ def run(args, ctx):
         from jenkinsctl import provision
     except ImportError:
         provision = None
-    hook = getattr(provision, "reregister", None)
+    hook = None if args.no_reregister else getattr(provision, "reregister", None)
     if hook is None:
         result["reregistered"] = False
         log.warning("keys rotated; run 'jenkinsctl apply' to recreate the agents and re-register them")

@@ -1,0 +1,131 @@
+"""build_agent_image: the content-hash tag, reuse, and what the image
+declares.  The image itself is the session's (built at most once)."""
+
+from __future__ import annotations
+
+import pathlib
+import subprocess
+import sys
+import time
+
+import pytest
+
+from jenkinsctl import agent_image as ai
+
+pytestmark = [pytest.mark.engine]
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+def test_the_tag_is_version_and_content_hash(agent_image):
+    from jenkinsctl import __version__
+
+    repo, tag = agent_image.split(":")
+    assert repo == ai.REPOSITORY
+    version, digest = tag.rsplit("-", 1)
+    assert version == __version__ and len(digest) == 12
+
+
+def test_a_second_build_reuses_the_image_without_building(agent_image, docker_client):
+    # The first call builds only if the tree changed since the session's
+    # build (other work in a shared checkout); the second must not build.
+    ref = ai.build_agent_image(docker_client, log=lambda line: None)
+    start = time.monotonic()
+    lines: list[str] = []
+    assert ai.build_agent_image(docker_client, log=lines.append) == ref
+    assert time.monotonic() - start < 10
+    assert lines == [f"agent image {ref} is up to date"]
+    assert ai.agent_image_reference() == ref
+
+
+def test_the_cli_prints_only_the_reference(agent_image, docker_client):
+    proc = subprocess.run([sys.executable, "-m", "jenkinsctl", "agent-image"], capture_output=True, text=True,
+                          cwd=ROOT, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    ref = proc.stdout.strip()
+    assert proc.stdout == ref + "\n" and ref.startswith(ai.REPOSITORY + ":")
+    docker_client.images.get(ref)
+    assert ref == ai.agent_image_reference()
+
+
+def test_image_metadata(agent_image, docker_client):
+    attrs = docker_client.images.get(agent_image).attrs["Config"]
+    labels = attrs["Labels"]
+    for key in ("title", "description", "version", "revision", "licenses", "base.name"):
+        assert labels.get(f"org.opencontainers.image.{key}"), key
+    assert labels["org.opencontainers.image.revision"] == agent_image.rsplit("-", 1)[1]
+    assert labels["org.opencontainers.image.base.name"] == ai.DEFAULT_BASE
+    assert attrs["Healthcheck"]["Test"][1:] == ["/usr/local/bin/jenkinsctl-agent-entrypoint", "healthcheck"]
+    assert attrs["Entrypoint"] == ["/usr/local/bin/jenkinsctl-agent-entrypoint"]
+    assert not any(e.split("=")[0].upper().endswith(("PASSWORD", "TOKEN", "SECRET")) for e in attrs["Env"] or [])
+
+
+def test_the_image_has_jdk17_git_python_and_jenkinsctl(agent_image, docker_client):
+    from tests.support.engine import TEST_LABELS
+
+    out = docker_client.containers.run(
+        agent_image, entrypoint=["sh", "-c", "java -version 2>&1 | head -1; git --version; python3 --version; "
+                                 "jenkinsctl --version; docker --version; id jenkins"],
+        remove=True, labels=TEST_LABELS).decode()
+    assert 'version "17.' in out
+    assert "git version" in out and "Python 3." in out
+    from jenkinsctl import __version__
+
+    assert f"jenkinsctl {__version__}" in out
+    assert "Docker version" in out
+    assert "uid=1000(jenkins) gid=1000(jenkins) groups=1000(jenkins)" in out
+
+
+# --- no engine needed -----------------------------------------------------------
+
+
+def test_content_hash_covers_the_source_and_the_pins(tmp_path):
+    src = ai._stage_source(tmp_path / "src")
+    pins = ai._runtime_pins()
+    h = ai.content_hash(src, pins, ai.DEFAULT_BASE)
+    assert h == ai.content_hash(src, pins, ai.DEFAULT_BASE)
+    assert (src / "resources" / "agent" / "Dockerfile").is_file()
+    assert not list(src.rglob("__pycache__"))
+    (src / "resources" / "agent" / "entrypoint.sh").write_text("changed")
+    assert ai.content_hash(src, pins, ai.DEFAULT_BASE) != h
+    assert ai.content_hash(tmp_path / "src", {**pins, "docker": "0"}, ai.DEFAULT_BASE) != \
+        ai.content_hash(tmp_path / "src", pins, ai.DEFAULT_BASE)
+    assert ai.content_hash(src, pins, "debian:trixie-slim") != ai.content_hash(src, pins, ai.DEFAULT_BASE)
+
+
+def test_pins_cover_the_runtime_dependency_closure():
+    pins = ai._runtime_pins()
+    for name in ("python-jenkins", "docker", "pyyaml", "jsonschema", "requests", "urllib3"):
+        assert name in pins, name
+    assert "pytest" not in pins and "paramiko" not in pins
+
+
+def test_container_kwargs_mount_the_socket_and_the_workspace_at_the_same_path():
+    from tests.support.agent import agent_group
+
+    g = agent_group("/srv/agents")
+    kw = ai.agent_container_kwargs(image="img", name="p-agent-1", node="agent-1", group=g,
+                                   labels={"a": "b"}, network="p-net", publish_ssh=0)
+    assert kw["volumes"]["/var/run/docker.sock"] == {"bind": "/var/run/docker.sock", "mode": "rw"}
+    assert kw["volumes"]["/srv/agents/agent-1"] == {"bind": "/srv/agents/agent-1", "mode": "rw"}
+    assert kw["environment"] == {"SSH_PORT": "22", "JENKINS_AGENT_WORKDIR": "/srv/agents/agent-1"}
+    assert kw["ports"] == {"22/tcp": ("127.0.0.1", None)}
+    assert "no-new-privileges:true" in kw["security_opt"]
+    assert ai.node_remote_fs(g, "agent-2") == "/srv/agents/agent-2"
+
+
+def test_the_keys_archive_holds_no_client_private_key(tmp_path):
+    import io
+    import tarfile
+
+    from jenkinsctl.keys import KeyStore
+
+    ks = KeyStore(tmp_path)
+    data = ai.agent_keys_archive(ks, "agent-1")
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        members = {m.name: m for m in tar.getmembers()}
+        assert set(members) == {"ssh_host_ed25519_key", "ssh_host_ed25519_key.pub", "authorized_keys"}
+        assert all(m.mode == 0o600 and m.uid == 0 for m in members.values())
+        body = b"".join(tar.extractfile(m).read() for m in members.values())
+    assert ks.client_key().private_key().encode() not in body
+    assert ks.client_key().public_line.encode() in body
