@@ -7,6 +7,8 @@ import pytest
 
 from tests.support.engine import TEST_LABELS, engine_or_fail, remove_test_resources
 
+pytest_plugins = ["tests.support.fixtures"]  # registry, registry_noauth, fault_proxy, image_tracker
+
 
 @pytest.fixture(scope="session")
 def docker_client():

@@ -1,0 +1,980 @@
+"""Build, tag and push images on the host engine.
+
+* Tags: an immutable tag per build (see ``default_tags``), and moving tags
+  (``latest``, a branch name) set only after the immutable tag is pushed
+  (see ``moving_tags``).
+* Build: BuildKit through the docker CLI, on the engine's own builder so the
+  host's cache is shared, or docker-py's classic builder.  Output is
+  streamed line by line; a failure raises BuildError with the failing step's
+  output.
+* Push: docker-py's push stream is parsed (docker-py never raises on a
+  failed push), transient registry errors are retried with a bounded
+  backoff, permanent ones fail at once, and the pushed digest is reported.
+
+Library functions take the engine client as an argument; they never read
+argv and never exit.  Registry credentials reach the engine only in the
+X-Registry-Auth header of the push request: never in argv, build args,
+labels, a config file on disk, or an error message.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import fnmatch
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+from jenkinsctl.errors import BuildError, EngineError, RegistryError, UsageError
+from jenkinsctl.refs import Reference, parse_repository, validate_tag
+
+LineSink = Callable[[str], None]
+
+OCI = "org.opencontainers.image."
+SHA_LEN = 12  # fixed, so one commit gets the same tag in every clone
+TAIL_LINES = 25  # lines of the failing step shown in a BuildError
+# Waits between push attempts: crane-like (1 s, 3 s, ...), capped, so the
+# default 4 attempts wait at most 1 + 3 + 6 = 10 s in all.
+PUSH_BACKOFF = (1.0, 3.0, 6.0, 10.0)
+
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[()][A-Za-z0-9]|\r")
+
+
+def stderr_sink(strip_ansi: bool | None = None) -> LineSink:
+    """A line sink writing to stderr, without terminal escapes unless
+    stderr is a terminal (Jenkins' console is not)."""
+    if strip_ansi is None:
+        strip_ansi = not sys.stderr.isatty()
+
+    def sink(line: str) -> None:
+        if strip_ansi:
+            line = _ANSI.sub("", line)
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+
+    return sink
+
+
+def _discard(line: str) -> None:
+    pass
+
+
+# --- git and the Jenkins environment -----------------------------------------------
+
+
+def _git(context: str, *args: str) -> subprocess.Popen | None:
+    if shutil.which("git") is None:
+        return None
+    return subprocess.Popen(["git", "-C", context, *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, text=True)
+
+
+def _out(proc: subprocess.Popen | None) -> str | None:
+    if proc is None:
+        return None
+    out, _ = proc.communicate()
+    return out.strip() if proc.returncode == 0 and out.strip() else None
+
+
+@dataclass(frozen=True)
+class GitFacts:
+    sha: str | None = None          # full commit id
+    dirty: bool = False             # the context differs from the commit
+    branch: str | None = None       # None when detached
+    remote: str | None = None       # origin's URL, credentials removed
+
+
+def git_facts(context: str, *, want_dirty: bool = True, want_branch: bool = False,
+              want_remote: bool = True) -> GitFacts:
+    """What git knows about ``context``, asked with concurrent git calls.
+    Outside a work tree (or without git) every field is empty."""
+    procs = {"sha": _git(context, "rev-parse", "--verify", "-q", "HEAD")}
+    if want_dirty:
+        procs["dirty"] = _git(context, "status", "--porcelain", "--", ".")
+    if want_branch:
+        procs["branch"] = _git(context, "symbolic-ref", "--short", "-q", "HEAD")
+    if want_remote:
+        procs["remote"] = _git(context, "config", "--get", "remote.origin.url")
+    out = {k: _out(p) for k, p in procs.items()}
+    sha = out["sha"]
+    return GitFacts(sha=sha, dirty=bool(sha and out.get("dirty")), branch=out.get("branch"),
+                    remote=_clean_url(out.get("remote")))
+
+
+def _clean_url(url: str | None) -> str | None:
+    """A remote URL without user:token@ (Jenkins checkouts often embed one)."""
+    if not url:
+        return None
+    return re.sub(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@]*@", r"\1", url)
+
+
+def _now(now: _dt.datetime | None, environ: Mapping[str, str]) -> _dt.datetime:
+    if now is not None:
+        return now.astimezone(_dt.timezone.utc)
+    sde = environ.get("SOURCE_DATE_EPOCH", "")
+    if sde.isdigit():
+        return _dt.datetime.fromtimestamp(int(sde), _dt.timezone.utc)
+    return _dt.datetime.now(_dt.timezone.utc)
+
+
+def _stamp(t: _dt.datetime) -> str:
+    return t.strftime("%Y%m%dT%H%M%SZ")
+
+
+def default_tags(context: str, environ: Mapping[str, str], *, now: _dt.datetime | None = None,
+                 facts: GitFacts | None = None) -> list[str]:
+    """The immutable tag of a build, when no --tag is given:
+
+    ==============================  ====================================  =========================
+    where                           tag                                   example
+    ==============================  ====================================  =========================
+    git, in Jenkins (BUILD_NUMBER)  SHA12-bBUILD_NUMBER                   3f2a9c1b7d4e-b42
+    git, clean, not in Jenkins      SHA12                                 3f2a9c1b7d4e
+    git, uncommitted changes        SHA12-dirty-YYYYMMDDTHHMMSSZ (UTC)    3f2a9c1b7d4e-dirty-20250102T030405Z
+    no git, in Jenkins              bBUILD_NUMBER                         b42
+    no git, not in Jenkins          YYYYMMDDTHHMMSSZ (UTC)                20250102T030405Z
+    ==============================  ====================================  =========================
+
+    SHA12 is the first 12 hex digits of the commit of the context (12, not
+    git's variable --short length, so every clone names a commit the same).
+    In Jenkins the build number is part of the tag because a re-run of the
+    same commit is a new image (new ``created`` label) and must not overwrite
+    the tag of an image that may already be deployed.  A dirty tree gets a
+    timestamp for the same reason.  Outside git, GIT_COMMIT (set by Jenkins'
+    git plugin) stands in for the commit.  "UTC" is the build's start time,
+    or SOURCE_DATE_EPOCH when set.  The tag is checked against the reference
+    grammar.
+    """
+    build_number = (environ.get("BUILD_NUMBER") or "").strip()
+    if facts is None:
+        facts = git_facts(context, want_dirty=not build_number, want_remote=False)
+    sha = facts.sha or (environ.get("GIT_COMMIT") or "").strip() or None
+    if sha and build_number:
+        tag = f"{sha[:SHA_LEN]}-b{build_number}"
+    elif sha and facts.dirty:
+        tag = f"{sha[:SHA_LEN]}-dirty-{_stamp(_now(now, environ))}"
+    elif sha:
+        tag = sha[:SHA_LEN]
+    elif build_number:
+        tag = f"b{build_number}"
+    else:
+        tag = _stamp(_now(now, environ))
+    return [validate_tag(tag)]
+
+
+def current_branch(context: str, environ: Mapping[str, str]) -> str | None:
+    """BRANCH_NAME (multibranch pipelines), else GIT_BRANCH without its
+    remote prefix, else git's current branch; None when detached."""
+    if environ.get("BRANCH_NAME"):
+        return environ["BRANCH_NAME"]
+    gb = environ.get("GIT_BRANCH")
+    if gb:
+        for prefix in ("refs/heads/", "refs/remotes/origin/", "origin/"):
+            if gb.startswith(prefix):
+                return gb[len(prefix):]
+        return gb
+    return git_facts(context, want_dirty=False, want_branch=True, want_remote=False).branch
+
+
+def _branch_tag(branch: str) -> str:
+    t = re.sub(r"[^A-Za-z0-9_.-]+", "-", branch).lstrip(".-")[:128]
+    return t or "branch"
+
+
+def moving_tags(branch: str | None, moving: Mapping[str, Sequence[str]]) -> list[str]:
+    """The moving tags this branch may set.  ``moving`` maps a tag to the
+    branch patterns allowed to set it (shell globs: ``main``, ``release/*``);
+    a tag ``{branch}`` stands for the branch name made tag-safe
+    (``feature/x`` -> ``feature-x``).  No branch (detached HEAD) sets none."""
+    if not branch:
+        return []
+    out: list[str] = []
+    for tag, patterns in moving.items():
+        if any(fnmatch.fnmatchcase(branch, p) for p in patterns):
+            t = tag.replace("{branch}", _branch_tag(branch)) if "{branch}" in tag else tag
+            validate_tag(t)
+            if t not in out:
+                out.append(t)
+    return out
+
+
+def oci_labels(context: str, environ: Mapping[str, str], *, version: str | None = None,
+               now: _dt.datetime | None = None, facts: GitFacts | None = None) -> dict[str, str]:
+    """org.opencontainers.image.{revision,source,created,version} from git
+    and the Jenkins environment; keys whose value is unknown are left out.
+    ``version`` defaults to the default immutable tag.  No credentials:
+    the source URL is stripped of any user:token@."""
+    if facts is None:
+        facts = git_facts(context, want_dirty=version is None and not environ.get("BUILD_NUMBER"))
+    labels: dict[str, str] = {}
+    revision = facts.sha or (environ.get("GIT_COMMIT") or "").strip()
+    if revision:
+        labels[OCI + "revision"] = revision
+    source = facts.remote or _clean_url((environ.get("GIT_URL") or "").strip())
+    if source:
+        labels[OCI + "source"] = source
+    labels[OCI + "created"] = _now(now, environ).strftime("%Y-%m-%dT%H:%M:%SZ")
+    labels[OCI + "version"] = version or default_tags(context, environ, now=now, facts=facts)[0]
+    return labels
+
+
+@dataclass(frozen=True)
+class TagPlan:
+    immutable: list[str]   # pushed first; at least one
+    moving: list[str]      # pushed only after every immutable tag is
+
+
+def plan_tags(context: str, environ: Mapping[str, str], *, explicit: Sequence[str] = (),
+              moving: Mapping[str, Sequence[str]] | None = None, branch: str | None = None,
+              now: _dt.datetime | None = None, facts: GitFacts | None = None) -> TagPlan:
+    """--tag values when given (they replace the default immutable tag),
+    else ``default_tags``; plus the moving tags the branch may set."""
+    immutable = [validate_tag(t) for t in explicit] or default_tags(context, environ, now=now, facts=facts)
+    mov: list[str] = []
+    if moving:
+        if branch is None:
+            branch = current_branch(context, environ)
+        mov = [t for t in moving_tags(branch, moving) if t not in immutable]
+    return TagPlan(immutable=list(dict.fromkeys(immutable)), moving=mov)
+
+
+# --- the engine ---------------------------------------------------------------------
+
+
+class LazyEngine:
+    """An engine address that becomes a docker-py client on first use.
+
+    A BuildKit build needs only the engine's address and one ping, so the
+    ``build`` command passes this instead of a client and never pays for
+    importing docker-py (about 0.4 s here, several times an unchanged
+    BuildKit build).  Any attribute a DockerClient has is forwarded.
+    """
+
+    def __init__(self, host: str | None = None, *, timeout: int = 120, tls: bool = False) -> None:
+        self.host = host or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+        self.timeout = timeout
+        self.tls = tls or bool(os.environ.get("DOCKER_TLS_VERIFY"))
+        self._client = None
+
+    @property
+    def client(self):
+        if self._client is None:
+            from jenkinsctl.engine import client
+
+            self._client = client(self.host, timeout=self.timeout, tls=self.tls)
+        return self._client
+
+    def __getattr__(self, name: str):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self.client, name)
+
+
+def docker_host(client) -> str | None:
+    """The DOCKER_HOST value that reaches the same engine as ``client``."""
+    if isinstance(client, LazyEngine):
+        return client.host
+    api = getattr(client, "api", client)
+    adapter = getattr(api, "_custom_adapter", None)
+    if getattr(adapter, "socket_path", None):
+        return "unix://" + adapter.socket_path
+    if getattr(adapter, "ssh_host", None):
+        return "ssh://" + adapter.ssh_host
+    base = getattr(api, "base_url", "") or ""
+    for scheme in ("http://", "https://"):
+        if base.startswith(scheme):
+            return "tcp://" + base[len(scheme):]
+    return os.environ.get("DOCKER_HOST")
+
+
+def _raw_ping(host: str, timeout: float = 5.0) -> dict[str, str] | None:
+    """GET /_ping's headers over a plain socket (unix:// or tcp:// without
+    TLS); None when that is not possible, so the caller asks docker-py."""
+    try:
+        if host.startswith("unix://"):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.settimeout(timeout)
+            s.connect(host[len("unix://"):])
+        elif host.startswith("tcp://"):
+            hp = host[len("tcp://"):].rstrip("/")
+            h, _, p = hp.rpartition(":")
+            s = socket.create_connection((h.strip("[]"), int(p)), timeout=timeout)
+        else:
+            return None
+        with s:
+            s.sendall(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
+            data = b""
+            while b"\r\n\r\n" not in data:
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+    except (OSError, ValueError):
+        return None
+    head = data.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")
+    if not head or " 200 " not in head[0] + " ":
+        return None
+    return {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in head[1:])}
+
+
+def _engine_api(client) -> tuple[str, str]:
+    """(API version, OS type) of the engine."""
+    host = docker_host(client) if isinstance(client, LazyEngine) and not client.tls else None
+    if host:
+        headers = _raw_ping(host)
+        if headers and "api-version" in headers:
+            return headers["api-version"], headers.get("ostype", "linux")
+    try:
+        v = client.version()
+    except Exception as exc:  # noqa: BLE001 - docker-py raises several kinds
+        raise EngineError(f"cannot ask the engine for its version: {exc}",
+                          hint="check that the engine runs and DOCKER_HOST points at it") from None
+    return v.get("ApiVersion", "0"), (v.get("Os") or "linux")
+
+
+def _version_tuple(v: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in re.findall(r"\d+", v)[:3])
+
+
+_cli_cache: dict[str, str | None] = {}
+
+
+def find_buildkit_cli(environ: Mapping[str, str] | None = None) -> str | None:
+    """A docker CLI that can build with BuildKit, or None.
+
+    JENKINSCTL_DOCKER_CLI wins.  Otherwise every ``docker`` on PATH is tried
+    in order: a CLI older than 23 has BuildKit built in; a newer one needs
+    the buildx plugin (without it, ``DOCKER_BUILDKIT=1 docker build`` fails
+    with "BuildKit is enabled but the buildx component is missing").  Here,
+    for example, the 28.x CLI first on PATH has no buildx and Debian's
+    /usr/bin/docker 20.10 is the one that works.
+    """
+    environ = os.environ if environ is None else environ
+    key = environ.get("JENKINSCTL_DOCKER_CLI", "") + "|" + environ.get("PATH", "")
+    if key in _cli_cache:
+        return _cli_cache[key]
+    found = None
+    if environ.get("JENKINSCTL_DOCKER_CLI"):
+        found = shutil.which(environ["JENKINSCTL_DOCKER_CLI"])
+    else:
+        seen: set[str] = set()
+        for d in environ.get("PATH", os.defpath).split(os.pathsep):
+            cand = os.path.join(d or ".", "docker")
+            if not (os.path.isfile(cand) and os.access(cand, os.X_OK)):
+                continue
+            real = os.path.realpath(cand)
+            if real in seen:
+                continue
+            seen.add(real)
+            if _cli_has_buildkit(cand):
+                found = cand
+                break
+    _cli_cache[key] = found
+    return found
+
+
+def _cli_has_buildkit(cli: str) -> bool:
+    try:
+        out = subprocess.run([cli, "--version"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    version = _version_tuple(out.partition(",")[0])
+    if not version:
+        return False
+    if version < (23,):
+        return version >= (18, 9)
+    # 23+: BuildKit is the buildx plugin; without it the build fails.
+    try:
+        return subprocess.run([cli, "buildx", "version"], capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def resolve_builder(client, builder: str = "auto", environ: Mapping[str, str] | None = None) -> tuple[str, str | None]:
+    """("buildkit", CLI path) or ("classic", None) for ``builder``."""
+    if builder not in ("auto", "buildkit", "classic"):
+        raise UsageError(f"unknown builder '{builder}'", hint="use auto, buildkit or classic")
+    if builder == "classic":
+        return "classic", None
+    cli = find_buildkit_cli(environ)
+    if cli is None:
+        if builder == "buildkit":
+            raise UsageError("--builder buildkit: no docker CLI that can use BuildKit was found",
+                             hint="install Docker's CLI (with the buildx plugin for CLI 23+), set "
+                                  "JENKINSCTL_DOCKER_CLI to one, or use --builder classic")
+        return "classic", None
+    api, os_type = _engine_api(client)
+    if os_type.lower() != "linux" or _version_tuple(api) < (1, 31):
+        if builder == "buildkit":
+            raise UsageError(f"--builder buildkit: the engine (API {api}, {os_type}) has no BuildKit",
+                             hint="BuildKit needs a Linux engine with API 1.31 or later; use --builder classic")
+        return "classic", None
+    return "buildkit", cli
+
+
+# --- build ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    image_id: str
+    refs: list[str]
+    builder: str
+    cached_steps: int
+    total_steps: int
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+_BK_LINE = re.compile(r"^#(\d+) (.*)$")
+_BK_STEP = re.compile(r"^\[(?:[^\]\s]+ )?(\d+)/(\d+)\] (.*)$")
+
+
+class BuildKitProgress:
+    """Follows ``--progress=plain`` output: which vertex is which step,
+    which were cached, and each vertex's lines for the error report."""
+
+    def __init__(self) -> None:
+        self.steps: dict[int, str] = {}       # vertex -> "[2/3] RUN ..."
+        self.cached: set[int] = set()
+        self.errored: list[int] = []
+        self.lines: dict[int, list[str]] = {}
+        self.other: list[str] = []            # lines outside any vertex
+
+    def feed(self, line: str) -> None:
+        m = _BK_LINE.match(line)
+        if not m:
+            if line.strip():
+                self.other.append(line)
+            return
+        v, text = int(m.group(1)), m.group(2)
+        if v not in self.steps and text.startswith("["):
+            step = _BK_STEP.match(text)
+            if step:
+                self.steps[v] = text
+        if text == "CACHED":
+            self.cached.add(v)
+        elif text.startswith("ERROR"):
+            self.errored.append(v)
+        if not text.startswith("sha256:"):
+            self.lines.setdefault(v, []).append(text)
+
+    def _counted(self) -> list[int]:
+        return [v for v, t in self.steps.items() if not _BK_STEP.match(t).group(3).startswith("FROM ")]
+
+    @property
+    def total_steps(self) -> int:
+        return len(self._counted())
+
+    @property
+    def cached_steps(self) -> int:
+        return sum(1 for v in self._counted() if v in self.cached)
+
+    def failure(self) -> tuple[str, list[str], str]:
+        """(step, its output tail, the error line) for a failed build."""
+        summary = next((ln for ln in reversed(self.other)
+                        if ln.strip() and not ln.startswith("------") and not ln.startswith(" >")), "")
+        summary = summary.removeprefix("ERROR: ").strip()
+        if self.errored:
+            v = self.errored[0]
+            step = self.steps.get(v) or (self.lines.get(v, ["?"])[0])
+            out = [re.sub(r"^\d+\.\d+ ", "", ln) for ln in self.lines.get(v, [])[1:]
+                   if ln not in ("CACHED",) and not ln.startswith("DONE")]
+            return step, out[-TAIL_LINES:], summary or (out[-1] if out else "")
+        return "", self.other[-TAIL_LINES:], summary
+
+
+class ClassicProgress:
+    """Follows docker-py's decoded classic build stream."""
+
+    _STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
+
+    def __init__(self) -> None:
+        self.step: str = ""
+        self.step_lines: list[str] = []
+        self.total = 0
+        self.cached = 0
+        self.non_from = 0
+        self.image_id: str | None = None
+        self.error: str | None = None
+        self._last_status: dict[str, str] = {}
+
+    def feed(self, entry: Mapping[str, Any]) -> list[str]:
+        """Consume one stream entry; return the lines to show."""
+        shown: list[str] = []
+        if "stream" in entry:
+            for line in str(entry["stream"]).splitlines():
+                m = self._STEP.match(line)
+                if m:
+                    self.step, self.step_lines = f"[{m.group(1)}/{m.group(2)}] {m.group(3)}", []
+                    if not m.group(3).upper().startswith("FROM "):
+                        self.non_from += 1
+                elif line.strip() == "---> Using cache":
+                    self.cached += 1
+                else:
+                    self.step_lines.append(line)
+                if line.strip():
+                    shown.append(line)
+        if "aux" in entry and isinstance(entry["aux"], dict) and entry["aux"].get("ID"):
+            self.image_id = entry["aux"]["ID"]
+        if "status" in entry:
+            ident = entry.get("id", "")
+            status = str(entry["status"])
+            if self._last_status.get(ident) != status:
+                self._last_status[ident] = status
+                shown.append(f"{ident}: {status}" if ident else status)
+        if "errorDetail" in entry or "error" in entry:
+            detail = entry.get("errorDetail") or {}
+            self.error = str(detail.get("message") or entry.get("error") or "unknown error")
+            shown.append(f"ERROR: {self.error}")
+        return shown
+
+
+def _kv_list(pairs: Mapping[str, str | None]) -> list[str]:
+    return [k if v is None else f"{k}={v}" for k, v in pairs.items()]
+
+
+def _check_build_inputs(context: str, dockerfile: str | None) -> tuple[str, str | None]:
+    if not os.path.isdir(context):
+        what = "does not exist" if not os.path.exists(context) else "is not a directory"
+        raise UsageError(f"build context '{context}' {what}", hint="give the directory holding the Dockerfile")
+    ctx = os.path.abspath(context)
+    df = None
+    if dockerfile:
+        df = os.path.abspath(dockerfile)  # relative to the working directory, as with docker build -f
+        if not os.path.isfile(df):
+            raise UsageError(f"--file '{dockerfile}' does not exist",
+                             hint="--file is relative to the current directory, as with docker build -f")
+    elif not os.path.isfile(os.path.join(ctx, "Dockerfile")):
+        raise UsageError(f"no Dockerfile in the build context '{context}'",
+                         hint="add one, or name it with --file")
+    return ctx, df
+
+
+def build(client, *, context: str, repository: str, tags: Sequence[str], dockerfile: str | None = None,
+          build_args: Mapping[str, str | None] = {}, target: str | None = None,  # noqa: B006 - never mutated
+          labels: Mapping[str, str] = {}, pull: bool = False, no_cache: bool = False,  # noqa: B006
+          cache_from: Sequence[str] = (), builder: str = "auto", log: LineSink = _discard,
+          environ: Mapping[str, str] | None = None) -> BuildResult:
+    """Build ``context`` and tag the image ``repository:tag`` for each tag.
+
+    ``labels`` are used as given (merge ``oci_labels`` in first).  Build args
+    end up in the image's history: they are not for secrets.  A build arg
+    given as None takes its value from the environment, as ``--build-arg K``
+    does with docker.  Raises BuildError with the failing step's output.
+    """
+    environ = os.environ if environ is None else environ
+    repo = parse_repository(repository)
+    if not tags:
+        raise UsageError("no tags to build", hint="give at least one --tag, or leave --tag out for the default")
+    for t in tags:
+        validate_tag(t)
+    refs = [f"{repo.repository}:{t}" for t in dict.fromkeys(tags)]
+    for c in cache_from:
+        from jenkinsctl.refs import parse
+
+        parse(c)
+    ctx, df = _check_build_inputs(context, dockerfile)
+    args = {k: (environ.get(k) if v is None else v) for k, v in build_args.items()}
+    kind, cli = resolve_builder(client, builder, environ)
+    started = time.monotonic()
+    if kind == "buildkit":
+        image_id, cached, total = _build_buildkit(cli, client, ctx, df, refs, args, target, labels, pull,
+                                                  no_cache, cache_from, log, environ)
+    else:
+        image_id, cached, total = _build_classic(client, ctx, df, refs, args, target, labels, pull,
+                                                 no_cache, cache_from, log)
+    return BuildResult(image_id=image_id, refs=refs, builder=kind, cached_steps=cached, total_steps=total,
+                       seconds=round(time.monotonic() - started, 3))
+
+
+_SECRET_ENV = ("JENKINSCTL_REGISTRY_PASSWORD", "JENKINSCTL_REGISTRY_PASSWORD_FILE")
+
+
+def _build_buildkit(cli, client, ctx, df, refs, args, target, labels, pull, no_cache, cache_from, log,
+                    environ) -> tuple[str, int, int]:
+    import tempfile
+
+    env = {k: v for k, v in environ.items() if k not in _SECRET_ENV}
+    env.update(DOCKER_BUILDKIT="1", BUILDKIT_PROGRESS="plain")
+    host = docker_host(client)
+    if host:
+        env["DOCKER_HOST"] = host
+        env.pop("DOCKER_CONTEXT", None)
+    with tempfile.TemporaryDirectory(prefix="jenkinsctl-build-") as tmp:
+        iidfile = os.path.join(tmp, "iid")
+        cmd = [cli, "build", "--progress=plain", "--iidfile", iidfile]
+        for r in refs:
+            cmd += ["--tag", r]
+        if df:
+            cmd += ["--file", df]
+        for kv in _kv_list(args):
+            cmd += ["--build-arg", kv]
+        for kv in _kv_list(labels):
+            cmd += ["--label", kv]
+        if target:
+            cmd += ["--target", target]
+        if pull:
+            cmd.append("--pull")
+        if no_cache:
+            cmd.append("--no-cache")
+        for c in cache_from:
+            cmd += ["--cache-from", c]
+        cmd.append(ctx)
+        progress = BuildKitProgress()
+        try:
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    env=env)
+        except OSError as exc:
+            raise BuildError(f"cannot run {cli}: {exc.strerror}", hint="check JENKINSCTL_DOCKER_CLI / PATH") from None
+        assert proc.stdout is not None
+        try:
+            for raw in proc.stdout:
+                line = raw.decode("utf-8", "replace").rstrip("\r\n")
+                progress.feed(line)
+                log(line)
+        finally:
+            rc = proc.wait()
+        if rc != 0:
+            step, tail, summary = progress.failure()
+            raise _build_failed(step, tail, summary or f"docker build exited with status {rc}", "buildkit")
+        try:
+            with open(iidfile, encoding="utf-8") as fh:
+                image_id = fh.read().strip()
+        except OSError:
+            raise BuildError("docker build succeeded but wrote no image id",
+                             hint="check the docker CLI version (it needs --iidfile)") from None
+    return image_id, progress.cached_steps, progress.total_steps
+
+
+def _build_failed(step: str, tail: list[str], summary: str, builder: str) -> BuildError:
+    where = f" at {step}" if step else ""
+    body = "".join(f"\n  | {ln}" for ln in tail)
+    return BuildError(f"build failed{where}: {summary}{body}",
+                      hint="the lines above are the failing step's output; fix the Dockerfile or the "
+                           "context and build again", step=step, output=tail, builder=builder)
+
+
+def _build_classic(client, ctx, df, refs, args, target, labels, pull, no_cache, cache_from, log) -> tuple[str, int, int]:
+    import docker.errors
+
+    dockerfile = None
+    if df:
+        rel = os.path.relpath(df, ctx)
+        dockerfile = df if rel.startswith("..") else rel
+    progress = ClassicProgress()
+    api = client.api
+    try:
+        stream = api.build(path=ctx, dockerfile=dockerfile, tag=refs[0], buildargs=dict(args) or None,
+                           target=target, labels=dict(labels) or None, pull=pull, nocache=no_cache,
+                           cache_from=list(cache_from) or None, rm=True, forcerm=True, decode=True)
+        for entry in stream:
+            for line in progress.feed(entry):
+                log(line)
+    except docker.errors.APIError as exc:
+        msg = getattr(exc, "explanation", None) or str(exc)
+        raise _build_failed(progress.step, progress.step_lines[-TAIL_LINES:], msg, "classic") from None
+    except docker.errors.DockerException as exc:
+        raise BuildError(f"build failed: {exc}") from None
+    if progress.error or not progress.image_id:
+        raise _build_failed(progress.step, [ln for ln in progress.step_lines if not ln.startswith(" ---> ")]
+                            [-TAIL_LINES:], progress.error or "the engine reported no image id", "classic")
+    for ref in refs[1:]:
+        r = parse_repository(ref.rsplit(":", 1)[0])
+        api.tag(progress.image_id, r.repository, ref.rsplit(":", 1)[1])
+    return progress.image_id, progress.cached, progress.non_from
+
+
+# --- registry credentials ---------------------------------------------------------------
+
+
+def registry_auth(config, environ: Mapping[str, str] | None = None, *,
+                  registry: str | None = None) -> dict[str, str] | None:
+    """Credentials for the engine's push, as a docker-py auth_config.
+
+    JENKINSCTL_REGISTRY_USERNAME, and JENKINSCTL_REGISTRY_PASSWORD or the
+    file named by JENKINSCTL_REGISTRY_PASSWORD_FILE, win over the config's
+    registry.username / registry.password references.  None when no
+    credentials are configured (the engine then uses what the user's docker
+    config holds, if anything).  Never read from argv.
+    """
+    environ = os.environ if environ is None else environ
+    reg = getattr(config, "registry", None)
+    username = environ.get("JENKINSCTL_REGISTRY_USERNAME") or None
+    if username is None and reg is not None and reg.username is not None:
+        username = reg.username if isinstance(reg.username, str) else reg.username.resolve(environ)
+    password = environ.get("JENKINSCTL_REGISTRY_PASSWORD") or None
+    source = "JENKINSCTL_REGISTRY_PASSWORD"
+    if password is None and environ.get("JENKINSCTL_REGISTRY_PASSWORD_FILE"):
+        path = environ["JENKINSCTL_REGISTRY_PASSWORD_FILE"]
+        source = f"JENKINSCTL_REGISTRY_PASSWORD_FILE ({path})"
+        try:
+            with open(path, encoding="utf-8") as fh:
+                password = fh.read().rstrip("\r\n") or None
+        except OSError as exc:
+            raise RegistryError(f"cannot read the registry password file {path}: {exc.strerror}",
+                                hint="check JENKINSCTL_REGISTRY_PASSWORD_FILE and the file's permissions") from None
+    if password is None and reg is not None and reg.password is not None:
+        password = reg.password.resolve(environ)
+        source = f"registry.password {reg.password.describe()}"
+    if username is None and password is None:
+        return None
+    if username is None:
+        raise RegistryError(f"a registry password is set ({source}) but no user name",
+                            hint="set JENKINSCTL_REGISTRY_USERNAME or registry.username")
+    if password is None:
+        raise RegistryError(f"registry user '{username}' has no password",
+                            hint="set JENKINSCTL_REGISTRY_PASSWORD or JENKINSCTL_REGISTRY_PASSWORD_FILE, "
+                                 "or registry.password: {env: NAME} / {file: PATH}")
+    auth = {"username": username, "password": password}
+    server = registry or (reg.url if reg is not None else None)
+    if server:
+        auth["serveraddress"] = server
+    return auth
+
+
+def check_no_secrets(auth: Mapping[str, str] | None, **fields: Mapping[str, str | None]) -> None:
+    """Refuse build args / labels that carry the registry password: both
+    are stored in the image, readable by anyone who can pull it."""
+    password = (auth or {}).get("password")
+    if not password:
+        return
+    for what, values in fields.items():
+        for k, v in values.items():
+            if v and password in v:
+                raise UsageError(f"{what} '{k}' contains the registry password; refusing to build",
+                                 hint=f"{what}s are stored in the image for anyone who can pull it; "
+                                      "use a BuildKit secret mount for credentials")
+
+
+# --- push ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PushResult:
+    digest: str
+    repository: str
+    tags: list[str]
+    layers_pushed: int
+    layers_existing: int
+    attempts: int
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+_PERMANENT = re.compile(
+    r"unauthori[sz]ed|authentication required|\bdenied\b|forbidden|\b40[13]\b|name invalid|name unknown|"
+    r"manifest invalid|manifest unknown|tag invalid|digest invalid|size invalid|unsupported|"
+    r"does not exist locally|no such image|invalid reference|no basic auth credentials|x509|certificate|"
+    r"server gave http response to https client|no such host|repository name must",
+    re.IGNORECASE)
+_TRANSIENT = re.compile(
+    r"\b5\d\d\b|service unavailable|bad gateway|gateway time-?out|internal server error|connection reset|"
+    r"broken pipe|\beof\b|timeout|timed out|connection refused|toomanyrequests|too many requests|\b429\b|"
+    r"temporar|i/o timeout|connection closed|net/http",
+    re.IGNORECASE)
+
+
+def classify_push_error(message: str) -> str:
+    """"permanent" or "transient".  Permanent wins: a 401 is never
+    retried even when the text also mentions a 5xx.  Unknown errors are
+    permanent, so a misconfiguration fails fast rather than slowly."""
+    if _PERMANENT.search(message):
+        return "permanent"
+    if _TRANSIENT.search(message):
+        return "transient"
+    return "permanent"
+
+
+class PushStream:
+    """Parses one decoded push stream: layer states, digest and error."""
+
+    _DIGEST = re.compile(r"digest: (sha256:[0-9a-f]{64})")
+
+    def __init__(self) -> None:
+        self.layer_state: dict[str, str] = {}
+        self.digest: str | None = None
+        self.error: str | None = None
+        self.engine_retries = 0
+
+    def feed(self, entry: Mapping[str, Any]) -> list[str]:
+        shown: list[str] = []
+        if "errorDetail" in entry or "error" in entry:
+            detail = entry.get("errorDetail") or {}
+            self.error = str(detail.get("message") or entry.get("error") or "unknown push error")
+            return shown
+        aux = entry.get("aux")
+        if isinstance(aux, dict) and aux.get("Digest"):
+            self.digest = str(aux["Digest"])
+        status = str(entry.get("status") or "")
+        ident = str(entry.get("id") or "")
+        if not status:
+            return shown
+        if not self.digest:
+            m = self._DIGEST.search(status)
+            if m:
+                self.digest = m.group(1)
+        if ident and status not in ("Pushing",):
+            previous = self.layer_state.get(ident, "")
+            if previous != status:
+                self.layer_state[ident] = status
+                if status.startswith("Retrying in"):
+                    # The engine's own upload retry counts down once a second;
+                    # one line per retry is enough.
+                    if not previous.startswith("Retrying in"):
+                        self.engine_retries += 1
+                        shown.append(f"{ident}: upload failed, the engine is retrying ({status.lower()})")
+                elif status not in ("Preparing", "Waiting"):
+                    shown.append(f"{ident}: {status}")
+        elif not ident:
+            shown.append(status)
+        return shown
+
+    def pushed(self) -> set[str]:
+        return {i for i, s in self.layer_state.items() if s == "Pushed"}
+
+    def existing(self) -> set[str]:
+        return {i for i, s in self.layer_state.items()
+                if s == "Layer already exists" or s.startswith("Mounted from")}
+
+
+def backoff(attempt: int) -> float:
+    """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
+    return PUSH_BACKOFF[min(attempt, len(PUSH_BACKOFF)) - 1]
+
+
+def _redact(text: str, secret: str | None) -> str:
+    return text.replace(secret, "********") if secret and len(secret) >= 3 else text
+
+
+def push(client, *, repository: str, tags: Sequence[str], auth: Mapping[str, str] | None,
+         attempts: int = 4, log: LineSink = _discard, sleep: Callable[[float], None] = time.sleep,
+         moving_tags: Sequence[str] = ()) -> PushResult:
+    """Push ``repository:tag`` for each tag, in order, then the moving tags.
+
+    ``tags`` must exist locally; the first is the immutable tag and must
+    succeed before anything else is pushed.  ``moving_tags`` are pointed at
+    the first tag's image locally and pushed only after every tag in
+    ``tags`` was.  Transient failures (5xx, reset, EOF, timeouts) are retried
+    up to ``attempts`` times per tag, waiting ``backoff(n)``; permanent ones
+    (401, 403, denied, name/manifest invalid) raise RegistryError at once
+    with the registry's message.  The password never appears in a message.
+    """
+    repo = parse_repository(repository)
+    if not tags:
+        raise UsageError("no tags to push", hint="give at least one --tag")
+    if attempts < 1:
+        raise UsageError(f"push attempts must be at least 1, not {attempts}")
+    ordered = list(dict.fromkeys([validate_tag(t) for t in tags]))
+    moving = [validate_tag(t) for t in dict.fromkeys(moving_tags) if t not in ordered]
+    secret = (auth or {}).get("password")
+    api = client.api
+    first_id = _local_image_id(api, repo, ordered[0])
+    for t in ordered[1:]:
+        _local_image_id(api, repo, t)
+    started = time.monotonic()
+    digest: str | None = None
+    pushed: set[str] = set()
+    existing: set[str] = set()
+    total_attempts = 0
+    for i, tag in enumerate(ordered + moving):
+        if tag in moving:
+            api.tag(first_id, repo.repository, tag)
+        d, stream, n = _push_one(api, repo, tag, auth, attempts, log, sleep, secret)
+        total_attempts += n
+        pushed |= stream.pushed()
+        existing |= stream.existing()
+        if i == 0:
+            digest = d
+        elif d != digest and tag in moving:
+            raise RegistryError(f"moving tag {repo.repository}:{tag} was pushed as {d}, not {digest}",
+                                hint="another push changed the image under this tag; push again")
+    existing -= pushed
+    assert digest is not None
+    return PushResult(digest=digest, repository=repo.repository, tags=ordered + moving,
+                      layers_pushed=len(pushed), layers_existing=len(existing), attempts=total_attempts,
+                      seconds=round(time.monotonic() - started, 3))
+
+
+def _local_image_id(api, repo: Reference, tag: str) -> str:
+    import docker.errors
+
+    ref = f"{repo.repository}:{tag}"
+    try:
+        return api.inspect_image(ref)["Id"]
+    except docker.errors.ImageNotFound:
+        raise RegistryError(f"no local image {ref} to push",
+                            hint=f"build it first (jenkinsctl build --image {repo.repository} --tag {tag})") from None
+    except docker.errors.APIError as exc:
+        raise EngineError(f"cannot inspect {ref}: {getattr(exc, 'explanation', None) or exc}") from None
+
+
+def _push_one(api, repo: Reference, tag: str, auth, attempts: int, log: LineSink, sleep, secret):
+    import docker.errors
+    import requests.exceptions
+
+    ref = f"{repo.repository}:{tag}"
+    stream = PushStream()
+    for attempt in range(1, attempts + 1):
+        attempt_stream = PushStream()
+        error: str | None = None
+        try:
+            for entry in api.push(repo.repository, tag=tag, stream=True, decode=True, auth_config=auth):
+                for line in attempt_stream.feed(entry):
+                    log(_redact(line, secret))
+            error = attempt_stream.error
+            if error is None and attempt_stream.digest is None:
+                error = "the engine ended the push without a digest (EOF)"
+        except docker.errors.APIError as exc:
+            error = str(getattr(exc, "explanation", None) or exc)
+        except (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
+            error = f"connection to the engine broke during the push: {exc}"
+        except requests.exceptions.ReadTimeout as exc:
+            error = f"the engine did not answer in time (timeout): {exc}"
+        # Layer states accumulate across attempts: a layer pushed in attempt 1
+        # is "already exists" in attempt 2 and still counts as pushed.
+        for ident, state in attempt_stream.layer_state.items():
+            if stream.layer_state.get(ident) != "Pushed":
+                stream.layer_state[ident] = state
+        if error is None:
+            log(f"{ref}: digest {attempt_stream.digest}")
+            return attempt_stream.digest, stream, attempt
+        error = _redact(error, secret)
+        kind = classify_push_error(error)
+        if kind == "permanent":
+            raise RegistryError(f"push of {ref} failed: {error}", hint=_permanent_hint(error, repo),
+                                reference=ref, attempts=attempt, retryable=False)
+        if attempt == attempts:
+            raise RegistryError(f"push of {ref} failed after {attempt} attempts: {error}",
+                                hint="the registry kept failing with transient errors; check its health and "
+                                     "retry later (build.push_attempts sets the attempts)",
+                                reference=ref, attempts=attempt, retryable=True)
+        wait = backoff(attempt)
+        log(f"{ref}: transient error (attempt {attempt}/{attempts}): {error}; retrying in {wait:g}s")
+        sleep(wait)
+    raise AssertionError("unreachable")
+
+
+def _permanent_hint(error: str, repo: Reference) -> str:
+    low = error.lower()
+    if any(w in low for w in ("unauthorized", "authentication required", "401", "no basic auth")):
+        return ("the registry rejected the credentials: check JENKINSCTL_REGISTRY_USERNAME and "
+                "JENKINSCTL_REGISTRY_PASSWORD(_FILE), or registry.username/password in the config")
+    if any(w in low for w in ("denied", "forbidden", "403")):
+        return f"the user may not push to {repo.repository}; check its permissions on the registry"
+    if "does not exist locally" in low or "no such image" in low:
+        return "build the image first"
+    if "https client" in low:
+        return f"the engine expects TLS from {repo.domain}; add it to the engine's insecure-registries or use TLS"
+    return "this error is not transient, so it was not retried"

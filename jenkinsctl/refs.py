@@ -1,0 +1,174 @@
+"""Docker image references, checked against the grammar of
+distribution/reference before anything runs.
+
+    reference  := name [ ":" tag ] [ "@" digest ]
+    name       := [ domain "/" ] path-component ( "/" path-component )*
+    domain     := host [ ":" port ]         (host: DNS name, or [IPv6])
+    path-component := [a-z0-9]+ ( ( "." | "_" | "__" | "-"+ ) [a-z0-9]+ )*
+    tag        := [A-Za-z0-9_] [A-Za-z0-9_.-]{0,127}
+    digest     := algorithm ":" hex          (sha256: exactly 64 hex digits)
+
+The first component is the registry (domain) only when it contains "." or
+":", is "localhost", or has an upper-case letter -- the rule the Docker
+engine uses, so ``myapp`` and ``team/myapp`` are Docker Hub names and
+``127.0.0.1:5000/myapp`` is a local registry.  Names are not normalised
+(no ``docker.io/library/`` is added): a reference prints back as written.
+
+Errors are UsageError naming the part that is wrong and saying what is valid.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from jenkinsctl.errors import UsageError
+
+NAME_MAX = 255
+TAG_MAX = 128
+
+_ALNUM = r"[a-z0-9]+"
+_SEP = r"(?:[._]|__|-+)"
+_PATH_COMPONENT = re.compile(rf"{_ALNUM}(?:{_SEP}{_ALNUM})*\Z")
+_DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+_DOMAIN = re.compile(rf"(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|\[[a-fA-F0-9:]+\])(?::[0-9]+)?\Z")
+_TAG = re.compile(r"[\w][\w.-]{0,127}\Z", re.ASCII)
+_DIGEST = re.compile(r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}\Z")
+
+TAG_RULE = ("a tag is 1 to 128 characters: letters, digits, '_', '.' and '-', "
+            "not starting with '.' or '-'")
+PATH_RULE = ("each path component is lower-case letters and digits, optionally joined by "
+             "'.', '_', '__' or dashes (e.g. team/my-app)")
+DOMAIN_RULE = "the registry is a host name or IP address with an optional :PORT (e.g. 127.0.0.1:5000)"
+DIGEST_RULE = "a digest is ALGORITHM:HEX, e.g. sha256: followed by 64 hex digits"
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A parsed image reference.  ``domain`` is "" when the name has no
+    registry part; ``tag`` and ``digest`` are None when absent."""
+
+    domain: str
+    path: str
+    tag: str | None = None
+    digest: str | None = None
+
+    @property
+    def repository(self) -> str:
+        """domain/path: what ``docker push`` takes and tags hang off."""
+        return f"{self.domain}/{self.path}" if self.domain else self.path
+
+    @property
+    def name(self) -> str:
+        """The full name without tag or digest (distribution's Name());
+        the same as ``repository``."""
+        return self.repository
+
+    @property
+    def basename(self) -> str:
+        """The last path component, e.g. ``web`` for ``reg:5000/team/web``."""
+        return self.path.rsplit("/", 1)[-1]
+
+    def with_tag(self, tag: str) -> "Reference":
+        validate_tag(tag)
+        return Reference(self.domain, self.path, tag, None)
+
+    def with_digest(self, digest: str) -> "Reference":
+        _check_digest(digest, digest)
+        return Reference(self.domain, self.path, None, digest)
+
+    def __str__(self) -> str:
+        out = self.repository
+        if self.tag:
+            out += f":{self.tag}"
+        if self.digest:
+            out += f"@{self.digest}"
+        return out
+
+
+def _fail(ref: str, what: str, rule: str, **details) -> UsageError:
+    return UsageError(f"invalid image reference '{ref}': {what}", hint=rule, reference=ref, **details)
+
+
+def validate_tag(tag: str) -> str:
+    """Return ``tag`` if the reference grammar allows it, else raise."""
+    if not isinstance(tag, str) or not tag:
+        raise UsageError("invalid tag '': a tag may not be empty", hint=TAG_RULE)
+    if not _TAG.match(tag):
+        if len(tag) > TAG_MAX:
+            why = f"it is {len(tag)} characters long, the limit is {TAG_MAX}"
+        elif tag[0] in ".-":
+            why = f"it starts with '{tag[0]}'"
+        else:
+            bad = next(c for c in tag if not (c.isascii() and (c.isalnum() or c in "_.-")))
+            why = f"it contains {bad!r}"
+        raise UsageError(f"invalid tag '{tag}': {why}", hint=TAG_RULE, tag=tag)
+    return tag
+
+
+def _check_digest(ref: str, digest: str) -> None:
+    if not _DIGEST.match(digest):
+        raise _fail(ref, f"digest '{digest}' is not valid", DIGEST_RULE)
+    algo, _, hexpart = digest.partition(":")
+    if algo == "sha256" and len(hexpart) != 64:
+        raise _fail(ref, f"digest '{digest}' has {len(hexpart)} hex digits, sha256 needs 64", DIGEST_RULE)
+    if algo == "sha512" and len(hexpart) != 128:
+        raise _fail(ref, f"digest '{digest}' has {len(hexpart)} hex digits, sha512 needs 128", DIGEST_RULE)
+
+
+def _split_domain(name: str) -> tuple[str, str]:
+    first, slash, rest = name.partition("/")
+    if slash and (any(c in first for c in ".:") or first == "localhost" or first.lower() != first):
+        return first, rest
+    return "", name
+
+
+def parse(ref: str) -> Reference:
+    """Parse and fully validate an image reference."""
+    if not isinstance(ref, str) or not ref.strip():
+        raise UsageError("invalid image reference '': the reference is empty",
+                         hint="give a name such as 127.0.0.1:5000/team/app")
+    if ref != ref.strip() or any(c.isspace() for c in ref):
+        raise _fail(ref, "it contains white space", PATH_RULE)
+    rest, digest = ref, None
+    if "@" in rest:
+        rest, _, digest = rest.partition("@")
+        _check_digest(ref, digest)
+    name, tag = rest, None
+    # A ':' after the last '/' starts the tag; one before it is a port.
+    colon = rest.rfind(":")
+    if colon > rest.rfind("/"):
+        name, tag = rest[:colon], rest[colon + 1:]
+        if not tag:
+            raise _fail(ref, "the tag after ':' is empty", TAG_RULE)
+        if not _TAG.match(tag):
+            try:
+                validate_tag(tag)
+            except UsageError as exc:
+                raise _fail(ref, exc.message.removeprefix("invalid "), TAG_RULE) from None
+    if not name:
+        raise _fail(ref, "the name is empty", PATH_RULE)
+    if len(name) > NAME_MAX:
+        raise _fail(ref, f"the name is {len(name)} characters long, the limit is {NAME_MAX}", PATH_RULE)
+    domain, path = _split_domain(name)
+    if domain and not _DOMAIN.match(domain):
+        raise _fail(ref, f"registry '{domain}' is not a valid host[:port]", DOMAIN_RULE)
+    if not path:
+        raise _fail(ref, "the repository path after the registry is empty", PATH_RULE)
+    for component in path.split("/"):
+        if not component:
+            raise _fail(ref, "it has an empty path component ('//' or a trailing '/')", PATH_RULE)
+        if not _PATH_COMPONENT.match(component):
+            why = "has upper-case letters" if component.lower() != component else "is not valid"
+            raise _fail(ref, f"path component '{component}' {why}", PATH_RULE)
+    return Reference(domain, path, tag, digest)
+
+
+def parse_repository(ref: str, *, flag: str = "--image") -> Reference:
+    """A repository name with neither tag nor digest (what --image takes)."""
+    r = parse(ref)
+    if r.tag or r.digest:
+        part = f":{r.tag}" if r.tag else f"@{r.digest}"
+        raise UsageError(f"{flag} '{ref}': give the repository without '{part}'",
+                         hint=f"use {flag} {r.repository} and --tag TAG for tags", reference=ref)
+    return r
