@@ -76,7 +76,8 @@ Map call(String step, Map params) {
                  "JENKINSCTL_RESULT_FILE=${resultFile}",
                  "JENKINSCTL_ERROR_FILE=${errorFile}"]) {
             status = sh(script: runScript, returnStatus: true, label: "jenkinsctl ${command}")
-            if (status == 0 && fileExists(resultFile)) {
+            // ship writes its result on a failed deploy too: the image was pushed.
+            if (fileExists(resultFile)) {
                 resultText = readFile(file: resultFile, encoding: 'UTF-8')
             }
             if (status != 0 && fileExists(errorFile)) {
@@ -87,6 +88,10 @@ Map call(String step, Map params) {
     }
 
     if (status != 0) {
+        Map partial = resultText ? parseJsonOrNull(resultText) : null
+        if (partial?.digest) {
+            echo("[${step}] before the failure: ${summary(partial)}")
+        }
         error(failureMessage(step, command, status, errorText))
     }
     if (resultText == null) {
@@ -205,16 +210,19 @@ List<Map> credentialBindings(Map schema, Map params) {
     return out
 }
 
+/** A JSON object, or null for a file that is truncated or not an object. */
+@NonCPS
+Map parseJsonOrNull(String text) {
+    try {
+        return parseJson(text)
+    } catch (JsonException | IllegalArgumentException ignored) {
+        return null
+    }
+}
+
 @NonCPS
 String failureMessage(String step, String command, int status, String errorText) {
-    Map details = null
-    if (errorText) {
-        try {
-            details = parseJson(errorText)
-        } catch (JsonException | IllegalArgumentException ignored) {
-            details = null // a truncated file: fall back to the exit code below
-        }
-    }
+    Map details = errorText ? parseJsonOrNull(errorText) : null
     if (!details?.message) {
         return "[${step}] jenkinsctl ${command} failed with exit code ${status} and left no error details " +
             '(hint: see its output above)'
@@ -227,7 +235,10 @@ String failureMessage(String step, String command, int status, String errorText)
 String summary(Map result) {
     String text = result.digest ? "${result.image}@${result.digest}" : "${result.image}"
     if (result.deploy instanceof Map) {
-        text += " deployed to ${result.deploy.strategy}:${result.deploy.target} (${result.deploy.outcome})"
+        // jenkinsctl reports the target as STRATEGY:NAME; older results had NAME alone.
+        String target = "${result.deploy.target}".startsWith("${result.deploy.strategy}:") ?
+            "${result.deploy.target}" : "${result.deploy.strategy}:${result.deploy.target}"
+        text += ", deploy to ${target}: ${result.deploy.outcome}"
     }
     return text
 }

@@ -29,7 +29,10 @@ class DockerBuildPushTest extends HarnessTest {
         assert result.tags == ['1.0', 'latest']
         assert result.deploy.outcome == 'switched'
         assert result instanceof Serializable // survives a CPS checkpoint
-        assert h.log.any { it.contains('deployed to container:web (switched)') }
+        assert h.log.any { it.contains(', deploy to container:web: switched') }
+        agent.result.deploy.target = 'container:web'
+        step('dockerBuildPush', [image: 'r.example/app', deployTo: 'container:web'])
+        assert h.log.count { it.contains(', deploy to container:web: switched') } == 2
     }
 
     void testEveryParameterReachesJenkinsctl() {
@@ -231,5 +234,21 @@ class DockerBuildPushTest extends HarnessTest {
         }
         String msg = failure { step('dockerBuildPush', [image: 'r.example/app']) }
         assert msg.contains('failed with exit code 4 and left no error details')
+    }
+
+    void testAFailedDeployStillReportsWhatWasPushed() {
+        h.shHandler = { Map call ->
+            if (call.script.startsWith('jenkinsctl --params-env')) {
+                new File(call.env.JENKINSCTL_RESULT_FILE).text = groovy.json.JsonOutput.toJson(
+                    [image: 'r.example/app', digest: 'sha256:' + 'f' * 64, tags: ['7'],
+                     deploy: [strategy: 'container', target: 'container:web', outcome: 'failed']])
+                new File(call.env.JENKINSCTL_ERROR_FILE).text = '{"message": "web did not become healthy", "category": "deploy"}'
+                return 6
+            }
+            agent.handle(call)
+        }
+        String msg = failure { step('dockerBuildPush', [image: 'r.example/app', deployTo: 'container:web']) }
+        assert msg == '[dockerBuildPush] web did not become healthy'
+        assert h.log.contains("[dockerBuildPush] before the failure: r.example/app@sha256:${'f' * 64}, deploy to container:web: failed".toString())
     }
 }

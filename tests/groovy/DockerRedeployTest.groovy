@@ -19,7 +19,7 @@ class DockerRedeployTest extends HarnessTest {
         assert run.params == [image: REF, deployTo: 'swarm:app_web']
         assert h.callsTo('withCredentials')[0].args[0] == []
         assert result.deploy == [strategy: 'swarm', target: 'app_web', outcome: 'updated']
-        assert h.log.contains("[dockerRedeploy] ${REF}@sha256:${'4' * 64} deployed to swarm:app_web (updated)".toString())
+        assert h.log.contains("[dockerRedeploy] ${REF}@sha256:${'4' * 64}, deploy to swarm:app_web: updated".toString())
     }
 
     void testEveryParameterReachesJenkinsctl() {

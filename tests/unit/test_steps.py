@@ -216,7 +216,7 @@ def test_required_parameters_alone_parse(step):
     original = module.run
     module.run = fake_run
     try:
-        code = cli.main(["--params-env", "JENKINSCTL_TEST_PARAMS", command])
+        code = cli.main(["--output", "json", "--params-env", "JENKINSCTL_TEST_PARAMS", command])
     finally:
         module.run = original
         del os.environ["JENKINSCTL_TEST_PARAMS"]
