@@ -488,7 +488,7 @@ class BuildKitProgress:
             v = self.errored[0]
             step = self.steps.get(v) or (self.lines.get(v, ["?"])[0])
             out = [re.sub(r"^\d+\.\d+ ", "", ln) for ln in self.lines.get(v, [])[1:]
-                   if ln not in ("CACHED",) and not ln.startswith("DONE")]
+                   if ln != "CACHED" and not ln.startswith(("DONE", "ERROR"))]
             return step, out[-TAIL_LINES:], summary or (out[-1] if out else "")
         return "", self.other[-TAIL_LINES:], summary
 

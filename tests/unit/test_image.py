@@ -1,0 +1,448 @@
+"""Tag rules, labels, credentials, and the parsing of recorded build and push
+streams.  No engine: the push retry logic runs against a scripted client
+that replays streams recorded from the real engine (20.10) and registry."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import stat
+import subprocess
+
+import pytest
+
+from jenkinsctl import image
+from jenkinsctl.config import BuildConfig, RegistryConfig, SecretRef
+from jenkinsctl.errors import RegistryError, UsageError
+
+NOW = dt.datetime(2025, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
+
+
+def git(repo, *args):
+    subprocess.run(["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.com", *args],
+                   check=True, capture_output=True)
+
+
+@pytest.fixture
+def repo(tmp_path):
+    git(tmp_path, "init", "-q", "-b", "main")
+    (tmp_path / "Dockerfile").write_text("FROM scratch\n")
+    git(tmp_path, "add", ".")
+    git(tmp_path, "commit", "-q", "-m", "one")
+    git(tmp_path, "remote", "add", "origin", "https://ci-bot:s3cr3t-token@git.example.com/team/app.git")
+    sha = subprocess.run(["git", "-C", str(tmp_path), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    return tmp_path, sha
+
+
+# --- tags ----------------------------------------------------------------------------
+
+
+def test_default_tag_clean_git_is_the_12_digit_sha(repo):
+    path, sha = repo
+    assert image.default_tags(str(path), {}, now=NOW) == [sha[:12]]
+
+
+def test_default_tag_in_jenkins_adds_the_build_number(repo):
+    path, sha = repo
+    (path / "untracked").write_text("x")  # a Jenkins workspace may be dirty: the build number decides
+    assert image.default_tags(str(path), {"BUILD_NUMBER": "42"}, now=NOW) == [f"{sha[:12]}-b42"]
+
+
+def test_default_tag_dirty_tree_gets_a_utc_timestamp(repo):
+    path, sha = repo
+    (path / "Dockerfile").write_text("FROM scratch\nLABEL x=1\n")
+    later = dt.datetime(2025, 1, 2, 4, 4, 5, tzinfo=dt.timezone(dt.timedelta(hours=1)))  # = 03:04:05 UTC
+    assert image.default_tags(str(path), {}, now=later) == [f"{sha[:12]}-dirty-20250102T030405Z"]
+
+
+def test_default_tag_outside_git(tmp_path):
+    assert image.default_tags(str(tmp_path), {}, now=NOW) == ["20250102T030405Z"]
+    assert image.default_tags(str(tmp_path), {"BUILD_NUMBER": "7"}, now=NOW) == ["b7"]
+    assert image.default_tags(str(tmp_path), {"SOURCE_DATE_EPOCH": "0"}) == ["19700101T000000Z"]
+    # Jenkins' git plugin names the commit even when the context has no .git
+    assert image.default_tags(str(tmp_path), {"GIT_COMMIT": "ab" * 20, "BUILD_NUMBER": "3"}) == ["abababababab-b3"]
+
+
+def test_default_tag_is_validated(tmp_path):
+    with pytest.raises(UsageError):
+        image.default_tags(str(tmp_path), {"BUILD_NUMBER": "4 2"})
+
+
+MOVING = {"latest": ("main", "master"), "{branch}": ("release/*", "develop"), "stable": ("release/*",)}
+
+
+@pytest.mark.parametrize("branch,want", [
+    ("main", ["latest"]),
+    ("master", ["latest"]),
+    ("release/1.2", ["release-1.2", "stable"]),
+    ("develop", ["develop"]),
+    ("feature/x", []),
+    ("PR-12", []),
+    (None, []),
+])
+def test_moving_tags_only_on_configured_branches(branch, want):
+    assert image.moving_tags(branch, MOVING) == want
+
+
+def test_current_branch_sources(repo):
+    path, _ = repo
+    assert image.current_branch(str(path), {"BRANCH_NAME": "PR-3", "GIT_BRANCH": "origin/x"}) == "PR-3"
+    assert image.current_branch(str(path), {"GIT_BRANCH": "origin/release/2"}) == "release/2"
+    assert image.current_branch(str(path), {}) == "main"
+    git(path, "checkout", "-q", "--detach")
+    assert image.current_branch(str(path), {}) is None
+
+
+def test_plan_tags_explicit_replaces_default_and_moving_follow_branch(repo):
+    path, sha = repo
+    plan = image.plan_tags(str(path), {}, explicit=["v1", "v1"], moving={"latest": ("main",)})
+    assert plan.immutable == ["v1"] and plan.moving == ["latest"]
+    plan = image.plan_tags(str(path), {"BRANCH_NAME": "feature/y"}, moving={"latest": ("main",)}, now=NOW)
+    assert plan.immutable == [sha[:12]] and plan.moving == []
+    with pytest.raises(UsageError):
+        image.plan_tags(str(path), {}, explicit=["bad/tag"])
+
+
+# --- labels --------------------------------------------------------------------------
+
+
+def test_oci_labels_from_git_without_credentials(repo):
+    path, sha = repo
+    labels = image.oci_labels(str(path), {"BUILD_NUMBER": "5"}, now=NOW)
+    assert labels == {
+        "org.opencontainers.image.revision": sha,
+        "org.opencontainers.image.source": "https://git.example.com/team/app.git",
+        "org.opencontainers.image.created": "2025-01-02T03:04:05Z",
+        "org.opencontainers.image.version": f"{sha[:12]}-b5",
+    }
+    assert "s3cr3t" not in repr(labels)
+
+
+def test_oci_labels_from_jenkins_environment_outside_git(tmp_path):
+    env = {"GIT_COMMIT": "c" * 40, "GIT_URL": "https://u:p@h.example/r.git", "BUILD_NUMBER": "9"}
+    labels = image.oci_labels(str(tmp_path), env, version="1.4.0", now=NOW)
+    assert labels["org.opencontainers.image.revision"] == "c" * 40
+    assert labels["org.opencontainers.image.source"] == "https://h.example/r.git"
+    assert labels["org.opencontainers.image.version"] == "1.4.0"
+
+
+# --- credentials -----------------------------------------------------------------------
+
+
+class Conf:
+    def __init__(self, username=None, password=None):
+        self.registry = RegistryConfig(url="127.0.0.1:5000", username=username, password=password)
+        self.build = BuildConfig(builder="auto", moving_tags={}, keep_images=5, push_attempts=4)
+
+
+def test_registry_auth_environment_wins(tmp_path):
+    conf = Conf("cfg-user", SecretRef(env="CFG_PW"))
+    env = {"JENKINSCTL_REGISTRY_USERNAME": "u", "JENKINSCTL_REGISTRY_PASSWORD": "p", "CFG_PW": "other"}
+    assert image.registry_auth(conf, env) == {"username": "u", "password": "p", "serveraddress": "127.0.0.1:5000"}
+
+
+def test_registry_auth_password_file_and_config_refs(tmp_path):
+    pw = tmp_path / "pw"
+    pw.write_text("from-file\n")
+    env = {"JENKINSCTL_REGISTRY_USERNAME": "u", "JENKINSCTL_REGISTRY_PASSWORD_FILE": str(pw)}
+    assert image.registry_auth(Conf(), env, registry="r:1")["password"] == "from-file"
+    assert image.registry_auth(Conf(), env, registry="r:1")["serveraddress"] == "r:1"
+    conf = Conf(SecretRef(env="U"), SecretRef(env="P"))
+    assert image.registry_auth(conf, {"U": "cu", "P": "cp"})["username"] == "cu"
+    assert image.registry_auth(Conf(), {}) is None
+
+
+def test_registry_auth_half_configured_is_an_error_without_the_secret(tmp_path):
+    with pytest.raises(RegistryError) as e:
+        image.registry_auth(Conf(), {"JENKINSCTL_REGISTRY_PASSWORD": "hunter2-secret"})
+    assert "hunter2" not in str(e.value.to_dict())
+    with pytest.raises(RegistryError):
+        image.registry_auth(Conf("u"), {})
+    with pytest.raises(RegistryError) as e:
+        image.registry_auth(Conf(), {"JENKINSCTL_REGISTRY_USERNAME": "u",
+                                     "JENKINSCTL_REGISTRY_PASSWORD_FILE": str(tmp_path / "missing")})
+    assert "missing" in e.value.message
+
+
+def test_build_args_carrying_the_registry_password_are_refused():
+    auth = {"username": "u", "password": "hunter2-secret"}
+    image.check_no_secrets(auth, **{"build arg": {"A": "1", "B": None}})
+    with pytest.raises(UsageError) as e:
+        image.check_no_secrets(auth, **{"build arg": {"TOKEN": "x-hunter2-secret"}})
+    assert "TOKEN" in e.value.message and "hunter2" not in e.value.message
+
+
+# --- recorded build output ---------------------------------------------------------------
+
+# `DOCKER_BUILDKIT=1 docker build --progress=plain` (CLI 20.10.24), sha256 lines kept.
+BUILDKIT_FAIL = """\
+#1 [internal] load .dockerignore
+#1 sha256:21e543502b09388426ea331f8b0d338bbee8a7b77b9a51804a9dfc00038f310f
+#1 transferring context: 2B 0.4s done
+#1 DONE 0.4s
+
+#4 [1/3] FROM docker.io/library/debian:bookworm-slim
+#4 CACHED
+
+#5 [2/3] RUN echo first-ok
+#5 CACHED
+
+#6 [3/3] RUN echo "line one" && echo "the failing step says why" >&2 && exit 3
+#6 0.244 line one
+#6 0.245 the failing step says why
+#6 ERROR: executor failed running [/bin/sh -c echo "line one" && echo "the failing step says why" >&2 && exit 3]: exit code: 3
+------
+ > [3/3] RUN echo "line one" && echo "the failing step says why" >&2 && exit 3:
+------
+executor failed running [/bin/sh -c echo "line one" && echo "the failing step says why" >&2 && exit 3]: exit code: 3
+"""
+
+BUILDKIT_OK = """\
+#4 [builder 1/3] FROM docker.io/library/debian:bookworm-slim
+#4 CACHED
+#5 [builder 2/3] RUN make
+#5 CACHED
+#7 [builder 3/3] COPY a /a
+#7 DONE 0.1s
+#8 [stage-1 1/2] COPY --from=builder /a /a
+#8 CACHED
+#9 exporting to image
+#9 writing image sha256:5181a4d62c033bcbae67197ac1945fa4a8755c127f1c78a8a71ccc2f5221e949 done
+"""
+
+
+def test_buildkit_progress_finds_the_failing_step_and_its_output():
+    p = image.BuildKitProgress()
+    for line in BUILDKIT_FAIL.splitlines():
+        p.feed(line)
+    step, tail, summary = p.failure()
+    assert step.startswith("[3/3] RUN echo")
+    assert tail == ["line one", "the failing step says why"]
+    assert summary.endswith("exit code: 3")
+    assert (p.cached_steps, p.total_steps) == (1, 2)  # FROM is not a step that counts
+
+
+def test_buildkit_progress_counts_cached_steps_across_stages():
+    p = image.BuildKitProgress()
+    for line in BUILDKIT_OK.splitlines():
+        p.feed(line)
+    assert (p.cached_steps, p.total_steps) == (2, 3)
+
+
+def test_classic_progress_recorded_stream():
+    p = image.ClassicProgress()
+    stream = [
+        {"stream": "Step 1/3 : FROM debian:bookworm-slim\n"}, {"stream": " ---> e618754397ac\n"},
+        {"stream": "Step 2/3 : RUN echo ok\n"}, {"stream": " ---> Using cache\n"}, {"stream": " ---> fafc9e734e87\n"},
+        {"stream": "Step 3/3 : RUN echo boom >&2; exit 3\n"}, {"stream": " ---> Running in d1d1e60f4f6c\n"},
+        {"stream": "boom\n"},
+        {"errorDetail": {"code": 3, "message": "The command '/bin/sh -c echo boom >&2; exit 3' returned a non-zero code: 3"},
+         "error": "The command '/bin/sh -c echo boom >&2; exit 3' returned a non-zero code: 3"},
+    ]
+    shown = [line for e in stream for line in p.feed(e)]
+    assert "boom" in shown and shown[-1].startswith("ERROR: The command")
+    assert p.step == "[3/3] RUN echo boom >&2; exit 3"
+    assert "boom" in p.step_lines and p.cached == 1 and p.non_from == 2
+    assert p.error.endswith("non-zero code: 3")
+
+
+# --- recorded push streams -----------------------------------------------------------------
+
+DIGEST = "sha256:3c2596575b1395a386af2f825e630f8c5efbb8cb5392d9996d16be074f98057b"
+HEAD = {"status": "The push refers to repository [127.0.0.1:5000/jenkinsctl-test/exp]"}
+OK_NEW = [HEAD, {"status": "Preparing", "progressDetail": {}, "id": "bff71eed13bf"},
+          {"status": "Pushing", "progressDetail": {"current": 512, "total": 1049048}, "id": "bff71eed13bf"},
+          {"status": "Pushed", "progressDetail": {}, "id": "bff71eed13bf"},
+          {"status": f"x: digest: {DIGEST} size: 528"},
+          {"progressDetail": {}, "aux": {"Tag": "x", "Digest": DIGEST, "Size": 528}}]
+OK_EXISTS = [HEAD, {"status": "Preparing", "progressDetail": {}, "id": "bff71eed13bf"},
+             {"status": "Layer already exists", "progressDetail": {}, "id": "bff71eed13bf"},
+             {"status": f"x: digest: {DIGEST} size: 528"},
+             {"progressDetail": {}, "aux": {"Tag": "x", "Digest": DIGEST, "Size": 528}}]
+E503 = [HEAD, {"status": "Layer already exists", "progressDetail": {}, "id": "bff71eed13bf"},
+        {"errorDetail": {"message": "received unexpected HTTP status: 503 Service Unavailable"},
+         "error": "received unexpected HTTP status: 503 Service Unavailable"}]
+E401 = [HEAD, {"status": "Preparing", "progressDetail": {}, "id": "bff71eed13bf"},
+        {"errorDetail": {"message": "unauthorized: authentication required"},
+         "error": "unauthorized: authentication required"}]
+ERESET = [HEAD, {"errorDetail": {"message": 'Put "http://127.0.0.1:5000/v2/x/manifests/x": read tcp '
+                                            "127.0.0.1:1->127.0.0.1:5000: read: connection reset by peer"}}]
+EEOF = [HEAD, {"error": 'Patch "http://127.0.0.1:5000/v2/x/blobs/uploads/1": EOF'}]
+ENGINE_RETRY = [HEAD, {"status": "Retrying in 5 seconds", "progressDetail": {}, "id": "9afe54fd8c19"},
+                {"status": "Retrying in 4 seconds", "progressDetail": {}, "id": "9afe54fd8c19"},
+                {"status": "Pushed", "progressDetail": {}, "id": "9afe54fd8c19"},
+                {"progressDetail": {}, "aux": {"Tag": "d", "Digest": DIGEST, "Size": 740}}]
+
+
+def test_push_stream_parses_digest_and_layers():
+    s = image.PushStream()
+    shown = [line for e in OK_NEW for line in s.feed(e)]
+    assert s.digest == DIGEST and s.error is None
+    assert s.pushed() == {"bff71eed13bf"} and s.existing() == set()
+    assert "bff71eed13bf: Pushed" in shown
+    assert not any("Pushing" in line for line in shown)  # progress is not logged line by line
+
+
+def test_push_stream_engine_retry_is_one_line():
+    s = image.PushStream()
+    shown = [line for e in ENGINE_RETRY for line in s.feed(e)]
+    assert sum("retrying" in line for line in shown) == 1 and s.engine_retries == 1
+
+
+@pytest.mark.parametrize("stream,kind", [(E503, "transient"), (ERESET, "transient"), (EEOF, "transient"),
+                                         (E401, "permanent")])
+def test_push_stream_errors_are_classified(stream, kind):
+    s = image.PushStream()
+    for e in stream:
+        s.feed(e)
+    assert s.error and image.classify_push_error(s.error) == kind
+
+
+@pytest.mark.parametrize("message", [
+    "denied: requested access to the resource is denied",
+    "name invalid: invalid repository name",
+    "manifest invalid: manifest invalid",
+    "unauthorized: incorrect username or password",
+    "received unexpected HTTP status: 401 Unauthorized",
+    "An image does not exist locally with the tag: 127.0.0.1:5000/x",
+    "something nobody has seen before",
+    "unauthorized: 503 mentioned but still a 401",
+])
+def test_permanent_errors(message):
+    assert image.classify_push_error(message) == "permanent"
+
+
+@pytest.mark.parametrize("message", [
+    "received unexpected HTTP status: 502 Bad Gateway",
+    "received unexpected HTTP status: 500 Internal Server Error",
+    "write tcp 127.0.0.1:1->127.0.0.1:2: write: broken pipe",
+    "net/http: TLS handshake timeout",
+    "dial tcp 127.0.0.1:5000: connect: connection refused",
+    "toomanyrequests: slow down",
+])
+def test_transient_errors(message):
+    assert image.classify_push_error(message) == "transient"
+
+
+class FakeAPI:
+    """Replays one recorded stream per push call; records calls."""
+
+    def __init__(self, streams):
+        self.streams = list(streams)
+        self.calls = []
+        self.tagged = []
+
+    def inspect_image(self, ref):
+        return {"Id": "sha256:" + "1" * 64}
+
+    def tag(self, image_id, repository, tag):
+        self.tagged.append((repository, tag))
+
+    def push(self, repository, tag=None, stream=False, decode=False, auth_config=None):
+        assert stream and decode
+        self.calls.append((repository, tag, auth_config))
+        return iter(self.streams.pop(0))
+
+
+class FakeClient:
+    def __init__(self, streams):
+        self.api = FakeAPI(streams)
+
+
+def test_push_retries_transient_errors_with_bounded_backoff():
+    client = FakeClient([E503, ERESET, OK_EXISTS])
+    waits, lines = [], []
+    r = image.push(client, repository="127.0.0.1:5000/jenkinsctl-test/exp", tags=["x"],
+                   auth={"username": "u", "password": "pw-123"}, attempts=4, sleep=waits.append, log=lines.append)
+    assert r.digest == DIGEST and r.attempts == 3
+    assert waits == [1.0, 3.0]
+    assert sum("retrying in" in line for line in lines) == 2
+
+
+def test_push_gives_up_after_the_attempts():
+    client = FakeClient([E503] * 3)
+    waits = []
+    with pytest.raises(RegistryError) as e:
+        image.push(client, repository="r:1/a", tags=["x"], auth=None, attempts=3, sleep=waits.append)
+    assert "after 3 attempts" in e.value.message and e.value.details["retryable"] is True
+    assert waits == [1.0, 3.0] and sum(image.PUSH_BACKOFF[:3]) <= 10
+
+
+def test_push_permanent_error_fails_at_once_without_the_password():
+    client = FakeClient([E401, OK_EXISTS])
+    waits = []
+    with pytest.raises(RegistryError) as e:
+        image.push(client, repository="r:1/a", tags=["x"], auth={"username": "u", "password": "pw-secret-9"},
+                   sleep=waits.append)
+    assert waits == [] and len(client.api.calls) == 1
+    assert "unauthorized: authentication required" in e.value.message
+    assert "JENKINSCTL_REGISTRY_USERNAME" in e.value.hint
+    assert "pw-secret-9" not in str(e.value.to_dict())
+
+
+def test_push_order_immutable_first_then_moving():
+    client = FakeClient([OK_NEW, OK_EXISTS, OK_EXISTS])
+    r = image.push(client, repository="r:1/a", tags=["abc123", "v1"], auth=None, moving_tags=["latest", "v1"])
+    assert [c[1] for c in client.api.calls] == ["abc123", "v1", "latest"]
+    assert client.api.tagged == [("r:1/a", "latest")]
+    assert r.tags == ["abc123", "v1", "latest"]
+    assert (r.layers_pushed, r.layers_existing) == (1, 0)
+
+
+def test_push_moving_tags_not_pushed_when_immutable_fails():
+    client = FakeClient([E401])
+    with pytest.raises(RegistryError):
+        image.push(client, repository="r:1/a", tags=["abc"], auth=None, moving_tags=["latest"])
+    assert [c[1] for c in client.api.calls] == ["abc"] and client.api.tagged == []
+
+
+def test_push_validates_before_anything_runs():
+    client = FakeClient([])
+    for kwargs in ({"repository": "r:1/A", "tags": ["x"]}, {"repository": "r:1/a", "tags": ["-x"]},
+                   {"repository": "r:1/a:t", "tags": ["x"]}, {"repository": "r:1/a", "tags": []},
+                   {"repository": "r:1/a", "tags": ["x"], "moving_tags": ["a b"]}):
+        with pytest.raises(UsageError):
+            image.push(client, auth=None, **kwargs)
+    assert client.api.calls == []
+
+
+# --- which builder --------------------------------------------------------------------------
+
+
+def fake_cli(directory, version, buildx_ok):
+    directory.mkdir(parents=True, exist_ok=True)
+    p = directory / "docker"
+    p.write_text("#!/bin/sh\n"
+                 f'if [ "$1" = "--version" ]; then echo "Docker version {version}, build x"; exit 0; fi\n'
+                 f'if [ "$1" = "buildx" ]; then exit {0 if buildx_ok else 1}; fi\nexit 9\n')
+    p.chmod(p.stat().st_mode | stat.S_IEXEC)
+    return str(p)
+
+
+def test_find_buildkit_cli_skips_a_new_cli_without_buildx(tmp_path):
+    new = fake_cli(tmp_path / "a", "28.2.2", buildx_ok=False)
+    old = fake_cli(tmp_path / "b", "20.10.24+dfsg1", buildx_ok=False)
+    path = os.pathsep.join([str(tmp_path / "a"), str(tmp_path / "b")])
+    assert image.find_buildkit_cli({"PATH": path}) == old
+    fake_cli(tmp_path / "c", "28.2.2", buildx_ok=True)
+    assert image.find_buildkit_cli({"PATH": str(tmp_path / "c")}) == str(tmp_path / "c" / "docker")
+    assert image.find_buildkit_cli({"PATH": str(tmp_path / "a")}) is None
+    assert image.find_buildkit_cli({"PATH": "", "JENKINSCTL_DOCKER_CLI": new}) == new
+
+
+def test_explicit_buildkit_without_cli_is_a_usage_error(tmp_path):
+    with pytest.raises(UsageError) as e:
+        image.resolve_builder(object(), "buildkit", {"PATH": str(tmp_path)})
+    assert "--builder classic" in e.value.hint
+    assert image.resolve_builder(object(), "auto", {"PATH": str(tmp_path)}) == ("classic", None)
+
+
+def test_docker_host_of_a_lazy_engine_and_raw_ping_failure():
+    assert image.docker_host(image.LazyEngine("tcp://127.0.0.1:1")) == "tcp://127.0.0.1:1"
+    assert image._raw_ping("tcp://127.0.0.1:1", timeout=0.5) is None
+    assert image._raw_ping("ssh://host") is None
+
+
+def test_stderr_sink_strips_terminal_escapes(capsys):
+    image.stderr_sink(strip_ansi=True)("\x1b[31mred\x1b[0m\rdone")
+    assert capsys.readouterr().err == "reddone\n"
