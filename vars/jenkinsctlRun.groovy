@@ -88,7 +88,7 @@ Map call(String step, Map params) {
     }
 
     if (status != 0) {
-        Map partial = resultText ? parseJsonOrNull(resultText) : null
+        Map partial = resultText ? parseJsonOrEmpty(resultText) : [:]
         if (partial?.digest) {
             echo("[${step}] before the failure: ${summary(partial)}")
         }
@@ -210,19 +210,19 @@ List<Map> credentialBindings(Map schema, Map params) {
     return out
 }
 
-/** A JSON object, or null for a file that is truncated or not an object. */
+/** A JSON object, or an empty Map for a file that is truncated or not an object. */
 @NonCPS
-Map parseJsonOrNull(String text) {
+Map parseJsonOrEmpty(String text) {
     try {
         return parseJson(text)
     } catch (JsonException | IllegalArgumentException ignored) {
-        return null
+        return [:]
     }
 }
 
 @NonCPS
 String failureMessage(String step, String command, int status, String errorText) {
-    Map details = errorText ? parseJsonOrNull(errorText) : null
+    Map details = errorText ? parseJsonOrEmpty(errorText) : [:]
     if (!details?.message) {
         return "[${step}] jenkinsctl ${command} failed with exit code ${status} and left no error details " +
             '(hint: see its output above)'
