@@ -149,7 +149,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if g.params_env:
             from jenkinsctl.steps import params_to_defaults
 
-            sub.set_defaults(**params_to_defaults(g.command, _params_from_env(g.params_env)))
+            defaults = params_to_defaults(g.command, _params_from_env(g.params_env))
+            sub.set_defaults(**defaults)
+            # A required option given through --params-env is given.
+            for action in sub._actions:
+                if action.dest in defaults:
+                    action.required = False
         args = sub.parse_args(g.rest)
         output, debug, error_file = args.output, args.debug, args.error_file
         _setup_logging(debug)
