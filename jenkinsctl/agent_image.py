@@ -155,10 +155,16 @@ def _stage_source(dst: pathlib.Path) -> pathlib.Path:
     pkg = pathlib.Path(__file__).resolve().parent
     _copy_tree(pkg, dst / "jenkinsctl")
     requires = [r for r in (metadata.requires("jenkinsctl") or []) if "extra ==" not in r]
+    # As setup.cfg lists them: the code packages, plus _resources, which has
+    # no __init__.py and is package data only.
+    packages = sorted(".".join(p.relative_to(dst).parts) for p in (dst / "jenkinsctl").rglob("__init__.py")
+                      for p in [p.parent])
+    if (dst / "jenkinsctl" / "_resources").is_dir():
+        packages.append("jenkinsctl._resources")
     (dst / "setup.cfg").write_text(
         "[metadata]\nname = jenkinsctl\nversion = " + __version__ + "\n\n"
-        "[options]\npackages = find:\ninclude_package_data = False\ninstall_requires =\n"
-        + "".join(f"    {r}\n" for r in requires)
+        "[options]\ninclude_package_data = False\npackages =\n" + "".join(f"    {p}\n" for p in packages)
+        + "install_requires =\n" + "".join(f"    {r}\n" for r in requires)
         + "\n[options.package_data]\njenkinsctl._resources = **/*\n\n"
         "[options.entry_points]\nconsole_scripts =\n    jenkinsctl = jenkinsctl.cli:main\n", encoding="utf-8")
     (dst / "pyproject.toml").write_text('[build-system]\nrequires = ["setuptools>=61", "wheel"]\n'
@@ -220,11 +226,11 @@ def build_wheels(src: pathlib.Path, out: pathlib.Path, pins: Mapping[str, str], 
 
     for wheel in sorted(out.glob("*.whl")):
         parts = wheel.name[:-4].split("-")
-        py, abi, plat = parts[-3], parts[-2], parts[-1]
+        plat = parts[-1]
         if plat == "any":
             continue
-        if host_tag == want_tag and platform == _platform.machine() and (abi == want_tag or abi == "abi3"):
-            continue
+        if host_tag == want_tag and platform == _platform.machine():
+            continue  # built or fetched for this very interpreter and machine
         name, version = parts[0], parts[1]
         wheel.unlink()
         _pip("download", "--quiet", "--no-deps", "--only-binary=:all:", "--dest", str(out),

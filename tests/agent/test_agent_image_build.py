@@ -3,6 +3,7 @@ declares.  The image itself is the session's (built at most once)."""
 
 from __future__ import annotations
 
+import os
 import pathlib
 import subprocess
 import sys
@@ -129,3 +130,34 @@ def test_the_keys_archive_holds_no_client_private_key(tmp_path):
         body = b"".join(tar.extractfile(m).read() for m in members.values())
     assert ks.client_key().private_key().encode() not in body
     assert ks.client_key().public_line.encode() in body
+
+
+def test_an_installed_jenkinsctl_without_a_checkout_can_stage_and_build_its_wheel(tmp_path):
+    """jenkinsctl installed from its wheel (as on an agent, or from PyPI)
+    has no setup.cfg: the staged project is made from the installed package
+    and its metadata, and must build a wheel that still carries resources/."""
+    import zipfile
+
+    dist = tmp_path / "dist"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(dist),
+                    str(ai._stage_source(tmp_path / "co"))], check=True, timeout=300)
+    site = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(site),
+                    *map(str, dist.glob("*.whl"))], check=True, timeout=300)
+    code = ("import pathlib, sys; from jenkinsctl import agent_image as a; "
+            "assert a._checkout_root() is None, a.__file__; "
+            "src = a._stage_source(pathlib.Path(sys.argv[1])); print(src)")
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "staged")], env=env, cwd=tmp_path,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    staged = pathlib.Path(out.stdout.strip())
+    cfg = (staged / "setup.cfg").read_text()
+    assert "jenkinsctl._resources" in cfg and "docker>=7" in cfg
+    rebuilt = tmp_path / "rebuilt"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(rebuilt), str(staged)],
+                   check=True, timeout=300)
+    names = zipfile.ZipFile(next(rebuilt.glob("*.whl"))).namelist()
+    assert "jenkinsctl/_resources/agent/Dockerfile" in names
+    assert "jenkinsctl/_resources/agent/entrypoint.sh" in names
+    assert "jenkinsctl/commands/keys.py" in names
