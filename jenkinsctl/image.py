@@ -497,13 +497,17 @@ class ClassicProgress:
     """Follows docker-py's decoded classic build stream."""
 
     _STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
+    FS_STEPS = ("RUN", "COPY", "ADD", "WORKDIR")
 
-    def __init__(self) -> None:
+    def __init__(self, added_labels: Iterable[str] = ()) -> None:
         self.step: str = ""
         self.step_lines: list[str] = []
-        self.total = 0
         self.cached = 0
         self.non_from = 0
+        # The engine turns each label passed to the build into a "LABEL k=v"
+        # step of its own; those are not the Dockerfile's steps.
+        self._added = tuple(f"LABEL {k}=" for k in added_labels)
+        self._counting = False
         self.image_id: str | None = None
         self.error: str | None = None
         self._last_status: dict[str, str] = {}
@@ -516,10 +520,14 @@ class ClassicProgress:
                 m = self._STEP.match(line)
                 if m:
                     self.step, self.step_lines = f"[{m.group(1)}/{m.group(2)}] {m.group(3)}", []
-                    if not m.group(3).upper().startswith("FROM "):
-                        self.non_from += 1
+                    instruction = m.group(3)
+                    # Count what BuildKit shows as steps: instructions that
+                    # change the file system, not FROM or metadata (ARG, ENV...).
+                    self._counting = (instruction.split(" ", 1)[0].upper() in self.FS_STEPS
+                                      and not instruction.startswith(self._added))
+                    self.non_from += self._counting
                 elif line.strip() == "---> Using cache":
-                    self.cached += 1
+                    self.cached += self._counting
                 else:
                     self.step_lines.append(line)
                 if line.strip():
@@ -671,7 +679,7 @@ def _build_classic(client, ctx, df, refs, args, target, labels, pull, no_cache, 
     if df:
         rel = os.path.relpath(df, ctx)
         dockerfile = df if rel.startswith("..") else rel
-    progress = ClassicProgress()
+    progress = ClassicProgress(added_labels=labels)
     api = client.api
     try:
         stream = api.build(path=ctx, dockerfile=dockerfile, tag=refs[0], buildargs=dict(args) or None,
