@@ -769,12 +769,12 @@ def check_no_secrets(auth: Mapping[str, str] | None, **fields: Mapping[str, str 
 
 @dataclass(frozen=True)
 class PushResult:
-    digest: str
+    digest: str              # manifest digest of the first (immutable) tag
     repository: str
-    tags: list[str]
-    layers_pushed: int
-    layers_existing: int
-    attempts: int
+    tags: list[str]          # in the order pushed: immutable first, then moving
+    layers_pushed: int       # layers whose bytes were uploaded
+    layers_existing: int     # layers the registry had already (or mounted)
+    attempts: int            # push requests in all: one per tag when nothing was retried
     seconds: float
 
     def to_dict(self) -> dict[str, Any]:
