@@ -1,0 +1,239 @@
+"""The robustness and security suite (issue 8): shared fixtures and the
+figures file.
+
+Every test is marked ``@pytest.mark.case(N)`` with its issue-8 case number
+and records its figures with the ``figure`` fixture.  At the end of each
+test one JSON line is appended to ``$JENKINSCTL_ROBUSTNESS_REPORT`` (default
+``/tmp/jenkinsctl-robustness.jsonl``): case, test, outcome, seconds, figures.
+``bench/robustness_report.py`` renders ``docs/robustness.md`` from that file.
+
+Everything a test creates on an engine carries ``io.jenkinsctl.test=1`` (or
+the ownership labels of a throw-away test project) and is removed at
+teardown, failed test or not.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+
+import pytest
+
+from tests.fakejenkins.fixtures import (  # noqa: F401
+    ADMIN, ADMIN_PASSWORD, ADMIN_TOKEN, client_key, docker_engine, emulator_image, fake_jenkins,
+    fake_jenkins_factory, jenkins_client, silent_server, sshd_agent_factory, sshd_image, test_network,
+)
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+REPORT_DEFAULT = "/tmp/jenkinsctl-robustness.jsonl"
+PYTHON = sys.executable
+
+
+def report_path() -> pathlib.Path:
+    return pathlib.Path(os.environ.get("JENKINSCTL_ROBUSTNESS_REPORT", REPORT_DEFAULT))
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "case(n): the issue-8 robustness case a test proves")
+
+
+# --- figures ----------------------------------------------------------------------
+
+_FIGURES_KEY = pytest.StashKey[dict]()
+
+
+@pytest.fixture
+def figure(request):
+    """``figure(name=value, ...)`` records figures for this test's report line."""
+    figures: dict = {}
+    request.node.stash[_FIGURES_KEY] = figures
+
+    def record(**values):
+        figures.update(values)
+
+    return record
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    # One line per test: the call phase, or setup when setup failed.
+    if rep.when == "call" or (rep.when == "setup" and rep.outcome != "passed"):
+        marker = item.get_closest_marker("case")
+        line = {
+            "case": marker.args[0] if marker else None,
+            "test": item.nodeid,
+            "outcome": rep.outcome,
+            "seconds": round(rep.duration, 3),
+            "figures": item.stash.get(_FIGURES_KEY, {}),
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        }
+        if rep.outcome != "passed":
+            text = str(rep.longrepr)
+            line["error"] = text.strip().splitlines()[-1][:400] if text.strip() else ""
+        path = report_path()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(line, default=str, sort_keys=True) + "\n")
+
+
+# --- running the CLI as a user would ----------------------------------------------
+
+
+@dataclass
+class Run:
+    argv: list[str]
+    rc: int
+    stdout: str
+    stderr: str
+    seconds: float
+    peak_rss_kib: int
+    pid: int = 0
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment minus anything that could steer jenkinsctl from outside
+    the test (a developer's JENKINSCTL_* or DOCKER_HOST)."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("JENKINSCTL_") and k not in ("DOCKER_HOST", "DOCKER_CONFIG")}
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra or {})
+    return env
+
+
+def jenkinsctl(*args: str, env: dict[str, str] | None = None, cwd: str | os.PathLike | None = None,
+               timeout: float = 300, on_start=None) -> Run:
+    """Run ``python -m jenkinsctl ARGS`` and measure it: wall time and the
+    process's peak RSS (from wait4, so exactly that process).  ``on_start``
+    gets the Popen object while the command runs (for sampling /proc)."""
+    argv = [PYTHON, "-m", "jenkinsctl", *args]
+    start = time.monotonic()
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                            env=clean_env(env), cwd=cwd or REPO, text=True)
+    out: list[str] = []
+    err: list[str] = []
+    readers = [threading.Thread(target=lambda s, b: b.append(s.read()), args=(proc.stdout, out), daemon=True),
+               threading.Thread(target=lambda s, b: b.append(s.read()), args=(proc.stderr, err), daemon=True)]
+    for t in readers:
+        t.start()
+    if on_start is not None:
+        on_start(proc)
+    deadline = start + timeout
+    rusage = None
+    status = None
+    while True:
+        pid, status, rusage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            break
+        if time.monotonic() > deadline:
+            proc.kill()
+            _, status, rusage = os.wait4(proc.pid, 0)
+            break
+        time.sleep(0.02)
+    seconds = time.monotonic() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    for t in readers:
+        t.join(10)
+    timed_out = time.monotonic() > deadline
+    run = Run(argv, proc.returncode, "".join(out), "".join(err), seconds, rusage.ru_maxrss, proc.pid)
+    if timed_out:
+        raise AssertionError(f"jenkinsctl {' '.join(args)} still ran after {timeout}s:\n{run.output[-3000:]}")
+    return run
+
+
+@pytest.fixture
+def cli():
+    return jenkinsctl
+
+
+def write_config(path: pathlib.Path, text: str) -> str:
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+# --- an HTTP proxy that can drop cookies, and records headers ----------------------
+
+
+class RecordingProxy:
+    """A plain HTTP/1.1 forwarder on 127.0.0.1 in front of another 127.0.0.1
+    server.  It records each request's method, path and headers, and with
+    ``drop_cookies`` strips the Cookie header, the way a misconfigured
+    reverse proxy loses the Jenkins session (and so every crumb)."""
+
+    def __init__(self, upstream_port: int, drop_cookies: bool = False) -> None:
+        import http.client
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        proxy = self
+        self.drop_cookies = drop_cookies
+        self.requests: list[dict] = []
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):  # quiet
+                pass
+
+            def _relay(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
+                if proxy.drop_cookies:
+                    headers = {k: v for k, v in headers.items() if k.lower() != "cookie"}
+                proxy.requests.append({"method": self.command, "path": self.path, "headers": dict(self.headers)})
+                conn = http.client.HTTPConnection("127.0.0.1", upstream_port, timeout=30)
+                try:
+                    conn.request(self.command, self.path, body=body, headers=headers)
+                    resp = conn.getresponse()
+                    data = resp.read()
+                    self.send_response_only(resp.status, resp.reason)
+                    for k, v in resp.getheaders():
+                        if k.lower() not in ("transfer-encoding", "connection", "content-length"):
+                            self.send_header(k, v)
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                finally:
+                    conn.close()
+
+            do_GET = do_POST = do_HEAD = do_PUT = do_DELETE = _relay
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd.daemon_threads = True
+        threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._httpd.server_address[1]}/"
+
+    def posts(self) -> list[dict]:
+        return [r for r in self.requests if r["method"] == "POST"]
+
+    def close(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+
+@pytest.fixture
+def recording_proxy():
+    made: list[RecordingProxy] = []
+
+    def make(upstream_port: int, drop_cookies: bool = False) -> RecordingProxy:
+        p = RecordingProxy(upstream_port, drop_cookies)
+        made.append(p)
+        return p
+
+    yield make
+    for p in made:
+        p.close()
