@@ -277,6 +277,132 @@ class LazyEngine:
         return getattr(self.client, name)
 
 
+class EngineAPIError(Exception):
+    """An engine API answer >= 400 (the shape of docker.errors.APIError)."""
+
+    def __init__(self, status_code: int, explanation: str) -> None:
+        super().__init__(f"{status_code}: {explanation}")
+        self.status_code = status_code
+        self.explanation = explanation
+
+
+class EngineAPI:
+    """The four engine calls a push needs (inspect, tag, list, push), with
+    docker-py's method signatures, over http.client on a unix or plain TCP
+    socket.  ``jenkinsctl push`` uses it so a push of an unchanged image is
+    not dominated by importing docker-py; everything else uses docker-py."""
+
+    def __init__(self, host: str, timeout: float = 120) -> None:
+        self.host, self.timeout = host, timeout
+
+    @staticmethod
+    def supports(host: str | None, tls: bool = False) -> bool:
+        return bool(host) and not tls and (host.startswith("unix://") or host.startswith("tcp://"))
+
+    def _connection(self):
+        import http.client
+
+        if self.host.startswith("unix://"):
+            path, timeout = self.host[len("unix://"):], self.timeout
+
+            class UnixConnection(http.client.HTTPConnection):
+                def connect(self) -> None:
+                    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                    sock.settimeout(timeout)
+                    sock.connect(path)
+                    self.sock = sock
+
+            return UnixConnection("localhost", timeout=timeout)
+        hp = self.host[len("tcp://"):].rstrip("/")
+        h, _, p = hp.rpartition(":")
+        return http.client.HTTPConnection(h.strip("[]"), int(p), timeout=self.timeout)
+
+    def _call(self, method: str, path: str, query: Mapping[str, str] | None = None,
+              headers: Mapping[str, str] | None = None):
+        import json
+        from urllib.parse import quote, urlencode
+
+        from jenkinsctl.engine import engine_unreachable
+
+        url = quote(path, safe="/:@") + ("?" + urlencode(query) if query else "")
+        conn = self._connection()
+        try:
+            conn.request(method, url, headers=dict(headers or {}))
+            resp = conn.getresponse()
+        except OSError as exc:
+            conn.close()
+            raise engine_unreachable(self.host, exc) from None
+        if resp.status >= 400:
+            body = resp.read()
+            conn.close()
+            try:
+                message = json.loads(body).get("message") or ""
+            except (ValueError, AttributeError):
+                message = body.decode("utf-8", "replace").strip()
+            raise EngineAPIError(resp.status, message or resp.reason)
+        return conn, resp
+
+    def _json(self, method: str, path: str, query=None):
+        import json
+
+        conn, resp = self._call(method, path, query)
+        try:
+            data = resp.read()
+        finally:
+            conn.close()
+        return json.loads(data) if data.strip() else None
+
+    def inspect_image(self, image: str) -> dict:
+        return self._json("GET", f"/images/{image}/json")
+
+    def tag(self, image: str, repository: str, tag: str | None = None) -> bool:
+        self._json("POST", f"/images/{image}/tag", {"repo": repository, **({"tag": tag} if tag else {})})
+        return True
+
+    def images(self, name: str | None = None) -> list:
+        import json
+
+        return self._json("GET", "/images/json", {"filters": json.dumps({"reference": [name]})} if name else None)
+
+    def push(self, repository: str, tag: str | None = None, stream: bool = True, decode: bool = True,
+             auth_config: Mapping[str, str] | None = None):
+        import base64
+        import json
+
+        headers = {}
+        if auth_config:  # the same header docker-py sends
+            headers["X-Registry-Auth"] = base64.urlsafe_b64encode(json.dumps(dict(auth_config)).encode()).decode()
+        conn, resp = self._call("POST", f"/images/{repository}/push", {"tag": tag} if tag else None, headers)
+
+        def entries():
+            buf = b""
+            try:
+                while True:
+                    chunk = resp.read1(65536)
+                    if not chunk:
+                        break
+                    buf += chunk
+                    while b"\n" in buf:
+                        line, buf = buf.split(b"\n", 1)
+                        if line.strip():
+                            yield json.loads(line)
+                if buf.strip():
+                    yield json.loads(buf)
+            finally:
+                conn.close()
+
+        return entries()
+
+
+def engine_api(client, auth: Mapping[str, str] | None = None):
+    """The API object a push uses: the light EngineAPI for a LazyEngine on
+    a plain socket when credentials are given; docker-py otherwise (it also
+    knows the user's ~/.docker/config.json and credential helpers)."""
+    if isinstance(client, LazyEngine) and auth and EngineAPI.supports(client.host, client.tls):
+        return EngineAPI(client.host, client.timeout)
+    return client.api
+
+
 def docker_host(client) -> str | None:
     """The DOCKER_HOST value that reaches the same engine as ``client``."""
     if isinstance(client, LazyEngine):
@@ -380,7 +506,45 @@ def find_buildkit_cli(environ: Mapping[str, str] | None = None) -> str | None:
     return found
 
 
+def _probe_cache_path() -> str:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "jenkinsctl", "docker-cli.json")
+
+
 def _cli_has_buildkit(cli: str) -> bool:
+    """Probe once per CLI binary: the answer is cached on disk keyed by the
+    binary's path, size and mtime, because running the Go CLI two or three
+    times costs more than an unchanged BuildKit build."""
+    import json
+
+    try:
+        st = os.stat(cli)
+        key = f"{os.path.realpath(cli)}:{st.st_size}:{st.st_mtime_ns}"
+    except OSError:
+        return False
+    path = _probe_cache_path()
+    try:
+        with open(path, encoding="utf-8") as fh:
+            cache = json.load(fh)
+        if isinstance(cache, dict) and isinstance(cache.get(key), bool):
+            return cache[key]
+    except (OSError, ValueError):
+        cache = {}
+    ok = _probe_cli(cli)
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        cache = cache if isinstance(cache, dict) else {}
+        cache[key] = ok
+        tmp = f"{path}.{os.getpid()}"
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(cache, fh)
+        os.replace(tmp, path)
+    except OSError:
+        pass
+    return ok
+
+
+def _probe_cli(cli: str) -> bool:
     try:
         out = subprocess.run([cli, "--version"], capture_output=True, text=True, timeout=10).stdout
     except (OSError, subprocess.TimeoutExpired):
@@ -436,6 +600,7 @@ class BuildResult:
 
 
 _BK_LINE = re.compile(r"^#(\d+) (.*)$")
+_BK_VERTEX_ID = re.compile(r"^#\d+ sha256:[0-9a-f]{64}$")
 _BK_STEP = re.compile(r"^\[(?:[^\]\s]+ )?(\d+)/(\d+)\] (.*)$")
 
 
@@ -649,7 +814,8 @@ def _build_buildkit(cli, client, ctx, df, refs, args, target, labels, pull, no_c
             for raw in proc.stdout:
                 line = raw.decode("utf-8", "replace").rstrip("\r\n")
                 progress.feed(line)
-                log(line)
+                if not _BK_VERTEX_ID.match(line):  # 20.10 prints each vertex's digest: noise
+                    log(line)
         finally:
             rc = proc.wait()
         if rc != 0:
@@ -887,7 +1053,7 @@ def push(client, *, repository: str, tags: Sequence[str], auth: Mapping[str, str
     ordered = list(dict.fromkeys([validate_tag(t) for t in tags]))
     moving = [validate_tag(t) for t in dict.fromkeys(moving_tags) if t not in ordered]
     secret = (auth or {}).get("password")
-    api = client.api
+    api = engine_api(client, auth)
     first_id = _local_image_id(api, repo, ordered[0])
     for t in ordered[1:]:
         _local_image_id(api, repo, t)
@@ -915,23 +1081,34 @@ def push(client, *, repository: str, tags: Sequence[str], auth: Mapping[str, str
                       seconds=round(time.monotonic() - started, 3))
 
 
-def _local_image_id(api, repo: Reference, tag: str) -> str:
-    import docker.errors
+def _api_errors(api) -> tuple[type, tuple[type, ...]]:
+    """(API error class, connection error classes) for ``api``, so the
+    light EngineAPI path never imports docker-py."""
+    if isinstance(api, EngineAPI):
+        import http.client
 
+        return EngineAPIError, (OSError, http.client.HTTPException)
+    import docker.errors
+    import requests.exceptions
+
+    return docker.errors.APIError, (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError,
+                                    requests.exceptions.Timeout)
+
+
+def _local_image_id(api, repo: Reference, tag: str) -> str:
+    api_error, conn_errors = _api_errors(api)
     ref = f"{repo.repository}:{tag}"
     try:
         return api.inspect_image(ref)["Id"]
-    except docker.errors.ImageNotFound:
-        raise RegistryError(f"no local image {ref} to push",
-                            hint=f"build it first (jenkinsctl build --image {repo.repository} --tag {tag})") from None
-    except docker.errors.APIError as exc:
+    except api_error as exc:
+        if getattr(exc, "status_code", None) == 404:
+            raise RegistryError(f"no local image {ref} to push",
+                                hint=f"build it first (jenkinsctl build --image {repo.repository} --tag {tag})") from None
         raise EngineError(f"cannot inspect {ref}: {getattr(exc, 'explanation', None) or exc}") from None
 
 
 def _push_one(api, repo: Reference, tag: str, auth, attempts: int, log: LineSink, sleep, secret):
-    import docker.errors
-    import requests.exceptions
-
+    api_error, conn_errors = _api_errors(api)
     ref = f"{repo.repository}:{tag}"
     stream = PushStream()
     for attempt in range(1, attempts + 1):
@@ -944,19 +1121,16 @@ def _push_one(api, repo: Reference, tag: str, auth, attempts: int, log: LineSink
             error = attempt_stream.error
             if error is None and attempt_stream.digest is None:
                 error = "the engine ended the push without a digest (EOF)"
-        except docker.errors.APIError as exc:
+        except api_error as exc:
             error = str(getattr(exc, "explanation", None) or exc)
-        except (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
-            error = f"connection to the engine broke during the push: {exc}"
-        except requests.exceptions.ReadTimeout as exc:
-            error = f"the engine did not answer in time (timeout): {exc}"
+        except conn_errors as exc:
+            error = f"connection to the engine broke during the push (EOF): {exc}"
         # Layer states accumulate across attempts: a layer pushed in attempt 1
         # is "already exists" in attempt 2 and still counts as pushed.
         for ident, state in attempt_stream.layer_state.items():
             if stream.layer_state.get(ident) != "Pushed":
                 stream.layer_state[ident] = state
-        if error is None:
-            log(f"{ref}: digest {attempt_stream.digest}")
+        if error is None:  # the engine's stream already printed "TAG: digest: ..."
             return attempt_stream.digest, stream, attempt
         error = _redact(error, secret)
         kind = classify_push_error(error)

@@ -24,7 +24,7 @@ def add_arguments(p) -> None:
                    help="tag to push instead of the default immutable tag (repeatable; first is pushed first)")
 
 
-def _default_tag(client, repo, environ) -> str:
+def _default_tag(api, repo, environ) -> str:
     """The default immutable tag of the working directory's build; when it
     has a timestamp (dirty tree, no git) the newest matching local tag."""
     from jenkinsctl import image
@@ -32,21 +32,29 @@ def _default_tag(client, repo, environ) -> str:
 
     facts = image.git_facts(".", want_dirty=not environ.get("BUILD_NUMBER"), want_remote=False)
     want = image.default_tags(".", environ, facts=facts)[0]
-    local = _local_tags(client, repo.repository)
+    local = _local_tags(api, repo.repository)
     if want in local:
         return want
+    # Only a tag with a timestamp cannot be recomputed: then take the newest
+    # local one of its kind (a dirty tree also accepts the commit's clean tag,
+    # as the build context may have been clean).  A build number is exact.
     sha = (facts.sha or environ.get("GIT_COMMIT") or "")[: image.SHA_LEN]
-    family = re.compile(rf"^{re.escape(sha)}(-dirty-\d{{8}}T\d{{6}}Z)?$" if sha else r"^\d{8}T\d{6}Z$")
-    found = sorted((created, t) for t, created in local.items() if family.match(t))
+    family = None
+    if not environ.get("BUILD_NUMBER"):
+        if sha and facts.dirty:
+            family = re.compile(rf"^{re.escape(sha)}(-dirty-\d{{8}}T\d{{6}}Z)?$")
+        elif not sha:
+            family = re.compile(r"^\d{8}T\d{6}Z$")
+    found = sorted((created, t) for t, created in local.items() if family and family.match(t))
     if found:
         return found[-1][1]
     raise UsageError(f"no local image {repo.repository}:{want} (the default tag) to push",
                      hint="build it first, or name the tag with --tag")
 
 
-def _local_tags(client, repository: str) -> dict[str, str]:
+def _local_tags(api, repository: str) -> dict[str, str]:
     out: dict[str, str] = {}
-    for img in client.api.images(name=repository):
+    for img in api.images(name=repository) or ():
         for rt in img.get("RepoTags") or ():
             r, _, t = rt.rpartition(":")
             if r == repository:
@@ -57,7 +65,6 @@ def _local_tags(client, repository: str) -> dict[str, str]:
 def run(args, ctx):
     from jenkinsctl import image, refs
     from jenkinsctl.commands.build import settings
-    from jenkinsctl.engine import client as make_client
     from jenkinsctl.errors import UsageError
 
     environ = os.environ
@@ -68,8 +75,8 @@ def run(args, ctx):
     conf = settings(ctx)
     moving = image.moving_tags(image.current_branch(".", environ), conf.build.moving_tags)
     auth = image.registry_auth(conf, environ, registry=repo.domain or None)
-    client = make_client(conf.engine.host, timeout=conf.engine.timeout, tls=conf.engine.tls)
-    tags = explicit or [_default_tag(client, repo, environ)]
+    client = image.LazyEngine(conf.engine.host, timeout=conf.engine.timeout, tls=conf.engine.tls)
+    tags = explicit or [_default_tag(image.engine_api(client, auth), repo, environ)]
     result = image.push(client, repository=repo.repository, tags=tags, auth=auth,
                         attempts=conf.build.push_attempts, log=image.stderr_sink(),
                         moving_tags=[t for t in moving if t not in tags])

@@ -171,3 +171,20 @@ def test_push_transient_failures_exhaust_the_attempts(registry, fault_proxy, fre
     assert "after 3 attempts" in e.value.message and waits == [1.0, 3.0]
     # the moving tag was never pushed
     assert not any("/manifests/latest" in rec.path for rec in fault_proxy.requests)
+
+
+def test_push_without_tag_pushes_the_default_tag_of_the_working_tree(registry, fresh_image, tmp_path):
+    from tests.pipeline.helpers import git
+
+    (tmp_path / "Dockerfile").write_text("FROM scratch\n")
+    git(tmp_path, "init", "-q", "-b", "main")
+    git(tmp_path, "add", ".")
+    git(tmp_path, "commit", "-q", "-m", "x")
+    sha12 = git(tmp_path, "rev-parse", "HEAD")[:12]
+    repo = fresh_image(registry.url, sha12)
+    r = jenkinsctl("push", "--image", repo, "-o", "json", env={**registry.env, "BRANCH_NAME": "PR-1"},
+                   cwd=str(tmp_path))
+    assert r.rc == 0, r.stderr
+    assert r.json["tags"] == [sha12] and registry.manifest_digest(PATH, sha12) == r.json["digest"]
+    r = jenkinsctl("push", "--image", repo, env={**registry.env, "BUILD_NUMBER": "5"}, cwd=str(tmp_path))
+    assert r.rc == 2 and f"{sha12}-b5" in r.stderr and "hint: build it first" in r.stderr

@@ -419,6 +419,12 @@ def fake_cli(directory, version, buildx_ok):
     return str(p)
 
 
+@pytest.fixture(autouse=True)
+def _private_probe_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    image._cli_cache.clear()
+
+
 def test_find_buildkit_cli_skips_a_new_cli_without_buildx(tmp_path):
     new = fake_cli(tmp_path / "a", "28.2.2", buildx_ok=False)
     old = fake_cli(tmp_path / "b", "20.10.24+dfsg1", buildx_ok=False)
@@ -428,6 +434,19 @@ def test_find_buildkit_cli_skips_a_new_cli_without_buildx(tmp_path):
     assert image.find_buildkit_cli({"PATH": str(tmp_path / "c")}) == str(tmp_path / "c" / "docker")
     assert image.find_buildkit_cli({"PATH": str(tmp_path / "a")}) is None
     assert image.find_buildkit_cli({"PATH": "", "JENKINSCTL_DOCKER_CLI": new}) == new
+
+
+def test_cli_probe_is_cached_until_the_binary_changes(tmp_path):
+    cli = fake_cli(tmp_path / "d", "20.10.24", buildx_ok=False)
+    assert image._cli_has_buildkit(cli) is True
+    # Same size and mtime: the cached answer, without running it.
+    st = os.stat(cli)
+    text = open(cli).read().replace("20.10.24", "28.00.00")
+    open(cli, "w").write(text)
+    os.utime(cli, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert image._cli_has_buildkit(cli) is True
+    os.utime(cli, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # replaced binary: probed again
+    assert image._cli_has_buildkit(cli) is False
 
 
 def test_explicit_buildkit_without_cli_is_a_usage_error(tmp_path):

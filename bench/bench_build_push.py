@@ -1,0 +1,152 @@
+#!/usr/bin/env python3
+"""Benchmark: what jenkinsctl adds over the docker CLI for build and push.
+
+    .venv/bin/python bench/bench_build_push.py [--runs N] [--files N]
+
+1. `jenkinsctl build` of an unchanged context / `DOCKER_BUILDKIT=1 docker
+   build` of the same context (target <= 1.10).
+2. `jenkinsctl push` of an unchanged image / `docker push` of the same
+   (target <= 1.10), and the layer bytes the unchanged push uploaded
+   (target 0), counted by a pass-through proxy in front of the registry.
+
+Runs alternate between the two commands and the median is reported, so
+load from other work on the machine hits both alike.  Needs the engine,
+debian:bookworm-slim and /usr/bin/docker-registry (scripts/bootstrap).
+Not a test: it prints a table and exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from jenkinsctl.image import find_buildkit_cli  # noqa: E402
+from tests.support.faultproxy import FaultProxy  # noqa: E402
+from tests.support.registry import start_registry  # noqa: E402
+
+JENKINSCTL = [os.path.join(ROOT, ".venv", "bin", "jenkinsctl")]
+if not os.access(JENKINSCTL[0], os.X_OK):
+    JENKINSCTL = [sys.executable, "-m", "jenkinsctl"]
+LABEL = "io.jenkinsctl.bench=1"  # not the test label: test sessions running alongside remove those
+
+
+def timed(cmd: list[str], env: dict, cwd: str | None = None) -> tuple[float, subprocess.CompletedProcess]:
+    t = time.perf_counter()
+    p = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    elapsed = time.perf_counter() - t
+    if p.returncode != 0:
+        raise SystemExit(f"failed ({p.returncode}): {' '.join(cmd)}\n{p.stderr[-3000:]}")
+    return elapsed, p
+
+
+def make_context(path: str, files: int) -> None:
+    """A small web app: a few hundred source files (~10 KiB each), one RUN."""
+    os.makedirs(os.path.join(path, "src"), exist_ok=True)
+    with open(os.path.join(path, "Dockerfile"), "w") as fh:
+        fh.write("FROM debian:bookworm-slim\n"
+                 "RUN useradd -u 1000 -m app && mkdir /app && chown app /app\n"
+                 "WORKDIR /app\n"
+                 "COPY src/ /app/src/\n"
+                 "USER app\n"
+                 'CMD ["ls", "/app/src"]\n')
+    for i in range(files):
+        with open(os.path.join(path, "src", f"module_{i:04d}.py"), "w") as fh:
+            fh.write(f"# module {i}\n" + "".join(f"def f{j}(x):\n    return x * {j}\n\n" for j in range(300)))
+
+
+def alternate(a, b, runs: int) -> tuple[list[float], list[float]]:
+    ta, tb = [], []
+    for i in range(runs):
+        first, second = (a, b) if i % 2 == 0 else (b, a)
+        r1 = first()
+        r2 = second()
+        if first is a:
+            ta.append(r1)
+            tb.append(r2)
+        else:
+            ta.append(r2)
+            tb.append(r1)
+    return ta, tb
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--runs", type=int, default=9)
+    ap.add_argument("--files", type=int, default=300)
+    opts = ap.parse_args()
+
+    cli = find_buildkit_cli()
+    if cli is None:
+        raise SystemExit("no docker CLI that can use BuildKit")
+    base_env = {k: v for k, v in os.environ.items() if not k.startswith("JENKINSCTL_")}
+    reg = start_registry(auth=True)
+    tmp = tempfile.mkdtemp(prefix="jenkinsctl-bench-")
+    ctx = os.path.join(tmp, "ctx")
+    dockercfg = os.path.join(tmp, "docker-config")
+    repo = f"{reg.url}/jenkinsctl-test/bench"
+    rows = []
+    try:
+        make_context(ctx, opts.files)
+        # --- build ---------------------------------------------------------------
+        env_bk = dict(base_env, DOCKER_BUILDKIT="1")
+        env_j = dict(base_env, BRANCH_NAME="bench", **reg.env)
+        docker_build = [cli, "build", "--progress=plain", "-t", f"{repo}:docker", "--label", LABEL, ctx]
+        j_build = [*JENKINSCTL, "build", ctx, "--image", repo, "--tag", "bench", "--label", LABEL,
+                   "--builder", "buildkit", "-o", "json"]
+        timed(docker_build, env_bk)  # warm: the cache holds every step
+        _, p = timed(j_build, env_j)
+        assert json.loads(p.stdout)["builder"] == "buildkit"
+        tj, td = alternate(lambda: timed(j_build, env_j)[0], lambda: timed(docker_build, env_bk)[0], opts.runs)
+        cached = json.loads(timed(j_build, env_j)[1].stdout)
+        rows.append(("build, unchanged context", statistics.median(tj), statistics.median(td), 1.10,
+                     f"{cached['cached_steps']}/{cached['total_steps']} steps cached"))
+
+        # --- push ------------------------------------------------------------------
+        os.makedirs(dockercfg)
+        env_d = dict(base_env, DOCKER_CONFIG=dockercfg)
+        subprocess.run([cli, "login", "--username", reg.username, "--password-stdin", reg.url], env=env_d,
+                       input=reg.password, text=True, check=True, capture_output=True)
+        j_push = [*JENKINSCTL, "push", "--image", repo, "--tag", "bench", "-o", "json"]
+        docker_push = [cli, "push", f"{repo}:bench"]
+        _, p = timed(j_push, env_j)  # the first push uploads the layers
+        first = json.loads(p.stdout)
+        timed(docker_push, env_d)
+        tj, td = alternate(lambda: timed(j_push, env_j)[0], lambda: timed(docker_push, env_d)[0], opts.runs)
+        # Bytes: the same unchanged push through a pass-through counting proxy.
+        with FaultProxy(("127.0.0.1", reg.port)) as proxy:
+            subprocess.run([cli, "tag", f"{repo}:bench", f"{proxy.url}/jenkinsctl-test/bench:bench"], check=True)
+            _, p = timed([*JENKINSCTL, "push", "--image", f"{proxy.url}/jenkinsctl-test/bench", "--tag", "bench",
+                          "-o", "json"], env_j)
+            again = json.loads(p.stdout)
+            uploaded = proxy.uploaded_bytes()
+            subprocess.run([cli, "rmi", f"{proxy.url}/jenkinsctl-test/bench:bench"], capture_output=True)
+        rows.append(("push, unchanged image", statistics.median(tj), statistics.median(td), 1.10,
+                     f"layers pushed {again['layers_pushed']}, existing {again['layers_existing']}, "
+                     f"layer bytes uploaded {uploaded} (first push: {first['layers_pushed']} layers)"))
+    finally:
+        subprocess.run([cli, "logout", reg.url], env=dict(base_env, DOCKER_CONFIG=dockercfg), capture_output=True)
+        for tag in ("docker", "bench"):
+            subprocess.run([cli, "rmi", f"{repo}:{tag}"], capture_output=True)
+        reg.stop()
+        subprocess.run(["rm", "-rf", tmp])
+
+    print(f"docker CLI: {cli}; {opts.runs} alternating runs each, medians; context: {opts.files} files")
+    print(f"{'figure':<26} {'jenkinsctl':>11} {'docker':>9} {'ratio':>7} {'target':>7}  notes")
+    for name, j, d, target, notes in rows:
+        ratio = j / d
+        mark = "ok" if ratio <= target else "MISSED"
+        print(f"{name:<26} {j:>10.3f}s {d:>8.3f}s {ratio:>7.2f} {'<=' + format(target, '.2f'):>7}  {mark}; {notes}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
