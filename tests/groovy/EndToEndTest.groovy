@@ -56,7 +56,9 @@ class EndToEndTest extends HarnessTest {
             context: 'app',
             tags: ["e2e-${version}"],
             buildArgs: [APP_VERSION: version],
-            labels: ['io.jenkinsctl.test': '1'],
+            // Not the shared io.jenkinsctl.test label: containers inherit image
+            // labels, and other test sessions on the engine remove those.
+            labels: ['io.jenkinsctl.e2e': e2e.project],
             deployTo: 'web',
             credentialsId: 'registry',
             config: 'jenkinsctl.yaml',

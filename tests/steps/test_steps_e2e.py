@@ -17,7 +17,7 @@ import sys
 
 import pytest
 
-from tests.support.engine import IN_CI, TEST_LABEL
+from tests.support.engine import IN_CI
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
@@ -48,10 +48,13 @@ def _registry_support():
     return registry
 
 
-def _remove_test_images(client) -> None:
+def _remove_images(client, project: str) -> None:
+    """The images this run built (label io.jenkinsctl.e2e=PROJECT).  Not the
+    shared test label: containers inherit image labels, and a concurrent
+    session's cleanup of that label would remove the app mid-deploy."""
     import docker.errors
 
-    for img in client.images.list(filters={"label": f"{TEST_LABEL}=1"}):
+    for img in client.images.list(filters={"label": f"io.jenkinsctl.e2e={project}"}):
         for ref in img.tags or [img.id]:
             try:
                 client.images.remove(ref, force=True)
@@ -91,10 +94,6 @@ def test_steps_build_push_redeploy_and_promote(docker_client, registry, tmp_path
         proc = subprocess.run([str(ROOT / "scripts" / "groovy-test"), "--no-lint", "--e2e", "EndToEndTest"],
                               env=env, capture_output=True, text=True, timeout=1500, cwd=ROOT)
         output = proc.stdout + proc.stderr
-        if proc.returncode and "[dockerRedeploy] the following arguments are required: --image, --to" in output:
-            # Reported: cli.py must set required=False on the options that
-            # --params-env filled (deploy's --image and --to); ship got this far.
-            pytest.xfail("jenkinsctl deploy ignores --params-env for its required options")
         assert proc.returncode == 0, output[-8000:]
         assert output.rstrip().endswith("1 passed, 0 failed"), output[-3000:]
         assert registry.password not in output
@@ -111,4 +110,4 @@ def test_steps_build_push_redeploy_and_promote(docker_client, registry, tmp_path
         assert result["error"].startswith("[dockerBuildPush] ")
     finally:
         _remove_project(docker_client, project)
-        _remove_test_images(docker_client)
+        _remove_images(docker_client, project)

@@ -204,14 +204,6 @@ def test_required_parameters_alone_parse(step):
     from jenkinsctl.commands import COMMANDS
 
     module = importlib.import_module(COMMANDS[command][0])
-    parser = command_parser(command)
-    step_dests = set(steps.params_to_defaults(command, given))
-    blocking = sorted(a.dest for a in parser._actions if a.required and a.dest in step_dests)
-    if blocking and "action.required = False" not in pathlib.Path(cli.__file__).read_text():
-        # Reported to cli.py's owner: after set_defaults(**params_to_defaults(...))
-        # it must set required=False on the actions whose dest the step filled.
-        pytest.xfail(f"jenkinsctl {command}: required options {blocking} ignore --params-env defaults "
-                     "until cli.py relaxes them")
     os.environ["JENKINSCTL_TEST_PARAMS"] = json.dumps(given)
     original = module.run
     module.run = fake_run
