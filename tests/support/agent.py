@@ -101,10 +101,23 @@ def remove_quietly(container) -> None:
             raise
 
 
-def wait_for_sshd(port: int, timeout: float = 60) -> None:
+def wait_for_sshd(port: int, timeout: float = 60, container=None) -> None:
+    """Wait for sshd's banner; with ``container``, fail at once when it
+    stops or disappears instead of waiting out the timeout."""
+    import docker.errors
+
     deadline = time.monotonic() + timeout
     last: Exception | None = None
     while time.monotonic() < deadline:
+        if container is not None:
+            try:
+                container.reload()
+            except docker.errors.NotFound:
+                raise AssertionError(f"agent container {container.name} was removed while starting (on a shared "
+                                     "engine, another test session's label cleanup can do this)") from None
+            if container.status in ("exited", "dead"):
+                raise AssertionError(f"agent container {container.name} exited:\n"
+                                     + container.logs().decode(errors="replace"))
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
                 s.settimeout(2)
@@ -131,13 +144,12 @@ def start_agent(client, image: str, keystore, node: str, *, root: pathlib.Path, 
     install_agent_keys(container, keystore, node)
     container.start()
     container.reload()
+    port = int(container.ports["22/tcp"][0]["HostPort"])
     try:
-        port = int(container.ports["22/tcp"][0]["HostPort"])
-        wait_for_sshd(port)
-    except Exception:
-        container.reload()
-        raise AssertionError(f"agent {node} did not start ({container.status}):\n"
-                             + container.logs().decode(errors="replace"))
+        wait_for_sshd(port, container=container)
+    except TimeoutError as exc:
+        raise AssertionError(f"agent {node} did not start: {exc}\n"
+                             + container.logs().decode(errors="replace")) from None
     return Agent(container=container, node=node, port=port,
                  host_key_line=keystore.host_key(node).host_key_entry,
                  client_key_path=keystore.client_key().private_path,
