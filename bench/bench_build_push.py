@@ -87,7 +87,10 @@ def main() -> int:
     cli = find_buildkit_cli()
     if cli is None:
         raise SystemExit("no docker CLI that can use BuildKit")
-    base_env = {k: v for k, v in os.environ.items() if not k.startswith("JENKINSCTL_")}
+    # An installed jenkinsctl runs from bytecode; PYTHONDONTWRITEBYTECODE (set
+    # in some CI images) would recompile it on every run, so it is dropped.
+    base_env = {k: v for k, v in os.environ.items()
+                if not k.startswith("JENKINSCTL_") and k != "PYTHONDONTWRITEBYTECODE"}
     reg = start_registry(auth=True)
     tmp = tempfile.mkdtemp(prefix="jenkinsctl-bench-")
     ctx = os.path.join(tmp, "ctx")

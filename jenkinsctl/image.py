@@ -7,9 +7,10 @@
   host's cache is shared, or docker-py's classic builder.  Output is
   streamed line by line; a failure raises BuildError with the failing step's
   output.
-* Push: docker-py's push stream is parsed (docker-py never raises on a
-  failed push), transient registry errors are retried with a bounded
-  backoff, permanent ones fail at once, and the pushed digest is reported.
+* Push: the engine's push stream is parsed (docker-py never raises on a
+  failed push: the error is an entry in the stream), transient registry
+  errors are retried with a bounded backoff, permanent ones fail at once,
+  and the pushed digest is reported.
 
 Library functions take the engine client as an argument; they never read
 argv and never exit.  Registry credentials reach the engine only in the
@@ -29,11 +30,11 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from jenkinsctl.errors import BuildError, EngineError, RegistryError, UsageError
-from jenkinsctl.refs import Reference, parse_repository, validate_tag
+from jenkinsctl.refs import Reference, parse, parse_repository, validate_tag
 
 LineSink = Callable[[str], None]
 
@@ -753,8 +754,6 @@ def build(client, *, context: str, repository: str, tags: Sequence[str], dockerf
         validate_tag(t)
     refs = [f"{repo.repository}:{t}" for t in dict.fromkeys(tags)]
     for c in cache_from:
-        from jenkinsctl.refs import parse
-
         parse(c)
     ctx, df = _check_build_inputs(context, dockerfile)
     args = {k: (environ.get(k) if v is None else v) for k, v in build_args.items()}
