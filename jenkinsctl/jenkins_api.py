@@ -714,6 +714,11 @@ class JenkinsAPI:
         self._req("POST", f"computer/{quote(name, safe='')}/toggleOffline", params={"offlineMessage": ""})
         return True
 
+    def relaunch(self, name: str) -> None:
+        """Ask the controller to connect the agent now (Launch agent)."""
+        validate_node_name(name)
+        self._req("POST", f"computer/{quote(name, safe='')}/launchSlaveAgent")
+
     def _must_node(self, name: str) -> NodeState:
         node = self.get_node(name)
         if node is None:

@@ -1,0 +1,22 @@
+"""jenkinsctl status: the controller and each agent, container and node."""
+
+from __future__ import annotations
+
+DESCRIPTION = ("Show the controller and each agent: container state, node online or offline and why, labels "
+               "and executors. --output json gives the same data.")
+
+
+def add_arguments(p) -> None:
+    pass
+
+
+def run(args, ctx):
+    from jenkinsctl.provision import Provisioner
+
+    return Provisioner(ctx.config).status()
+
+
+def render(result) -> str:
+    from jenkinsctl.provision import render_status
+
+    return render_status(result)
