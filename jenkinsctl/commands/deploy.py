@@ -13,7 +13,7 @@ DESCRIPTION = """Redeploy an image by digest and wait for the outcome.
   swarm:SERVICE     update a Swarm service (start-first where ports allow, rollback on failure)
   webhook:URL       POST {image, digest, tags} to a redeploy trigger; the Bearer secret comes
                     from JENKINSCTL_WEBHOOK_SECRET(_FILE) or the target's secret reference
-  stack:NAME        reserved, not supported yet
+  stack:NAME        docker stack deploy of the target's compose file, one service pinned by digest
 
 --image may carry a tag (resolved to its digest at the registry) or a digest.
 Registry credentials: JENKINSCTL_REGISTRY_USERNAME and JENKINSCTL_REGISTRY_PASSWORD(_FILE)."""
@@ -97,6 +97,8 @@ def render(result) -> str:
 
 
 def render_deploy(result) -> str:
+    if not result:
+        return ""
     d = result["deploy"]
     det = d.get("details") or {}
     pinned = f"{result['image']}@{result['digest']}"

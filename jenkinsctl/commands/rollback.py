@@ -39,4 +39,4 @@ def run(args, ctx):
 def render(result) -> str:
     from jenkinsctl.commands.deploy import render_deploy
 
-    return render_deploy(result)
+    return render_deploy(result) if result else ""

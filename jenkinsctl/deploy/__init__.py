@@ -133,7 +133,7 @@ def parse_target(spec: str, config: "Config | None" = None) -> "DeployTarget":
     return target
 
 
-_TARGET_HINT = "use container:NAME, swarm:SERVICE, webhook:URL (stack:NAME is reserved) or a configured target name"
+_TARGET_HINT = "use container:NAME, swarm:SERVICE, stack:NAME, webhook:URL or a configured target name"
 
 
 def _validate_target(t: "DeployTarget") -> None:
@@ -169,9 +169,12 @@ def make_strategy(target: "DeployTarget", *, config: "Config", client=None, envi
 
         return WebhookStrategy(target, environ=environ, sleep=sleep, clock=clock)
     if target.strategy == "stack":
-        raise DeployError(f"stack:{target.target}: the stack strategy is not supported yet",
-                          hint="deploy the service with swarm:SERVICE for now; stack deploys from a compose "
-                               "file are planned")
+        try:
+            from jenkinsctl.deploy.stack import StackStrategy
+        except ImportError:
+            raise DeployError(f"stack:{target.target}: the stack strategy is not supported yet",
+                              hint="deploy the service with swarm:SERVICE for now") from None
+        return StackStrategy(client, target, labels=own, auth=auth, environ=environ, clock=clock, sleep=sleep)
     raise UsageError(f"unknown deploy strategy '{target.strategy}'", hint=_TARGET_HINT)
 
 

@@ -126,9 +126,10 @@ class ContainerStrategy:
         cur_seq = _seq_of(current) if current is not None else None
         chosen = _choose(retired, version, cur_seq)
         if chosen is None:
-            have = ", ".join(f"v{s} ({_image_of(c)})" for s, c in retired)
-            raise DeployError(f"container {self.cname}: no kept version matches '{version}'",
-                              hint=f"kept versions: {have}")
+            have = ", ".join(f"v{s} ({_image_of(c).rpartition('@')[2][:19]})" for s, c in retired)
+            what = f"matches '{version}'" if version else f"is older than the current v{cur_seq}"
+            raise DeployError(f"container {self.cname}: no kept version {what}",
+                              hint=f"kept versions: {have}; pick one with --version")
         seq, target = chosen
         lock_image = target.attrs["Image"]
         with engine_lock(self.client, f"{self.cname}.lock", lock_image, self.labels, self.clock, self.sleep,
@@ -633,7 +634,7 @@ def _choose(retired: list[tuple[int, Any]], version: str | None, cur_seq: int | 
                 return seq, c
         return None
     older = [(s, c) for s, c in retired if cur_seq is None or s < cur_seq]
-    return (older or retired)[0]
+    return older[0] if older else None
 
 
 def _health_log(health: Mapping[str, Any]) -> str:

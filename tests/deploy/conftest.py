@@ -1,0 +1,87 @@
+"""Fixtures for the deploy tests: the example app built in several versions
+and pushed to the session's htpasswd registry, unique container names with
+cleanup, the Swarm and the CLI environment."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from jenkinsctl.deploy import ImageRef
+from tests.deploy.helpers import EXAMPLE
+from tests.deploy.helpers import DEPLOY_TEST_LABELS, PREFIX
+from tests.support.engine import TEST_LABEL, remove_test_resources
+from tests.support.swarm import ensure_swarm, remove_test_services
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _remove_deploy_test_resources(docker_client):
+    yield
+    remove_test_resources(docker_client, label=f"{TEST_LABEL}=deploy")
+
+# version name -> build args of the example app
+VERSIONS = {
+    "v1": {"APP_VERSION": "1.0.0"},
+    "v2": {"APP_VERSION": "2.0.0"},
+    "v3": {"APP_VERSION": "3.0.0"},
+    "bad": {"APP_VERSION": "bad", "APP_HEALTH": "fail"},
+}
+
+
+@pytest.fixture(scope="session")
+def example_images(docker_client, registry) -> dict[str, ImageRef]:
+    """The example app as v1, v2, v3 and a deliberately unhealthy 'bad',
+    pushed to the registry; each pinned by digest."""
+    from jenkinsctl import image as imagelib
+
+    repo = f"{registry.url}/deploytest/web"
+    out = {}
+    for name, args in VERSIONS.items():
+        docker_client.images.build(path=str(EXAMPLE), tag=f"{repo}:{name}", buildargs=args, labels=DEPLOY_TEST_LABELS,
+                                   rm=True)
+        pushed = imagelib.push(docker_client, repository=repo, tags=[name], auth=registry.auth)
+        out[name] = ImageRef(repo, pushed.digest, (name,))
+    return out
+
+
+@pytest.fixture
+def cname(docker_client):
+    """A unique container name; the container and its kept versions,
+    candidates and locks are removed after the test."""
+    import docker.errors
+
+    name = f"{PREFIX}{uuid.uuid4().hex[:8]}"
+    yield name
+    for c in docker_client.containers.list(all=True, filters={"name": name}):
+        if c.name == name or c.name.startswith(name + "."):
+            try:
+                c.remove(force=True)
+            except docker.errors.APIError:
+                pass
+
+
+@pytest.fixture
+def network(docker_client):
+    name = f"{PREFIX}net-{uuid.uuid4().hex[:6]}"
+    net = docker_client.networks.create(name, driver="bridge", labels=DEPLOY_TEST_LABELS)
+    yield name
+    try:
+        net.reload()
+        for c in net.containers:
+            net.disconnect(c, force=True)
+        net.remove()
+    except Exception:  # noqa: BLE001
+        pass
+
+
+@pytest.fixture(scope="session")
+def swarm(docker_client):
+    ensure_swarm(docker_client)
+    yield docker_client
+    remove_test_services(docker_client, prefix=PREFIX, label=f"{TEST_LABEL}=deploy")
+
+
+@pytest.fixture
+def cli_env(registry) -> dict[str, str]:
+    return dict(registry.env)

@@ -1,0 +1,179 @@
+"""The container strategy on the real engine, driven through the CLI the way
+a pipeline runs it, against images pushed to the htpasswd registry."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from jenkinsctl.deploy import DEPLOY_LABEL, IMAGE_LABEL
+from tests.deploy.helpers import ProbeLoop, result_of, run_cli, wait_http, write_config
+from tests.deploy.helpers import DEPLOY_TEST_LABELS as TEST_LABELS
+from tests.support.registry import free_port
+
+pytestmark = pytest.mark.engine
+
+
+def deploy(cfg, ref, to, env, *extra):
+    return run_cli("--config", cfg, "-o", "json", "deploy", "--image", ref, "--to", to, *extra, env=env)
+
+
+def test_replaces_a_hand_made_container_keeping_its_settings_and_measures_the_switch(
+        docker_client, example_images, cname, network, cli_env, tmp_path):
+    """A container made with `docker run` (env, label, named volume, restart
+    policy, network alias, published port) is replaced by digest: the new
+    one keeps all of it, the new image's own ENV wins over the old image's,
+    and an HTTP probe loop sees v1 then v2 with a short gap."""
+    v1, v2 = example_images["v1"], example_images["v2"]
+    port = free_port()
+    volume = docker_client.volumes.create(f"{cname}-data", labels=TEST_LABELS)
+    old = docker_client.containers.run(
+        v1.pinned, name=cname, detach=True, environment={"CUSTOM": "kept", "APP_MODE": "blue"},
+        labels={**TEST_LABELS, "team": "web"}, volumes={volume.name: {"bind": "/data", "mode": "rw"}},
+        restart_policy={"Name": "unless-stopped"}, ports={"8080/tcp": ("127.0.0.1", port)}, network=network)
+    docker_client.api.disconnect_container_from_network(old.id, network)
+    docker_client.api.connect_container_to_network(old.id, network, aliases=["web-alias"])
+    old.exec_run(["sh", "-c", "echo precious > /data/file"], user="root")
+    assert wait_http("127.0.0.1", port) == "1.0.0"
+    cfg = write_config(tmp_path / "j.yaml", {})
+    try:
+        with ProbeLoop("127.0.0.1", port) as probe:
+            proc = deploy(cfg, v2.pinned, f"container:{cname}", cli_env,
+                          "--health-url", f"http://127.0.0.1:{port}/health", "--result", str(tmp_path / "r.json"))
+            result = result_of(proc)
+        new = docker_client.containers.get(cname)
+        attrs = new.attrs
+        env = dict(e.split("=", 1) for e in attrs["Config"]["Env"])
+        assert env["CUSTOM"] == "kept" and env["APP_MODE"] == "blue"
+        assert env["APP_VERSION"] == "2.0.0"           # the new image's ENV, not the old container's copy
+        assert attrs["Config"]["Image"] == v2.pinned   # by digest
+        assert attrs["Config"]["Labels"]["team"] == "web"
+        assert attrs["Config"]["Labels"][DEPLOY_LABEL] == cname
+        assert attrs["Config"]["Labels"]["io.jenkinsctl.managed"] == "true"
+        assert attrs["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
+        assert attrs["HostConfig"]["PortBindings"] == {"8080/tcp": [{"HostIp": "127.0.0.1", "HostPort": str(port)}]}
+        assert "web-alias" in attrs["NetworkSettings"]["Networks"][network]["Aliases"]
+        assert new.exec_run(["cat", "/data/file"]).output.decode().strip() == "precious"
+        # The hand-made container is kept, stopped, with its restart policy off.
+        kept = docker_client.containers.get(f"{cname}.v0")
+        assert kept.id == old.id and kept.status == "exited"
+        assert kept.attrs["HostConfig"]["RestartPolicy"]["Name"] == "no"
+        # What the probe loop saw: v1, a short gap, then v2, never back.
+        assert probe.versions == ["1.0.0", "2.0.0"], probe.versions
+        assert probe.longest_gap_ms < 5000, probe.longest_gap_ms
+        d = result["deploy"]
+        assert d["outcome"] == "deployed" and d["details"]["mode"] == "stop-first"
+        assert d["previous"]["image"] == v1.pinned
+        assert result["digest"] == v2.digest
+        assert json.loads((tmp_path / "r.json").read_text())["digest"] == v2.digest
+        print(f"\nstop-first switch: {d['details']['switch_ms']} ms measured by jenkinsctl, "
+              f"{probe.failures} failed probes, longest gap {probe.longest_gap_ms} ms seen by the probe loop")
+    finally:
+        for c in docker_client.containers.list(all=True, filters={"name": cname}):
+            c.remove(force=True)
+        volume.remove(force=True)
+
+
+def test_unhealthy_candidate_never_takes_traffic_and_the_command_fails_with_its_health_output(
+        docker_client, example_images, cname, cli_env, tmp_path):
+    port = free_port()
+    cfg = write_config(tmp_path / "j.yaml", {"web": {
+        "strategy": "container", "target": cname, "ports": [f"127.0.0.1:{port}:8080"],
+        "health": {"timeout": 30, "interval": 0.5}}})
+    result_of(deploy(cfg, example_images["v1"].pinned, "web", cli_env))
+    before = docker_client.containers.get(cname).id
+    with ProbeLoop("127.0.0.1", port) as probe:
+        proc = deploy(cfg, example_images["bad"].pinned, "web", cli_env)
+    assert proc.returncode == 6, proc.stderr
+    # The failing health output and the candidate's last log lines.
+    assert "unhealthy on purpose" in proc.stderr
+    assert "health output:" in proc.stderr and "last log lines:" in proc.stderr
+    assert "listening on :8080 (health FAILING)" in proc.stderr
+    assert "previous version is still serving" in proc.stderr
+    # The old version answered every single probe, and is the same container.
+    assert probe.failures == 0, probe.results[:5]
+    assert set(probe.answers) == {"1.0.0"} and sum(probe.answers.values()) > 50
+    assert docker_client.containers.get(cname).id == before
+    leftovers = [c.name for c in docker_client.containers.list(all=True, filters={"name": cname})]
+    assert sorted(leftovers) == [cname]          # no candidate, no lock left behind
+
+
+def test_rollback_and_keep(docker_client, example_images, cname, cli_env, tmp_path):
+    port = free_port()
+    cfg = write_config(tmp_path / "j.yaml", {"web": {
+        "strategy": "container", "target": cname, "ports": [f"127.0.0.1:{port}:8080"], "keep": 1,
+        "health": {"http": f"http://127.0.0.1:{port}/health", "timeout": 30, "interval": 0.5}}})
+    for v in ("v1", "v2", "v3"):
+        r = result_of(deploy(cfg, example_images[v].pinned, "web", cli_env))
+    assert r["deploy"]["details"]["pruned"] == [f"{cname}.v1"]
+    names = sorted(c.name for c in docker_client.containers.list(all=True, filters={"name": cname}))
+    assert names == [cname, f"{cname}.v2"]               # keep: 1
+    assert wait_http("127.0.0.1", port) == "3.0.0"
+    # Deploying what already runs changes nothing.
+    same = result_of(deploy(cfg, example_images["v3"].pinned, "web", cli_env))
+    assert same["deploy"]["outcome"] == "unchanged"
+
+    back = result_of(run_cli("--config", cfg, "-o", "json", "rollback", "--to", "web", env=cli_env))
+    assert back["deploy"]["outcome"] == "rolled-back" and back["digest"] == example_images["v2"].digest
+    assert wait_http("127.0.0.1", port) == "2.0.0"
+    assert docker_client.containers.get(cname).labels[IMAGE_LABEL] == example_images["v2"].pinned
+    # v3 is kept now; nothing older than v2 is, so a second rollback says so.
+    again = run_cli("--config", cfg, "rollback", "--to", "web", env=cli_env)
+    assert again.returncode == 6 and "no kept version is older than the current v2" in again.stderr
+    assert "--version" in again.stderr
+    fwd = result_of(run_cli("--config", cfg, "-o", "json", "rollback", "--to", "web", "--version", "v3",
+                            env=cli_env))
+    assert fwd["digest"] == example_images["v3"].digest and wait_http("127.0.0.1", port) == "3.0.0"
+
+
+def test_start_first_on_a_network_has_no_downtime(docker_client, example_images, cname, network, cli_env,
+                                                  tmp_path):
+    """No published ports: the candidate joins under the alias before the
+    old one stops, so a client on the network never misses an answer."""
+    cfg = write_config(tmp_path / "j.yaml", {"web": {
+        "strategy": "container", "target": cname, "network": network, "health": {"timeout": 30}}})
+    result_of(deploy(cfg, example_images["v1"].pinned, "web", cli_env))
+    loop = ("import http.client,time\n"
+            "end=time.time()+600\n"
+            "while time.time()<end:\n"
+            "  try:\n"
+            f"    c=http.client.HTTPConnection('{cname}',8080,timeout=1);c.request('GET','/version');"
+            "r=c.getresponse();print(r.read().decode().strip() if r.status==200 else 'FAIL',flush=True)\n"
+            "  except Exception as e: print('FAIL',e,flush=True)\n"
+            "  time.sleep(0.02)\n")
+    prober = docker_client.containers.run(example_images["v1"].pinned, ["python3", "-c", loop], detach=True,
+                                          name=f"{cname}.prober", network=network, labels=TEST_LABELS)
+    try:
+        import time
+
+        time.sleep(1)
+        r = result_of(deploy(cfg, example_images["v2"].pinned, "web", cli_env))
+        time.sleep(1)
+        lines = prober.logs().decode().split()
+    finally:
+        prober.remove(force=True)
+    assert r["deploy"]["details"]["mode"] == "start-first"
+    answers = [line for line in lines if line in ("1.0.0", "2.0.0", "FAIL")]
+    assert "FAIL" not in answers, answers[:20]
+    assert answers[0] == "1.0.0" and answers[-1] == "2.0.0"
+
+
+def test_creates_the_container_from_the_config_when_absent(docker_client, example_images, cname, cli_env,
+                                                           tmp_path, monkeypatch):
+    port = free_port()
+    cfg = write_config(tmp_path / "j.yaml", {"web": {
+        "strategy": "container", "target": cname, "ports": [f"127.0.0.1:{port}:8080"],
+        "env": {"GREETING": "hi", "TOKEN": {"env": "JCTEST_TOKEN"}}, "volumes": [f"{cname}-vol:/data"]}})
+    env = {**cli_env, "JCTEST_TOKEN": "t0ken-value"}
+    r = result_of(deploy(cfg, example_images["v1"].pinned, "web", env))
+    assert r["deploy"]["outcome"] == "created" and r["deploy"]["details"]["health"] == "healthcheck"
+    c = docker_client.containers.get(cname)
+    e = dict(x.split("=", 1) for x in c.attrs["Config"]["Env"])
+    assert e["GREETING"] == "hi" and e["TOKEN"] == "t0ken-value"
+    assert c.attrs["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
+    assert c.labels["io.jenkinsctl.project"] == "jctest" and c.labels[DEPLOY_LABEL] == cname
+    assert any(m["Name"] == f"{cname}-vol" for m in c.attrs["Mounts"])
+    assert wait_http("127.0.0.1", port) == "1.0.0"
+    c.remove(force=True)
+    docker_client.volumes.get(f"{cname}-vol").remove(force=True)
