@@ -142,12 +142,16 @@ def main() -> int:
         reg.stop()
         subprocess.run(["rm", "-rf", tmp])
 
+    startup = statistics.median(timed([*JENKINSCTL, "--version"], base_env)[0] for _ in range(opts.runs))
     print(f"docker CLI: {cli}; {opts.runs} alternating runs each, medians; context: {opts.files} files")
-    print(f"{'figure':<26} {'jenkinsctl':>11} {'docker':>9} {'ratio':>7} {'target':>7}  notes")
+    print(f"{'figure':<26} {'jenkinsctl':>11} {'docker':>9} {'added':>8} {'ratio':>7} {'target':>7}  notes")
     for name, j, d, target, notes in rows:
         ratio = j / d
         mark = "ok" if ratio <= target else "MISSED"
-        print(f"{name:<26} {j:>10.3f}s {d:>8.3f}s {ratio:>7.2f} {'<=' + format(target, '.2f'):>7}  {mark}; {notes}")
+        print(f"{name:<26} {j:>10.3f}s {d:>8.3f}s {j - d:>+7.3f}s {ratio:>7.2f} {'<=' + format(target, '.2f'):>7}"
+              f"  {mark}; {notes}")
+    print(f"for scale: python startup {startup:.3f}s (median; `{JENKINSCTL[0]} --version`), load average "
+          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     return 0
 
 
