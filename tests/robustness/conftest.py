@@ -162,6 +162,38 @@ def write_config(path: pathlib.Path, text: str) -> str:
     return str(path)
 
 
+def remove_project(client, project: str) -> None:
+    """Remove every container, network and volume with ``project``'s
+    ownership label (and nothing else)."""
+    label = {"label": [f"io.jenkinsctl.project={project}"]}
+    for c in client.containers.list(all=True, filters=label):
+        try:
+            c.remove(force=True, v=True)
+        except Exception:  # noqa: BLE001 - gone already
+            pass
+    for n in client.networks.list(filters=label):
+        try:
+            n.remove()
+        except Exception:  # noqa: BLE001
+            pass
+    for v in client.volumes.list(filters=label):
+        try:
+            v.remove(force=True)
+        except Exception:  # noqa: BLE001
+            pass
+
+
+@pytest.fixture
+def project_name(docker_engine):
+    """A fresh test project name; whatever carries its ownership label is
+    removed at teardown."""
+    import uuid
+
+    name = f"robust-{uuid.uuid4().hex[:8]}"
+    yield name
+    remove_project(docker_engine, name)
+
+
 # --- an HTTP proxy that can drop cookies, and records headers ----------------------
 
 

@@ -68,19 +68,25 @@ def test_hung_controller_every_call_fails_within_its_timeout(silent_server, figu
 
 
 @pytest.mark.case(1)
-def test_hung_controller_cli_fails_within_its_timeout(silent_server, cli, tmp_path, figure):
-    """As a user sees it: each command that talks to the controller exits
-    non-zero within controller.timeout (+ start-up) and says which URL hung."""
-    cfg = write_config(tmp_path / "c.yaml", f"project: robust-hung\nstate_dir: {tmp_path}/state\n"
+def test_hung_controller_cli_fails_within_its_timeout(silent_server, cli, tmp_path, project_name, figure):
+    """As a user sees it: each command that talks to the controller gives up
+    within controller.timeout (+ start-up) and says which URL hung.  plan,
+    apply, down and doctor exit non-zero; status exits 0 and shows the
+    controller as unreachable in its table (it reports, it does not fail)."""
+    cfg = write_config(tmp_path / "c.yaml", f"project: {project_name}\nstate_dir: {tmp_path}/state\n"
                        f"controller:\n  external: {silent_server.url}\n  timeout: 2\n  ready_timeout: 30\n"
                        "agents: []\n")
     env = {"JENKINSCTL_JENKINS_PASSWORD": ADMIN_PASSWORD}
-    commands = [("doctor",)]
+    # an external controller and no agents: nothing but the controller to talk to
+    commands = [("status",), ("plan",), ("apply", "--no-wait"), ("down",), ("doctor",)]
     seconds = {}
     for argv in commands:
         run = cli("-c", cfg, *argv, env=env, timeout=60)
         seconds[" ".join(argv)] = round(run.seconds, 2)
-        assert run.rc != 0, run.output
+        if argv == ("status",):
+            assert "unreachable" in run.stdout, run.output
+        else:
+            assert run.rc != 0, run.output
         assert run.seconds < 2 * 2 + 6, f"{argv} took {run.seconds:.1f}s"
         assert f"127.0.0.1:{silent_server.port}" in run.output, run.output
         assert "timed out" in run.output or "did not answer" in run.output, run.output
@@ -180,6 +186,39 @@ def test_bad_token_is_one_clear_auth_error_and_never_echoed(fake_jenkins, caplog
     assert BAD_TOKEN not in text
     assert took < 2, "a 401 must not be waited out like a starting controller"
     figure(requests=len(answered), seconds=round(took, 3))
+
+
+@pytest.mark.case(3)
+def test_bad_token_cli_is_one_auth_error_and_never_echoed(fake_jenkins, cli, tmp_path, project_name, figure):
+    """As a user sees it: status, plan, apply and down with a bad token each
+    exit 7 with a 401 message naming the user, after one request, and the
+    token is in no output, not even with --debug or as JSON.  (apply and
+    down exit 8, provision: they report the 401 among what they did and did
+    not do; apply has created the project network by then.)"""
+    cfg = write_config(tmp_path / "c.yaml", f"project: {project_name}\nstate_dir: {tmp_path}/state\n"
+                       f"controller:\n  external: {fake_jenkins.url}\n  timeout: 5\n  ready_timeout: 30\n"
+                       "agents: []\n")
+    env = {"JENKINSCTL_JENKINS_PASSWORD": BAD_TOKEN}
+    codes = {}
+    for argv in (("status",), ("plan",), ("apply", "--no-wait"), ("down",), ("--debug", "apply", "--no-wait"),
+                 ("--output", "json", "status")):
+        fake_jenkins.clear_requests()
+        run = cli("-c", cfg, *argv, env=env, timeout=60)
+        settle()
+        where = " ".join(argv)
+        codes[where] = run.rc
+        assert BAD_TOKEN not in run.output, f"{where}: the token leaked:\n{run.output}"
+        assert "Traceback" not in run.output or "--debug" in argv, run.output
+        if argv[-1] == "status" and run.rc == 0:
+            # status reports an unreachable controller in its table, not as a failure
+            assert "401" in run.stdout or "credentials" in run.stdout, f"{where}:\n{run.output}"
+        else:
+            assert run.rc == (8 if ("apply" in argv or "down" in argv) else 7), f"{where}: exit {run.rc}\n{run.output}"
+            assert "401" in run.stderr and "rejected the credentials" in run.stderr, f"{where}:\n{run.stderr}"
+        unauthorized = [r for r in fake_jenkins.requests if r["status"] == 401]
+        assert len(unauthorized) == 1, f"{where}: {fake_jenkins.requests}"
+        assert not [r for r in fake_jenkins.requests if r["method"] == "POST"], where
+    figure(exit_codes=codes)
 
 
 # --- case 17 ------------------------------------------------------------------------

@@ -41,7 +41,8 @@ def cases(url: str, state: str) -> dict[str, tuple[bytes, int, str]]:
     }
 
 
-COMMANDS = [("validate",), ("doctor",), ("deploy", "--image", "127.0.0.1:5999/robust/x:1", "--to", "container:robust-x")]  # + plan, apply, status, down when they land
+COMMANDS = [("validate",), ("plan",), ("apply",), ("status",), ("down",), ("doctor",),
+            ("deploy", "--image", "127.0.0.1:5999/robust/x:1", "--to", "container:robust-x")]
 
 
 @pytest.mark.case(16)
