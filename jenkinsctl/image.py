@@ -460,6 +460,8 @@ def _engine_api(client) -> tuple[str, str]:
             return headers["api-version"], headers.get("ostype", "linux")
     try:
         v = client.version()
+    except EngineError:
+        raise  # already says where and what to do
     except Exception as exc:  # noqa: BLE001 - docker-py raises several kinds
         raise EngineError(f"cannot ask the engine for its version: {exc}",
                           hint="check that the engine runs and DOCKER_HOST points at it") from None

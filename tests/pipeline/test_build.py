@@ -140,3 +140,14 @@ def test_credentials_never_go_into_build_args(tmp_path):
                    env={"JENKINSCTL_REGISTRY_USERNAME": "u", "JENKINSCTL_REGISTRY_PASSWORD": "pw-1234"})
     assert r.rc == 2 and "contains the registry password" in r.stderr
     assert "pw-1234" not in r.everything
+
+
+def test_unreachable_engine_is_one_clear_error(tmp_path):
+    (tmp_path / "Dockerfile").write_text("FROM debian:bookworm-slim\n")
+    for cmd in (("build", str(tmp_path), "--image", REPO, "--tag", "x"),
+                ("push", "--image", f"127.0.0.1:1/{REPO}", "--tag", "x")):
+        r = jenkinsctl(*cmd, env={"DOCKER_HOST": f"unix://{tmp_path}/no.sock", "JENKINSCTL_REGISTRY_USERNAME": "u",
+                                  "JENKINSCTL_REGISTRY_PASSWORD": "p"})
+        assert r.rc == 3, (cmd, r.stderr)
+        assert f"cannot reach the Docker engine at unix://{tmp_path}/no.sock" in r.stderr
+        assert "hint: start the engine" in r.stderr
