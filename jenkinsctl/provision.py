@@ -612,9 +612,16 @@ class Provisioner:
             kw = dict(kwargs)
             kw["labels"] = {**kwargs["labels"], CONFIG_HASH_LABEL: want_hash}
             container = client.containers.create(**kw)
-            if before_start is not None:
-                before_start(container)
-            container.start()
+            try:
+                if before_start is not None:
+                    before_start(container)
+                container.start()
+            except BaseException:
+                # A created container carries the wanted hash: left behind, the
+                # next run would only start it, without its keys.  Remove it.
+                with contextlib.suppress(Exception):
+                    container.remove(force=True)
+                raise
         except docker.errors.ImageNotFound as exc:
             raise EngineError(f"image {kwargs['image']} for {name} is not on the engine: "
                               f"{getattr(exc, 'explanation', exc)}",
