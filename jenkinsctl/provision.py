@@ -498,6 +498,8 @@ class Provisioner:
                 self._remove_orphans(api, done, failed)
                 online = self._wait_online(api, done, failed, wait_timeout) if wait else {}
             except JenkinsctlError as exc:
+                if not failed and all(c.action == "unchanged" for c in done):
+                    raise  # nothing happened yet: the cause itself is the clearest error
                 failed.append({"resource": "apply", "error": exc.message})
                 raise self._partial(done, failed, exc) from None
         if failed:
@@ -540,6 +542,9 @@ class Provisioner:
         """Network(s), volume, controller container, ready controller, credential."""
         import docker.errors
 
+        if self.cfg.controller.external:
+            # An existing controller must answer before anything is created.
+            self.jenkins().wait_ready(starting=False)
         for host in self.engines():
             self._ensure_network(host, done)
         starting = False
@@ -568,7 +573,8 @@ class Provisioner:
             self._record(done, Change("container", kwargs["name"], action))
             starting = action != "unchanged"
         api = self.jenkins()
-        api.wait_ready(starting=starting or not self.cfg.controller.external)
+        if not self.cfg.controller.external:
+            api.wait_ready(starting=True)
         client_key = self.keys.client_key()
         action = api.ensure_credential(credential_id(self.cfg), AGENT_USER, client_key.private_key())
         self._record(done, Change("credential", credential_id(self.cfg), action.replace("created", "create")

@@ -75,9 +75,7 @@ def test_agent_recreated_with_another_host_key_is_refused(project, tmp_path):
     prov.apply(wait_timeout=120)
     # Someone replaces agent-1 with a container that presents another host
     # key (a rebuilt host, or an impostor on the network).
-    old = project.client.containers.get(f"{project.name}-agent-1")
-    kwargs = {k: v for k, v in old.attrs["Config"].items() if False}  # noqa: F841 - documentation only
-    old.remove(force=True)
+    project.client.containers.get(f"{project.name}-agent-1").remove(force=True)
     impostor_keys = KeyStore(tmp_path / "impostor")
     impostor_keys.client_key()
     # It authorizes the project's client key, so only the host key differs.
