@@ -74,6 +74,7 @@ class StackStrategy:
         self.docker_cli = docker_cli or shutil.which("docker", path=self.environ.get("PATH")) or "docker"
         self.timeout = float(target.timeout)
         self.poll = 0.5
+        self._seen: dict[str, list[str]] = {}  # task id -> health output lines (see observe)
 
     # --- the interface ----------------------------------------------------------
 
@@ -249,8 +250,29 @@ class StackStrategy:
     def _tasks(self, name: str) -> list[dict[str, Any]]:
         return self.api.tasks(filters={"service": name})
 
+    def others(self, name: str) -> str:
+        """One line per other service of the stack: a web task that cannot
+        get healthy is often waiting for its database."""
+        import docker.errors
+
+        out = []
+        try:
+            services = self.api.services(filters={"label": f"com.docker.stack.namespace={self.stack}"})
+            for svc in services:
+                sname = svc["Spec"]["Name"]
+                if sname == name:
+                    continue
+                tasks = self.api.tasks(filters={"service": sname, "desired-state": "running"})
+                states = sorted({(t.get("Status") or {}).get("State", "?") for t in tasks}) or ["no tasks"]
+                errs = [(t.get("Status") or {}).get("Err") for t in self.api.tasks(filters={"service": sname})]
+                err = next((e for e in errs if e), "")
+                out.append(f"  {sname}: {', '.join(states)}" + (f" (last error: {err})" if err else ""))
+        except docker.errors.APIError:
+            return ""
+        return ("other services of the stack:\n" + "\n".join(out)) if out else ""
+
     def _deadline_error(self, name: str, image: ImageRef, waited: str) -> Timeout:
-        health = self.health_output(name, image.digest)
+        health = "\n".join(x for x in (self.health_output(name, image.digest), self.others(name)) if x)
         return Timeout(f"stack {self.stack}: {name} did not converge on {image.pinned} within {self.timeout:g}s "
                        f"({waited})" + (f"\n{health}" if health else ""),
                        hint=f"see 'docker service ps --no-trunc {name}'; raise the deploy target's timeout if the "
@@ -275,6 +297,7 @@ class StackStrategy:
                 return {"state": "running", "replicas": len(running)}
             if self.clock() >= deadline:
                 raise self._deadline_error(name, image, f"{len(running)}/{want} tasks of {what} running")
+            self.observe(name, image.digest)
             self.sleep(self.poll)
 
     def _wait_state(self, name: str, before: Mapping[str, Any], start: float,
@@ -313,50 +336,61 @@ class StackStrategy:
                 return {"state": state, "message": us.get("Message", "")}
             if fresh and state in ROLLBACK_STATES:
                 health = self.health_output(name, image.digest)
+                back = _spec_image(svc)
+                serving = "which is serving again"
+                if _digest_of(back):
+                    try:
+                        self._wait_running(name, ImageRef(back.rsplit("@", 1)[0], _digest_of(back)), start,
+                                           what="the previous version")
+                    except Timeout:
+                        serving = "but it is not running yet"
                 raise DeployError(
                     f"stack {self.stack}: {name} rolled back: the new version {image.pinned} failed, and Swarm "
-                    f"went back to {_spec_image(svc)}, which is serving again.\n"
+                    f"went back to {back}, {serving}.\n"
                     f"update status: {us.get('Message', '')}\n{health}",
                     hint="the previous version is serving. Fix the image (see the health output above) and "
                          "ship again", outcome="rolled-back", service=name, state=state, health=health)
             if fresh and state in PAUSED_STATES:
                 health = self.health_output(name, image.digest)
+                what = ("the rollback paused half-way" if state == "rollback_paused" else "the update paused")
                 raise DeployError(
-                    f"stack {self.stack}: the update of {name} paused: {us.get('Message', '')}\n{health}",
-                    hint=f"the service's update_config has failure_action: pause; inspect it with 'docker service "
-                         f"ps --no-trunc {name}', then 'docker service rollback {name}' or deploy a fixed image. "
-                         "Use failure_action: rollback to go back automatically", outcome="paused", service=name,
+                    f"stack {self.stack}: {name}: the new version {image.pinned} failed and {what}: "
+                    f"{us.get('Message', '')}\n{health}",
+                    hint=f"inspect it with 'docker service ps --no-trunc {name}', then run 'docker service rollback "
+                         f"{name}' or deploy a fixed image. In the compose file, update_config.failure_action: "
+                         "rollback goes back automatically, and rollback_config.failure_action: continue lets the "
+                         "rollback finish", outcome="paused", service=name,
                     state=state, health=health)
             if self.clock() >= deadline:
                 raise self._deadline_error(name, image, f"update state '{state or 'none'}'")
+            self.observe(name, image.digest)
             self.sleep(self.poll)
 
     # --- what went wrong --------------------------------------------------------
 
-    def health_output(self, name: str, digest: str) -> str:
-        """The failing tasks of ``digest``: Swarm's error and, where the
-        container is on this engine, its last health probes and log lines."""
+    def observe(self, name: str, digest: str) -> None:
+        """Remember the health probes and log lines of ``digest``'s tasks
+        while their containers exist: Swarm removes a failed task's
+        container during the rollback, and with it the reason."""
         import docker.errors
 
-        lines: list[str] = []
         try:
             tasks = [t for t in self._tasks(name) if _digest_of(_task_image(t)) == digest]
         except docker.errors.APIError:
-            return ""
-        tasks.sort(key=lambda t: t.get("CreatedAt", ""), reverse=True)
-        for t in tasks[:2]:
-            st = t.get("Status") or {}
-            lines.append(f"task {t['ID'][:12]}: {st.get('State')}: {st.get('Err') or st.get('Message') or ''}".rstrip())
-            cid = (st.get("ContainerStatus") or {}).get("ContainerID")
+            return
+        for t in tasks:
+            cid = ((t.get("Status") or {}).get("ContainerStatus") or {}).get("ContainerID")
             if not cid:
                 continue
             try:
                 attrs = self.api.inspect_container(cid)
             except docker.errors.APIError:
-                lines.append("  (its container is on another node or removed)")
                 continue
             health = (attrs.get("State") or {}).get("Health") or {}
             probes = health.get("Log") or []
+            if not any(p.get("ExitCode") for p in probes) and attrs["State"].get("Running"):
+                continue  # nothing has gone wrong in this one (yet)
+            lines = []
             if probes:
                 lines.append(f"  health status {health.get('Status')}; last probes:")
                 for p in probes[-3:]:
@@ -368,6 +402,29 @@ class StackStrategy:
             if logs:
                 lines.append("  last log lines:")
                 lines.extend("    " + line for line in logs.splitlines())
+            self._seen[t["ID"]] = lines
+
+    def health_output(self, name: str, digest: str) -> str:
+        """The failing tasks of ``digest``: Swarm's error and, where the
+        container is (or was, see observe) on this engine, its last health
+        probes and log lines."""
+        import docker.errors
+
+        self.observe(name, digest)
+        try:
+            tasks = [t for t in self._tasks(name) if _digest_of(_task_image(t)) == digest]
+        except docker.errors.APIError:
+            return ""
+        # The tasks that failed first, newest first: they carry the reason.
+        tasks.sort(key=lambda t: t.get("CreatedAt", ""), reverse=True)
+        tasks.sort(key=lambda t: (t["ID"] not in self._seen,
+                                  (t.get("Status") or {}).get("State") not in ("failed", "rejected")))
+        lines: list[str] = []
+        for t in tasks[:2]:
+            st = t.get("Status") or {}
+            lines.append(f"task {t['ID'][:12]}: {st.get('State')}: {st.get('Err') or st.get('Message') or ''}".rstrip())
+            lines.extend(self._seen.get(t["ID"]) or ["  (no health output: the container ran on another node, "
+                                                     "or was removed before it could be read)"])
         return ("health output:\n" + "\n".join(lines)) if lines else ""
 
 
