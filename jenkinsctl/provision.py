@@ -290,9 +290,48 @@ class Provisioner:
         from jenkinsctl import agent_image
 
         labels = self._labels("agent", **{NODE_LABEL: agent.node, GROUP_LABEL: agent.group.name})
-        return agent_image.agent_container_kwargs(
+        kwargs = agent_image.agent_container_kwargs(
             image=image, name=agent.container, node=agent.node, group=agent.group, labels=labels,
             network=network_name(self.cfg), publish_ssh=0 if self.cfg.controller.external else None)
+        if self._local_engine(agent.group):
+            kwargs["volumes"][str(self._agent_keys_dir(agent.node))] = {"bind": agent_image.KEYS_DIR, "mode": "ro"}
+        return kwargs
+
+    def _local_engine(self, group: AgentGroup) -> bool:
+        """A unix-socket engine on this machine can bind-mount the state dir;
+        a tcp:// or ssh:// engine gets the keys copied in before start."""
+        host = group.docker_host or self.cfg.engine.host or self.environ.get("DOCKER_HOST") or "unix://"
+        return host.startswith("unix://")
+
+    def _agent_keys_dir(self, node: str) -> pathlib.Path:
+        return pathlib.Path(self.cfg.state_dir).resolve() / "agents" / node
+
+    def _write_agent_keys(self, node: str) -> None:
+        """STATE/agents/NODE/: the agent's host key pair and the controller's
+        public key as authorized_keys, mounted read-only at /run/jenkinsctl
+        (the entrypoint installs them root-owned).  Files are rewritten only
+        when their content differs; the directories are 0700, files 0600."""
+        from jenkinsctl import agent_image
+
+        host = self.keys.host_key(node)
+        client = self.keys.client_key()
+        files = {
+            agent_image.HOST_KEY_FILE: host.private_path.read_bytes(),
+            agent_image.HOST_KEY_FILE + ".pub": (host.public_line + "\n").encode(),
+            agent_image.AUTHORIZED_KEYS_FILE: (client.public_line + "\n").encode(),
+        }
+        d = self._agent_keys_dir(node)
+        d.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        d.mkdir(mode=0o700, exist_ok=True)
+        for name, data in files.items():
+            path = d / name
+            if path.exists() and path.read_bytes() == data:
+                continue
+            tmp = d / f".{name}.{os.getpid()}.{threading.get_ident()}"
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            os.replace(tmp, path)
 
     def container_hash(self, kwargs: Mapping[str, Any], image_id: str | None, extra: Mapping[str, Any]) -> str:
         return _hash({"kwargs": {k: v for k, v in kwargs.items() if k != "labels"},
@@ -493,8 +532,29 @@ class Provisioner:
         with self.lock():
             self.check_collisions()
             try:
-                api = self._apply_base(done)
-                self._apply_agents(api, done, failed)
+                if self.cfg.controller.external:
+                    # An existing controller must answer before anything is created.
+                    self.jenkins().wait_ready(starting=False)
+                for host in self.engines():
+                    self._ensure_network(host, done)
+                images = self._agent_images(done, failed)
+                todo = [a for a in agents(self.cfg) if a.group.name in images]
+                for a in agents(self.cfg):
+                    if a.group.name not in images:
+                        failed.append({"resource": f"agent {a.node}", "error": "its image is not available"})
+                with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, min(16, len(todo))),
+                                                           thread_name_prefix="agent") as pool:
+                    # Agent containers start while the controller starts.
+                    containers = {pool.submit(self._agent_container, a, images[a.group.name]): a for a in todo}
+                    try:
+                        api = self._apply_base(done)
+                    except BaseException:
+                        self._collect(containers, done, failed)
+                        raise
+                    nodes: dict[Any, Agent] = {}
+                    self._collect(containers, done, failed,
+                                  then=lambda a, v: nodes.__setitem__(pool.submit(self._agent_node, api, a, v[0]), a))
+                    self._collect(nodes, done, failed)
                 self._remove_orphans(api, done, failed)
                 online = self._wait_online(api, done, failed, wait_timeout) if wait else {}
             except JenkinsctlError as exc:
@@ -539,14 +599,9 @@ class Provisioner:
         self._record(done, Change("network", name, "create"))
 
     def _apply_base(self, done: list[Change]):
-        """Network(s), volume, controller container, ready controller, credential."""
+        """Volume, controller container, a ready controller, the credential."""
         import docker.errors
 
-        if self.cfg.controller.external:
-            # An existing controller must answer before anything is created.
-            self.jenkins().wait_ready(starting=False)
-        for host in self.engines():
-            self._ensure_network(host, done)
         starting = False
         if not self.cfg.controller.external:
             from jenkinsctl.errors import ConfigError
@@ -638,34 +693,34 @@ class Provisioner:
 
     def _wait_sshd(self, client, name: str, timeout: float = SSHD_WAIT) -> None:
         """Until the agent's sshd listens (its log says so, or it is healthy).
-        A container that exits or restarts is a failure with its last log lines."""
+        A container that exits or restarts is a failure with its last log
+        lines.  The log is polled often, the state about once a second, to
+        keep the load on the engine low when many agents start at once."""
         deadline = self.clock() + timeout
+        c = None
+        checks = 0
         while True:
-            c = self._get_container(client, name)
-            if c is None:
-                raise EngineError(f"agent container {name} disappeared")
-            state = c.attrs.get("State", {})
-            health = (state.get("Health") or {}).get("Status")
-            if not state.get("Running") or state.get("Restarting") or c.attrs.get("RestartCount", 0) > 0:
-                tail = _log_tail(c)
-                raise EngineError(f"agent container {name} did not stay up (status {state.get('Status')}, "
-                                  f"exit code {state.get('ExitCode')})" + (f": {tail}" if tail else ""),
-                                  hint="check the agent image (agents[].image) and `docker logs " + name + "`")
-            if health == "healthy":
-                return
-            logs = c.logs(tail=50).decode("utf-8", "replace")
-            if "Server listening on" in logs:
+            if c is None or checks % 5 == 0:
+                c = self._get_container(client, name)
+                if c is None:
+                    raise EngineError(f"agent container {name} disappeared")
+                state = c.attrs.get("State", {})
+                if not state.get("Running") or state.get("Restarting") or c.attrs.get("RestartCount", 0) > 0:
+                    tail = _log_tail(c)
+                    raise EngineError(f"agent container {name} did not stay up (status {state.get('Status')}, "
+                                      f"exit code {state.get('ExitCode')})" + (f": {tail}" if tail else ""),
+                                      hint="check the agent image (agents[].image) and `docker logs " + name + "`")
+                if (state.get("Health") or {}).get("Status") == "healthy":
+                    return
+            checks += 1
+            if "Server listening on" in c.logs(tail=20).decode("utf-8", "replace"):
                 return
             if self.clock() >= deadline:
                 self._say(f"{name}: sshd not confirmed after {timeout:g}s; registering anyway")
                 return
-            time.sleep(0.3)
+            time.sleep(0.2)
 
-    def _apply_agents(self, api, done: list[Change], failed: list[dict[str, str]]) -> None:
-        all_agents = agents(self.cfg)
-        if not all_agents:
-            return
-        client_key = self.keys.client_key()
+    def _agent_images(self, done: list[Change], failed: list[dict[str, str]]) -> dict[str, str]:
         images: dict[str, str] = {}
         for g in self.cfg.agents:
             if g.count == 0:
@@ -677,55 +732,60 @@ class Provisioner:
                     self._record(done, Change("image", ref, "unchanged", f"group {g.name}"))
             except JenkinsctlError as exc:
                 failed.append({"resource": f"image for group {g.name}", "error": exc.message})
-        lock = threading.Lock()
+        return images
 
-        def one(agent: Agent) -> list[Change]:
-            out: list[Change] = []
-            client = self.group_docker(agent.group)
-            host_key = self.keys.host_key(agent.node)
-            kwargs = self.agent_kwargs(agent, images[agent.group.name])
-            want = self._agent_hash(kwargs, self._image_id(client, kwargs["image"]), host_key.public_line,
-                                    client_key.public_line)
-            from jenkinsctl import agent_image
+    def _agent_container(self, agent: Agent, image: str) -> tuple[str, list[Change]]:
+        """Converge one agent's container and wait for its sshd.  Needs no
+        controller, so it runs while the controller starts."""
+        from jenkinsctl import agent_image
 
-            action = self._converge_container(
-                client, kwargs, want, lambda c: agent_image.install_agent_keys(c, self.keys, agent.node))
-            out.append(Change("container", agent.container, action))
-            if action != "unchanged":
-                self._wait_sshd(client, agent.container)
-            container = self._get_container(client, agent.container)
-            host, port = self._node_address(agent, container)
-            spec = self.node_spec(agent, host_key.public_line, host=host, port=port)
-            node_action = api.ensure_node(spec)
-            out.append(Change("node", agent.node, node_action.replace("created", "create")
-                              .replace("updated", "update")))
-            if node_action == "unchanged":
-                node = api.get_node(agent.node)
-                if node is not None and not node.online and not node.temporarily_offline:
-                    # The container was replaced or restarted under an
-                    # unchanged node: connect now rather than at the
-                    # controller's next retry.
-                    api.relaunch(agent.node)
-                    out.append(Change("node", agent.node, "relaunch"))
-            return out
+        client = self.group_docker(agent.group)
+        host_key = self.keys.host_key(agent.node)
+        client_key = self.keys.client_key()
+        kwargs = self.agent_kwargs(agent, image)
+        want = self._agent_hash(kwargs, self._image_id(client, kwargs["image"]), host_key.public_line,
+                                client_key.public_line)
+        if self._local_engine(agent.group):
+            self._write_agent_keys(agent.node)
+            before_start = None
+        else:
+            def before_start(c):
+                agent_image.install_agent_keys(c, self.keys, agent.node)
+        action = self._converge_container(client, kwargs, want, before_start)
+        if action != "unchanged":
+            self._wait_sshd(client, agent.container)
+        return action, [Change("container", agent.container, action)]
 
-        todo = [a for a in all_agents if a.group.name in images]
-        for a in all_agents:
-            if a.group.name not in images:
-                failed.append({"resource": f"agent {a.node}", "error": "its image is not available"})
-        workers = max(1, min(8, len(todo)))
-        with concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="agent") as pool:
-            futures = {pool.submit(one, a): a for a in todo}
-            for fut in concurrent.futures.as_completed(futures):
-                a = futures[fut]
-                try:
-                    for ch in fut.result():
-                        with lock:
-                            self._record(done, ch)
-                except JenkinsctlError as exc:
-                    failed.append({"resource": f"agent {a.node}", "error": exc.message})
-                except Exception as exc:  # noqa: BLE001 - one agent's bug must not hide the others' results
-                    failed.append({"resource": f"agent {a.node}", "error": f"{type(exc).__name__}: {exc}"})
+    def _agent_node(self, api, agent: Agent, container_action: str) -> list[Change]:
+        client = self.group_docker(agent.group)
+        host, port = self._node_address(agent, self._get_container(client, agent.container))
+        spec = self.node_spec(agent, self.keys.host_key(agent.node).public_line, host=host, port=port)
+        node_action = api.ensure_node(spec)
+        out = [Change("node", agent.node, node_action.replace("created", "create").replace("updated", "update"))]
+        if node_action == "unchanged":
+            node = api.get_node(agent.node)
+            if node is not None and not node.online and not node.temporarily_offline:
+                # The container was replaced or restarted under an unchanged
+                # node: connect now rather than at the controller's next retry.
+                api.relaunch(agent.node)
+                out.append(Change("node", agent.node, "relaunch"))
+        return out
+
+    def _collect(self, futures: Mapping[Any, Agent], done: list[Change], failed: list[dict[str, str]],
+                 then: Callable[[Agent, Any], None] | None = None) -> None:
+        for fut in concurrent.futures.as_completed(futures):
+            a = futures[fut]
+            try:
+                value = fut.result()
+                changes = value[1] if isinstance(value, tuple) else value
+                for ch in changes:
+                    self._record(done, ch)
+                if then is not None:
+                    then(a, value)
+            except JenkinsctlError as exc:
+                failed.append({"resource": f"agent {a.node}", "error": exc.message})
+            except Exception as exc:  # noqa: BLE001 - one agent's bug must not hide the others' results
+                failed.append({"resource": f"agent {a.node}", "error": f"{type(exc).__name__}: {exc}"})
 
     def _remove_orphans(self, api, done, failed) -> None:
         import docker.errors
@@ -750,7 +810,7 @@ class Provisioner:
                  if not any(f["resource"] == f"agent {a.node}" for f in failed)]
         if not names:
             return {}
-        result = wait_all_online(api, names, timeout)
+        result = wait_all_online(api, names, timeout, poll=0.25)
         out = {}
         for name, value in result.items():
             if isinstance(value, Timeout):
