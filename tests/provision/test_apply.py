@@ -198,3 +198,28 @@ def test_down_removes_only_the_projects_labelled_resources(project, project_fact
         assert project.provisioner().down()["removed"] == []
     finally:
         bystander.remove(force=True)
+
+
+def test_sigkill_mid_apply_then_rerun_converges_without_duplicates(project):
+    import os
+    import signal
+
+    path = project.write(project.doc(agents=[{"name": "agent", "count": 3}]))
+    env = {**os.environ, **project.env}
+    proc = subprocess.Popen([sys.executable, "-m", "jenkinsctl", "-c", path, "apply"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not project.containers("agent"):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    # The lock died with the process; a re-run finishes the job.
+    out = subprocess.run([sys.executable, "-m", "jenkinsctl", "-c", path, "-o", "json", "apply"], env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert all(n["online"] for n in json.loads(out.stdout)["nodes"].values())
+    assert sorted(c.name for c in project.containers("agent")) == [f"{project.name}-agent-{i}" for i in (1, 2, 3)]
+    assert all(c.status == "running" for c in project.containers())
+    nodes = [n.name for n in api_for(project).list_nodes() if n.name.startswith("agent-")]
+    assert sorted(nodes) == ["agent-1", "agent-2", "agent-3"]
