@@ -316,7 +316,8 @@ def credential_marker(username: str, private_key: str) -> str:
 
 def render_credential_xml(cred_id: str, username: str, private_key: str, description: str) -> str:
     root = ET.Element(SSH_CREDENTIAL_CLASS)
-    ET.SubElement(root, "scope").text = "GLOBAL"
+    # SYSTEM: the controller may use it to launch agents, jobs may not.
+    ET.SubElement(root, "scope").text = "SYSTEM"
     ET.SubElement(root, "id").text = cred_id
     ET.SubElement(root, "description").text = description
     ET.SubElement(root, "username").text = username

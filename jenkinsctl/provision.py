@@ -44,16 +44,10 @@ NODE_LABEL = "io.jenkinsctl.node"
 GROUP_LABEL = "io.jenkinsctl.group"
 CONTROLLER_HOME = "/var/jenkins_home"
 CONTROLLER_PORT = 8080
-SECRETS_DIR = "/run/secrets"
-PASSWORD_FILE = "jenkins-admin-password"
 AGENT_USER = "jenkins"
 LOCK_WAIT = 900.0
 # How long an agent's sshd may take to listen after its container starts.
 SSHD_WAIT = 60.0
-# The SSH launcher: fail fast on a refused connection, retry soon.
-LAUNCH_TIMEOUT = 60
-LAUNCH_RETRIES = 10
-LAUNCH_RETRY_WAIT = 5
 
 
 # --- names ---------------------------------------------------------------------------
@@ -76,13 +70,31 @@ def agent_container_name(cfg: Config, node: str) -> str:
 
 
 def credential_id(cfg: Config) -> str:
-    return f"jenkinsctl-{cfg.project}-agent-ssh"
+    """The id the generated CasC uses for a controller jenkinsctl runs; one
+    per project in an external controller, which projects may share."""
+    if cfg.controller.external:
+        return f"jenkinsctl-{cfg.project}-agent-ssh"
+    from jenkinsctl.casc import AGENT_CREDENTIAL_ID
+
+    return AGENT_CREDENTIAL_ID
 
 
 def node_marker(cfg: Config) -> str:
-    """The node description: how down and orphan removal find our nodes,
-    even in an external controller shared with other projects."""
-    return f"managed by jenkinsctl (project {cfg.project})"
+    """The start of our nodes' descriptions: how down and orphan removal
+    find them.  In a controller jenkinsctl runs it is what the generated
+    CasC writes (so a restart, which re-applies CasC, changes nothing); in
+    an external controller it names the project."""
+    if cfg.controller.external:
+        return f"managed by jenkinsctl (project {cfg.project})"
+    return "jenkinsctl agent"
+
+
+def node_description(cfg: Config, group: AgentGroup) -> str:
+    return f"{node_marker(cfg)}, group {group.name}"
+
+
+def is_our_node(cfg: Config, description: str) -> bool:
+    return description.startswith(node_marker(cfg) + ", group ")
 
 
 @dataclass(frozen=True)
@@ -264,6 +276,8 @@ class Provisioner:
         return _agent_image_ref_without_building()
 
     def controller_kwargs(self, password: str) -> dict[str, Any]:
+        from jenkinsctl import casc
+
         c = self.cfg.controller
         labels = self._labels("controller")
         kwargs = {
@@ -272,12 +286,11 @@ class Provisioner:
             "hostname": "controller",
             "detach": True,
             "labels": labels,
-            # No secret in the environment: the password is a file put into
-            # the container before it starts (CasC reads it with ${readFile:}).
+            # No secret in the environment: the CasC file and the secrets it
+            # reads are put into the container before it starts.
             "environment": {
                 "JAVA_OPTS": "-Djenkins.install.runSetupWizard=false",
-                "JENKINS_ADMIN_ID": c.username,
-                "JENKINS_ADMIN_PASSWORD_FILE": f"{SECRETS_DIR}/{PASSWORD_FILE}",
+                "CASC_JENKINS_CONFIG": casc.CASC_FILE,
             },
             "ports": {f"{CONTROLLER_PORT}/tcp": ("127.0.0.1", c.port)},
             "volumes": {volume_name(self.cfg): {"bind": CONTROLLER_HOME, "mode": "rw"}},
@@ -338,15 +351,16 @@ class Provisioner:
                       "labels": kwargs.get("labels"), "image_id": image_id, **extra})
 
     def node_spec(self, agent: Agent, host_key_line: str, *, host: str | None = None, port: int | None = None):
-        from jenkinsctl import agent_image
+        from jenkinsctl import agent_image, casc
         from jenkinsctl.jenkins_api import HostKey, NodeSpec
 
         g = agent.group
         return NodeSpec(name=agent.node, host=host or agent.container, port=port or g.ssh_port,
                         credentials_id=credential_id(self.cfg), host_key=HostKey.parse(host_key_line),
                         remote_fs=agent_image.node_remote_fs(g, agent.node), labels=tuple(g.labels),
-                        executors=g.executors, description=node_marker(self.cfg),
-                        launch_timeout=LAUNCH_TIMEOUT, max_retries=LAUNCH_RETRIES, retry_wait=LAUNCH_RETRY_WAIT)
+                        executors=g.executors, description=node_description(self.cfg, g),
+                        launch_timeout=casc.SSH_LAUNCH_TIMEOUT, max_retries=casc.SSH_MAX_RETRIES,
+                        retry_wait=casc.SSH_RETRY_WAIT)
 
     def password(self) -> str:
         from jenkinsctl.errors import ConfigError
@@ -501,13 +515,13 @@ class Provisioner:
         if api is not None:
             nodes = {a.node for a in agents(self.cfg)}
             for n in api.list_nodes():
-                if n.description == node_marker(self.cfg) and n.name not in nodes:
+                if is_our_node(self.cfg, n.description) and n.name not in nodes:
                     out.append(Change("node", n.name, "remove"))
         return out
 
     def _controller_hash(self, kwargs, password: str) -> str:
-        return self.container_hash(kwargs, self._image_id(self.docker(), kwargs["image"]),
-                                   {"password": _secret_digest(password)})
+        files = {k: _secret_digest(v.decode()) for k, v in self._controller_files(password).items()}
+        return self.container_hash(kwargs, self._image_id(self.docker(), kwargs["image"]), {"files": files})
 
     def _agent_hash(self, kwargs, image_id, host_key_line: str, client_key_line: str) -> str:
         return self.container_hash(kwargs, image_id, {"host_key": host_key_line, "authorized_key": client_key_line})
@@ -624,7 +638,7 @@ class Provisioner:
                 raise EngineError(f"controller image {kwargs['image']} is not on the engine",
                                   hint="build or pull it first; Docker Hub may be unreachable from here")
             want = self._controller_hash(kwargs, password)
-            action = self._converge_container(client, kwargs, want, lambda c: self._put_password(c, password))
+            action = self._converge_container(client, kwargs, want, lambda c: self._put_controller_files(c, password))
             self._record(done, Change("container", kwargs["name"], action))
             starting = action != "unchanged"
         api = self.jenkins()
@@ -636,21 +650,39 @@ class Provisioner:
                                   .replace("updated", "update")))
         return api
 
-    def _put_password(self, container, password: str) -> None:
-        from jenkinsctl.agent_image import tar_files
+    def _controller_files(self, password: str) -> dict[str, bytes]:
+        """Paths under /run -> content: the generated CasC and the two
+        secrets it reads with ${readFile:}.  Files, not environment
+        variables, so no secret shows in `docker inspect`."""
+        from jenkinsctl import casc
 
-        data = tar_files({f"secrets/{PASSWORD_FILE}": password.encode()}, mode=0o400)
-        # Owned by uid 1000: the official image runs Jenkins as jenkins (1000).
+        def rel(path: str) -> str:
+            return path.removeprefix("/run/")
+
+        return {
+            rel(casc.CASC_FILE): casc.casc_for(self.cfg, self.keys).encode(),
+            rel(casc.ADMIN_PASSWORD_FILE): password.encode(),
+            rel(casc.AGENT_KEY_FILE): self.keys.client_key().private_key().encode(),
+        }
+
+    def _put_controller_files(self, container, password: str) -> None:
         import io
         import tarfile
 
         buf = io.BytesIO()
-        with tarfile.open(fileobj=io.BytesIO(data)) as src, tarfile.open(fileobj=buf, mode="w") as dst:
-            for member in src.getmembers():
-                member.uid = member.gid = 1000
-                dst.addfile(member, src.extractfile(member))
+        with tarfile.open(fileobj=buf, mode="w") as tar:
+            dirs = sorted({str(pathlib.PurePosixPath(p).parent) for p in self._controller_files(password)})
+            for d in dirs:
+                info = tarfile.TarInfo(d)
+                info.type, info.mode, info.uid, info.gid = tarfile.DIRTYPE, 0o700, 1000, 1000
+                tar.addfile(info)
+            for name, data in self._controller_files(password).items():
+                # Owned by uid 1000: the official image runs Jenkins as jenkins.
+                info = tarfile.TarInfo(name)
+                info.size, info.mode, info.uid, info.gid = len(data), 0o400, 1000, 1000
+                tar.addfile(info, io.BytesIO(data))
         if not container.put_archive("/run", buf.getvalue()):
-            raise EngineError(f"could not put the admin password into {container.name}")
+            raise EngineError(f"could not put the configuration and secrets into {container.name}")
 
     def _converge_container(self, client, kwargs: dict[str, Any], want_hash: str,
                             before_start: Callable[[Any], None] | None = None) -> str:
@@ -838,7 +870,7 @@ class Provisioner:
                     api = self.jenkins()
                     api.wait_ready(min(api.ready_timeout, 30))
                     for n in api.list_nodes():
-                        if n.description == node_marker(self.cfg):
+                        if is_our_node(self.cfg, n.description):
                             api.delete_node(n.name)
                             removed.append(Change("node", n.name, "remove"))
                     if api.delete_credential(credential_id(self.cfg)):

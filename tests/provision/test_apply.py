@@ -48,6 +48,15 @@ def test_apply_registers_pinned_agents_and_second_apply_changes_nothing(project)
     assert [r for r in project.requests() if r["method"] != "GET"] == []
     assert project.events_since(since) == []
 
+    # The controller got its CasC and secrets as files, none in its environment.
+    ctl = project.client.containers.get(f"{project.name}-controller")
+    code, out = ctl.exec_run(["sh", "-c", "stat -c '%U %a %n' /run/secrets/* /run/jenkinsctl/casc/jenkins.yaml"])
+    assert code == 0 and sorted(out.decode().split("\n")[:3]) == sorted([
+        "jenkins 400 /run/secrets/jenkins-admin-password", "jenkins 400 /run/secrets/jenkins-agent-key",
+        "jenkins 400 /run/jenkinsctl/casc/jenkins.yaml"])
+    assert not [e for e in ctl.attrs["Config"]["Env"] if "PASSWORD" in e.split("=")[0]]
+    assert "PRIVATE KEY" not in json.dumps([c.attrs["Config"] for c in project.containers()])
+
     # plan agrees: everything unchanged.
     assert {c.action for c in project.provisioner().plan()} == {"unchanged"}
 

@@ -24,7 +24,7 @@ def test_names_come_from_project_and_groups(tmp_path):
     cfg = config(tmp_path, project="demo")
     assert [(a.node, a.container) for a in agents(cfg)] == [("agent-1", "demo-agent-1"), ("agent-2", "demo-agent-2")]
     assert network_name(cfg) == "demo-net"
-    assert "demo" in node_marker(cfg)
+    assert node_marker(cfg) == "jenkinsctl agent"
 
 
 def test_too_long_container_names_are_refused_before_anything(tmp_path):
