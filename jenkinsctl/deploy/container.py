@@ -346,8 +346,11 @@ class ContainerStrategy:
                 "above) and deploy again"), container=self.cname, health=detail)
         return {"health": kind, "health_seconds": round(waited, 3)}
 
-    def _wait_healthy(self, cid: str, url: str | None, timeout: float, interval: float
-                      ) -> tuple[bool, str, str, float]:
+    def _wait_healthy(self, cid: str, url: str | None, timeout: float, interval: float, *,
+                      require_healthcheck: bool = True) -> tuple[bool, str, str, float]:
+        """Until the HTTP probe passes (if ``url``) and the image's
+        HEALTHCHECK says healthy (if it has one and ``require_healthcheck``);
+        an unhealthy HEALTHCHECK or an exit fails at once."""
         start = self.clock()
         deadline = start + timeout
         detail = "no probe ran yet"
@@ -363,6 +366,8 @@ class ContainerStrategy:
                 return False, "healthcheck", _health_log(health), self.clock() - start
             if url:
                 ok, detail = http_probe(url, timeout=min(2.0, max(0.5, interval)))
+                if ok and health and require_healthcheck and health.get("Status") != "healthy":
+                    ok, detail = False, f"{detail}; waiting for the image's HEALTHCHECK ({health.get('Status')})"
                 if ok:
                     return True, kind, detail, self.clock() - start
             elif health:
@@ -474,11 +479,10 @@ class ContainerStrategy:
                               hint="check the port bindings and that nothing else holds the host ports") from None
         t_started = self.clock()
         self.api.rename(final, self.cname)
+        # The same image just passed the HTTP probe and its HEALTHCHECK as
+        # the candidate: here only "does it answer again" is waited for.
         ok, kind, detail, _ = self._wait_ready(final)
         t_ready = self.clock()
-        if ok and kind == "http" and self._has_healthcheck(final):
-            # Traffic is flowing; also let the image's HEALTHCHECK agree.
-            ok, _, detail, _ = self._wait_healthy(final, None, self.health_timeout, self.health_interval)
         if not ok:
             message = self._failure_message(final, "the new container", detail).replace(
                 "nothing was switched", "the previous container was started again")
@@ -494,7 +498,8 @@ class ContainerStrategy:
         """After a stop-first switch: poll fast, so the measured gap is the
         real one (the HTTP probe), else fall back to the health gate."""
         if self.health_url:
-            return self._wait_healthy(cid, self.health_url, self.health_timeout, SWITCH_PROBE_INTERVAL)
+            return self._wait_healthy(cid, self.health_url, self.health_timeout, SWITCH_PROBE_INTERVAL,
+                                      require_healthcheck=False)
         return self._wait_healthy(cid, None, self.health_timeout, min(self.health_interval, 0.25))
 
     def _has_healthcheck(self, cid: str) -> bool:
