@@ -76,8 +76,10 @@ def test_existing_identical_node_costs_no_post(fake_jenkins, figure):
 
 
 class SlowConfigProxy(RecordingProxy):
-    """Holds every GET of a node's config.xml for ``delay`` s, so two clients
-    both see "missing" and both POST: the race, every time."""
+    """Holds every GET under computer/NAME/ (config.xml, and the api/json
+    python-jenkins' create_node checks first) for ``delay`` s, so two
+    clients both see "missing" at every step and both POST: the race,
+    every time."""
 
     def __init__(self, upstream_port: int, delay: float) -> None:
         super().__init__(upstream_port)
@@ -86,7 +88,8 @@ class SlowConfigProxy(RecordingProxy):
         relay = handler.do_GET
 
         def slow_get(h):
-            if h.path.split("?")[0].endswith("/config.xml"):
+            path = h.path.split("?")[0]
+            if path.startswith("/computer/") and not path.startswith("/computer/api"):
                 time.sleep(self.delay)
             relay(h)
 
