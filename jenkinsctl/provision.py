@@ -31,7 +31,7 @@ import os
 import pathlib
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Mapping
 
 from jenkinsctl.config import AgentGroup, Config
@@ -273,7 +273,7 @@ class Provisioner:
         client = self.group_docker(group)
         if build:
             return agent_image.build_agent_image(client, project=self.cfg.project, log=self._say)
-        return _agent_image_ref_without_building()
+        return agent_image.agent_image_reference()
 
     def controller_kwargs(self, password: str) -> dict[str, Any]:
         from jenkinsctl import casc
@@ -616,7 +616,6 @@ class Provisioner:
         """Volume, controller container, a ready controller, the credential."""
         import docker.errors
 
-        starting = False
         if not self.cfg.controller.external:
             from jenkinsctl.errors import ConfigError
 
@@ -640,7 +639,6 @@ class Provisioner:
             want = self._controller_hash(kwargs, password)
             action = self._converge_container(client, kwargs, want, lambda c: self._put_controller_files(c, password))
             self._record(done, Change("container", kwargs["name"], action))
-            starting = action != "unchanged"
         api = self.jenkins()
         if not self.cfg.controller.external:
             api.wait_ready(starting=True)
@@ -970,19 +968,6 @@ def _log_tail(container, lines: int = 5) -> str:
     except Exception:  # noqa: BLE001 - the logs are a bonus in an error message
         return ""
     return " | ".join(line for line in text.splitlines() if line.strip())[-800:]
-
-
-def _agent_image_ref_without_building() -> str:
-    """The agent image reference ``build_agent_image`` would produce, computed
-    from the same content hash without building (for ``plan``)."""
-    import tempfile
-
-    from jenkinsctl import __version__, agent_image
-
-    with tempfile.TemporaryDirectory(prefix="jenkinsctl-plan-") as tmp:
-        src = agent_image._stage_source(pathlib.Path(tmp) / "src")
-        digest = agent_image.content_hash(src, agent_image._runtime_pins(), agent_image.DEFAULT_BASE)
-    return f"{agent_image.REPOSITORY}:{__version__}-{digest}"
 
 
 # --- rendering helpers for the commands ------------------------------------------------------

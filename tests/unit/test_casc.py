@@ -103,6 +103,23 @@ def test_casc_for_uses_the_keystores_host_keys(tmp_path):
     assert ks.client_key().private_key() not in text
 
 
+def test_casc_credential_description_is_what_apply_compares(tmp_path):
+    """After a controller restart re-applies the CasC file, apply's
+    ensure_credential must still find the credential unchanged."""
+    from jenkinsctl.jenkins_api import credential_marker
+    from jenkinsctl.keys import KeyStore
+
+    cfg = load_config(str(FIXTURES / "defaults.config.yaml"), env={})
+    ks = KeyStore(tmp_path)
+    doc = yaml.safe_load(casc.casc_for(cfg, ks, library=LIBRARY))
+    cred = doc["credentials"]["system"]["domainCredentials"][0]["credentials"][0]["basicSSHUserPrivateKey"]
+    assert cred["description"] == credential_marker(casc.AGENT_USER, ks.client_key().private_key())
+    ks.rotate(client=True)
+    doc = yaml.safe_load(casc.casc_for(cfg, ks, library=LIBRARY))
+    cred2 = doc["credentials"]["system"]["domainCredentials"][0]["credentials"][0]["basicSSHUserPrivateKey"]
+    assert cred2["description"] != cred["description"]
+
+
 def test_a_missing_host_key_is_an_error_not_a_silent_gap():
     cfg = load_config(str(FIXTURES / "defaults.config.yaml"), env={})
     with pytest.raises(KeyError):
