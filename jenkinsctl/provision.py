@@ -970,6 +970,20 @@ def _log_tail(container, lines: int = 5) -> str:
     return " | ".join(line for line in text.splitlines() if line.strip())[-800:]
 
 
+def reregister(cfg: Config, keystore: Any, *, client_rotated: bool, nodes: list[str],
+               environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """After ``jenkinsctl keys rotate``: converge what depends on the keys.
+
+    No special path is needed: an agent container's config hash covers its
+    host key and the authorized client key, a node's pinned key is compared
+    by ensure_node, and the credential's description carries a digest of the
+    client key.  So apply recreates exactly the rotated agents, reconfigures
+    their nodes and updates the credential, and waits for them to come back.
+    """
+    del keystore, client_rotated, nodes  # apply derives all of it from the key files
+    return Provisioner(cfg, environ=environ).apply()
+
+
 # --- rendering helpers for the commands ------------------------------------------------------
 
 
