@@ -280,8 +280,14 @@ class Provisioner:
 
         c = self.cfg.controller
         labels = self._labels("controller")
+        if c.image:
+            image = c.image
+        else:
+            from jenkinsctl.controller_image import controller_image_reference
+
+            image = controller_image_reference()
         kwargs = {
-            "image": c.image,
+            "image": image,
             "name": controller_name(self.cfg),
             "hostname": "controller",
             "detach": True,
@@ -460,7 +466,7 @@ class Provisioner:
             current = self._get_container(self.docker(), controller_name(self.cfg))
             action = self._container_action(current, want)
             controller_up = action == "unchanged"
-            changes.append(Change("container", controller_name(self.cfg), action, f"image {self.cfg.controller.image}"))
+            changes.append(Change("container", controller_name(self.cfg), action, f"image {kwargs['image']}"))
         else:
             controller_up = True
         api = None
@@ -617,13 +623,13 @@ class Provisioner:
         import docker.errors
 
         if not self.cfg.controller.external:
-            from jenkinsctl.errors import ConfigError
-
-            if not self.cfg.controller.image:
-                raise ConfigError("controller.image is empty",
-                                  hint="build resources/controller (FROM jenkins/jenkins:lts-jdk17) and set "
-                                       "controller.image to it, or use controller.external")
             client = self.docker()
+            if not self.cfg.controller.image:
+                # Before anything of the controller's exists: a failed build
+                # leaves no volume or container behind.
+                from jenkinsctl.controller_image import build_controller_image
+
+                build_controller_image(client, log=self._say)
             vname = volume_name(self.cfg)
             try:
                 client.volumes.get(vname)
