@@ -190,9 +190,10 @@ def test_bad_token_is_one_clear_auth_error_and_never_echoed(fake_jenkins, caplog
 
 @pytest.mark.case(3)
 def test_bad_token_cli_is_one_auth_error_and_never_echoed(fake_jenkins, cli, tmp_path, project_name, figure):
-    """As a user sees it: status, plan, apply and down with a bad token each
-    exit 7 with a 401 message naming the user, after one request, and the
-    token is in no output, not even with --debug or as JSON.  (apply and
+    """As a user sees it: status, plan, apply, down and doctor with a bad token
+    each fail with a 401 message naming the user (exit 7; doctor 9), after
+    one 401, and the token is in no output, not even with --debug or as
+    JSON.  (status reports it in its table and exits 0; apply and
     down may exit 8, provision, when they report the 401 among what they did
     and did not do.)"""
     cfg = write_config(tmp_path / "c.yaml", f"project: {project_name}\nstate_dir: {tmp_path}/state\n"
@@ -201,7 +202,7 @@ def test_bad_token_cli_is_one_auth_error_and_never_echoed(fake_jenkins, cli, tmp
     env = {"JENKINSCTL_JENKINS_PASSWORD": BAD_TOKEN}
     codes = {}
     for argv in (("status",), ("plan",), ("apply", "--no-wait"), ("down",), ("--debug", "apply", "--no-wait"),
-                 ("--output", "json", "status")):
+                 ("--output", "json", "status"), ("doctor", "--check", "controller")):
         fake_jenkins.clear_requests()
         run = cli("-c", cfg, *argv, env=env, timeout=60)
         settle()
@@ -209,7 +210,10 @@ def test_bad_token_cli_is_one_auth_error_and_never_echoed(fake_jenkins, cli, tmp
         codes[where] = run.rc
         assert BAD_TOKEN not in run.output, f"{where}: the token leaked:\n{run.output}"
         assert "Traceback" not in run.output or "--debug" in argv, run.output
-        if argv[-1] == "status" and run.rc == 0:
+        if argv[0] == "doctor":
+            assert run.rc == 9, f"{where}: exit {run.rc}\n{run.output}"
+            assert "401" in run.stdout and "rejected the credentials" in run.stdout, f"{where}:\n{run.output}"
+        elif argv[-1] == "status" and run.rc == 0:
             # status reports an unreachable controller in its table, not as a failure
             assert "401" in run.stdout or "credentials" in run.stdout, f"{where}:\n{run.output}"
         else:

@@ -75,30 +75,35 @@ def test_existing_identical_node_costs_no_post(fake_jenkins, figure):
     figure(ensure_calls=5, posts=0, gets=len(fake_jenkins.requests))
 
 
-class SlowConfigProxy(RecordingProxy):
-    """Holds every GET under computer/NAME/ (config.xml, and the api/json
-    python-jenkins' create_node checks first) for ``delay`` s, so two
-    clients both see "missing" at every step and both POST: the race,
-    every time."""
+class RaceProxy(RecordingProxy):
+    """Pairs up the two clients' GETs under computer/NAME/ (the config.xml
+    lookup, then the api/json existence check python-jenkins' create_node
+    makes): each waits at a barrier for the other one, so both see "missing"
+    at every step and both POST: the race, every time, however busy the
+    machine is.  A GET with no partner goes on after ``wait`` s."""
 
-    def __init__(self, upstream_port: int, delay: float) -> None:
+    def __init__(self, upstream_port: int, wait: float = 5.0) -> None:
         super().__init__(upstream_port)
-        self.delay = delay
+        self.barrier = threading.Barrier(2)
         handler = self._httpd.RequestHandlerClass
         relay = handler.do_GET
+        proxy = self
 
-        def slow_get(h):
+        def paired_get(h):
             path = h.path.split("?")[0]
             if path.startswith("/computer/") and not path.startswith("/computer/api"):
-                time.sleep(self.delay)
+                try:
+                    proxy.barrier.wait(wait)
+                except threading.BrokenBarrierError:
+                    proxy.barrier.reset()
             relay(h)
 
-        handler.do_GET = slow_get
+        handler.do_GET = paired_get
 
 
 @pytest.mark.case(4)
 def test_a_concurrent_creator_wins_the_race_and_jenkinsctl_carries_on(fake_jenkins, figure):
-    proxy = SlowConfigProxy(fake_jenkins.port, delay=0.5)
+    proxy = RaceProxy(fake_jenkins.port)
     try:
         key = sshkeys.generate().public_line
         apis = [JenkinsAPI(proxy.url, ADMIN, ADMIN_PASSWORD, timeout=10) for _ in range(2)]
