@@ -93,6 +93,8 @@ class ProbeLoop:
                     longest = max(longest, t - start)
                     start = None
                 last_ok = t
+        if start is not None and self.results:   # still failing when the loop stopped
+            longest = max(longest, self.results[-1][0] - start)
         return round(longest * 1000, 1)
 
 
