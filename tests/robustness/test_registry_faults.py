@@ -48,11 +48,13 @@ def proxy(registry):  # noqa: F811
 def pushed_refs(docker_engine):
     refs: list[str] = []
     yield refs
+    # by repository, all tags: push also sets the moving tag (latest on main) locally
     for ref in refs:
-        try:
-            docker_engine.images.remove(ref, force=True)
-        except Exception:  # noqa: BLE001
-            pass
+        for img in docker_engine.images.list(name=ref.rsplit(":", 1)[0], all=True):
+            try:
+                docker_engine.images.remove(img.id, force=True)
+            except Exception:  # noqa: BLE001
+                pass
 
 
 def push(cli, tmp_path, registry_url: str, repo: str, tag: str, env: dict, attempts: int = 4):  # noqa: F811
