@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 
 from tests.scenario import pyapp
+from tests.fakejenkins.fixtures import docker_engine, emulator_image  # noqa: F401 - the controller emulator
+from tests.support.agent import agent_image  # noqa: F401 - the agent image, built from this checkout
 from tests.support.fixtures import registry  # noqa: F401 - the real registry with htpasswd auth
 
 

@@ -61,7 +61,7 @@ def build(context: pathlib.Path, tag: str, *, build_args: dict[str, str] | None 
     if no_cache:
         argv.append("--no-cache")
     t0 = time.monotonic()
-    proc = run(argv + [str(context)], env={"DOCKER_BUILDKIT": "1"})
+    proc = run(argv + [str(context)], env={"DOCKER_BUILDKIT": "1"}, timeout=420)
     return time.monotonic() - t0, proc.stderr + proc.stdout
 
 
