@@ -46,7 +46,6 @@ COMPOSE_NAMES = ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-c
 SUCCESS_STATES = ("completed",)
 ROLLBACK_STATES = ("rollback_completed",)
 PAUSED_STATES = ("paused", "rollback_paused")
-FAILED_TASK_STATES = ("failed", "rejected", "shutdown", "orphaned", "remove")
 
 Runner = Callable[..., "subprocess.CompletedProcess[str]"]
 
@@ -419,6 +418,9 @@ class StackStrategy:
         tasks.sort(key=lambda t: t.get("CreatedAt", ""), reverse=True)
         tasks.sort(key=lambda t: (t["ID"] not in self._seen,
                                   (t.get("Status") or {}).get("State") not in ("failed", "rejected")))
+        if any(t["ID"] in self._seen for t in tasks):
+            # Tasks that never ran (pending, rejected for a busy port) add only noise.
+            tasks = [t for t in tasks if t["ID"] in self._seen]
         lines: list[str] = []
         for t in tasks[:2]:
             st = t.get("Status") or {}

@@ -118,7 +118,8 @@ try {
 } catch (PipelineError e) {
     out.result = 'FAILURE'
     out.error = e.message
-    if (!h.log || !h.log[-1].startsWith('ERROR:')) {
+    String first = "ERROR: ${e.message.readLines()[0]}".toString()
+    if (!h.log.contains(first)) {
         h.log << "ERROR: ${e.message}".toString()  // a failing sh; error() logged itself
     }
 } catch (Throwable e) {

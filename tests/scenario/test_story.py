@@ -105,6 +105,13 @@ class Story:
         self.transcript.append(f"$ jenkinsctl {' '.join(argv)}\n{proc.stdout}{proc.stderr}")
         return proc
 
+    def page(self, path: str = "/") -> dict[str, str]:
+        """GET the app like `curl -s 127.0.0.1:PORT/`, into the transcript."""
+        status, body = pyapp.get(self.app_port, path)
+        self.transcript.append(f"$ curl -s 127.0.0.1:{self.app_port}{path}\n{body}")
+        assert status == 200, f"GET {path} answered {status}: {body}"
+        return dict(line.split(": ", 1) for line in body.strip().splitlines())
+
     def agent_container(self, node: str) -> str:
         return f"{self.project}-{node}"
 
@@ -207,8 +214,8 @@ def _story(s: Story, client, registry) -> None:
     assert b1["result"] == "SUCCESS", "\n".join(b1["log"])[-6000:]
     assert any("jenkinsctl" in c for c in b1["sh"]), b1
     pyapp.wait_answering(s.app_port, "1")
-    assert [pyapp.page(s.app_port)["visits"] for _ in range(3)] == ["1", "2", "3"]
-    page = pyapp.page(s.app_port)
+    assert [s.page()["visits"] for _ in range(3)] == ["1", "2", "3"]
+    page = s.page()
     assert (page["version"], page["visits"]) == ("1", "4")
     web1 = pyapp.service_task(client, web)
     db1 = pyapp.service_task(client, db)
@@ -222,6 +229,7 @@ def _story(s: Story, client, registry) -> None:
     assert s.agent_container("agent-1") in names and s.agent_container("agent-2") in names
     app_containers = [n for n in names if n.startswith(f"{s.stack}_")]
     assert len(app_containers) == 2, app_containers
+    s.page("/health")
     s.figures["docker_ps"] = subprocess.run(
         [pyapp.docker_cli(), "ps", "--format", "{{.Names}}\t{{.Image}}\t{{.Status}}", "--filter",
          f"label=com.docker.stack.namespace={s.stack}"], capture_output=True, text=True).stdout.splitlines() + \
@@ -243,7 +251,7 @@ def _story(s: Story, client, registry) -> None:
     log2 = "\n".join(b2["log"])
     assert b2["result"] == "SUCCESS", log2[-6000:]
     pyapp.wait_answering(s.app_port, "2")
-    page = pyapp.page(s.app_port)
+    page = s.page()
     assert (page["version"], page["visits"]) == ("2", "5"), page  # the counter goes on: no data lost
     web2 = pyapp.service_task(client, web)
     assert web2["image"] != web1["image"]
@@ -274,7 +282,7 @@ def _story(s: Story, client, registry) -> None:
     assert "rolled back" in b3["error"], b3["error"]
     assert "APP_HEALTH=fail" in log3, log3[-6000:]  # the health output is in the build's log
     pyapp.wait_answering(s.app_port, "2")
-    page = pyapp.page(s.app_port)
+    page = s.page()
     assert (page["version"], page["visits"]) == ("2", "6"), page
     assert pyapp.service_task(client, web)["image"] == web2["image"]
     assert pyapp.service_task(client, db) == db1
