@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import fnmatch
+import hashlib
 import os
 import re
 import shutil
@@ -40,6 +41,7 @@ LineSink = Callable[[str], None]
 
 OCI = "org.opencontainers.image."
 SHA_LEN = 12  # fixed, so one commit gets the same tag in every clone
+JOB_PART_MAX = 48  # the branch/job part of a default tag; keeps the tag far below 128 characters
 TAIL_LINES = 25  # lines of the failing step shown in a BuildError
 # Waits between push attempts: crane-like (1 s, 3 s, ...), capped, so the
 # default 4 attempts wait at most 1 + 3 + 6 = 10 s in all.
@@ -133,41 +135,62 @@ def default_tags(context: str, environ: Mapping[str, str], *, now: _dt.datetime 
                  facts: GitFacts | None = None) -> list[str]:
     """The immutable tag of a build, when no --tag is given:
 
-    ==============================  ====================================  =========================
+    ==============================  ====================================  ===================================
     where                           tag                                   example
-    ==============================  ====================================  =========================
-    git, in Jenkins (BUILD_NUMBER)  SHA12-bBUILD_NUMBER                   3f2a9c1b7d4e-b42
+    ==============================  ====================================  ===================================
+    git, in Jenkins (BUILD_NUMBER)  SHA12-JOB-bBUILD_NUMBER               3f2a9c1b7d4e-feature-x-b42
     git, clean, not in Jenkins      SHA12                                 3f2a9c1b7d4e
     git, uncommitted changes        SHA12-dirty-YYYYMMDDTHHMMSSZ (UTC)    3f2a9c1b7d4e-dirty-20250102T030405Z
-    no git, in Jenkins              bBUILD_NUMBER                         b42
+    no git, in Jenkins              JOB-bBUILD_NUMBER                     feature-x-b42
     no git, not in Jenkins          YYYYMMDDTHHMMSSZ (UTC)                20250102T030405Z
-    ==============================  ====================================  =========================
+    ==============================  ====================================  ===================================
 
     SHA12 is the first 12 hex digits of the commit of the context (12, not
     git's variable --short length, so every clone names a commit the same).
     In Jenkins the build number is part of the tag because a re-run of the
     same commit is a new image (new ``created`` label) and must not overwrite
-    the tag of an image that may already be deployed.  A dirty tree gets a
-    timestamp for the same reason.  Outside git, GIT_COMMIT (set by Jenkins'
-    git plugin) stands in for the commit.  "UTC" is the build's start time,
-    or SOURCE_DATE_EPOCH when set.  The tag is checked against the reference
-    grammar.
+    the tag of an image that may already be deployed.  JOB is BRANCH_NAME
+    (multibranch pipelines), else JOB_NAME, made tag-safe (``feature/x`` ->
+    ``feature-x``; longer than JOB_PART_MAX: cut, plus 6 hex digits of the
+    name's sha256): every branch job of a multibranch pipeline counts its
+    builds from 1, so two branches at one commit would otherwise both build
+    ``SHA12-b7``, and two concurrent ships would push over each other's tag.
+    Without BRANCH_NAME and JOB_NAME it is left out (``SHA12-bBUILD_NUMBER``).
+    A dirty tree gets a timestamp for the same reason as the build number.
+    Outside git, GIT_COMMIT (set by Jenkins' git plugin) stands in for the
+    commit.  "UTC" is the build's start time, or SOURCE_DATE_EPOCH when set.
+    The tag is checked against the reference grammar.
     """
     build_number = (environ.get("BUILD_NUMBER") or "").strip()
     if facts is None:
         facts = git_facts(context, want_dirty=not build_number, want_remote=False)
     sha = facts.sha or (environ.get("GIT_COMMIT") or "").strip() or None
+    job = _job_part(environ) if build_number else None
+    jenkins = "-".join(p for p in (job, f"b{build_number}") if p)
     if sha and build_number:
-        tag = f"{sha[:SHA_LEN]}-b{build_number}"
+        tag = f"{sha[:SHA_LEN]}-{jenkins}"
     elif sha and facts.dirty:
         tag = f"{sha[:SHA_LEN]}-dirty-{_stamp(_now(now, environ))}"
     elif sha:
         tag = sha[:SHA_LEN]
     elif build_number:
-        tag = f"b{build_number}"
+        tag = jenkins
     else:
         tag = _stamp(_now(now, environ))
     return [validate_tag(tag)]
+
+
+def _job_part(environ: Mapping[str, str]) -> str | None:
+    """The branch (BRANCH_NAME) or else the job (JOB_NAME) of a Jenkins
+    build as a tag part; None when neither is set."""
+    name = (environ.get("BRANCH_NAME") or "").strip() or (environ.get("JOB_NAME") or "").strip()
+    if not name:
+        return None
+    part = _branch_tag(name)
+    if len(part) > JOB_PART_MAX:
+        digest = hashlib.sha256(name.encode("utf-8")).hexdigest()[:6]
+        part = f"{part[:JOB_PART_MAX - 7].rstrip('.-')}-{digest}"
+    return part
 
 
 def current_branch(context: str, environ: Mapping[str, str]) -> str | None:
@@ -1035,16 +1058,24 @@ def _redact(text: str, secret: str | None) -> str:
 
 def push(client, *, repository: str, tags: Sequence[str], auth: Mapping[str, str] | None,
          attempts: int = 4, log: LineSink = _discard, sleep: Callable[[float], None] = time.sleep,
-         moving_tags: Sequence[str] = ()) -> PushResult:
+         moving_tags: Sequence[str] = (), image_id: str | None = None) -> PushResult:
     """Push ``repository:tag`` for each tag, in order, then the moving tags.
 
     ``tags`` must exist locally; the first is the immutable tag and must
     succeed before anything else is pushed.  ``moving_tags`` are pointed at
-    the first tag's image locally and pushed only after every tag in
-    ``tags`` was.  Transient failures (5xx, reset, EOF, timeouts) are retried
-    up to ``attempts`` times per tag, waiting ``backoff(n)``; permanent ones
-    (401, 403, denied, name/manifest invalid) raise RegistryError at once
-    with the registry's message.  The password never appears in a message.
+    the first tag's image (``image_id`` when given) locally and pushed only
+    after every tag in ``tags`` was.  Transient failures (5xx, reset, EOF,
+    timeouts) are retried up to ``attempts`` times per tag, waiting
+    ``backoff(n)``; permanent ones (401, 403, denied, name/manifest invalid)
+    raise RegistryError at once with the registry's message.  The password
+    never appears in a message.
+
+    The engine pushes a *tag*, whatever it names when the push starts.
+    With ``image_id`` (what ``ship`` just built) every tag must still name
+    that image right before its push, and each pushed digest must belong to
+    it afterwards; otherwise another build on this host re-tagged it in
+    between and RegistryError is raised before anything further (moving
+    tags, a deploy) uses the wrong image.
     """
     repo = parse_repository(repository)
     if not tags:
@@ -1058,15 +1089,27 @@ def push(client, *, repository: str, tags: Sequence[str], auth: Mapping[str, str
     first_id = _local_image_id(api, repo, ordered[0])
     for t in ordered[1:]:
         _local_image_id(api, repo, t)
+    source = image_id or first_id
     started = time.monotonic()
     digest: str | None = None
     pushed: set[str] = set()
     existing: set[str] = set()
+    pushed_tags: set[str] = set()
     total_attempts = 0
     for i, tag in enumerate(ordered + moving):
         if tag in moving:
-            api.tag(first_id, repo.repository, tag)
+            api.tag(source, repo.repository, tag)
+        elif image_id is not None:
+            now_id = _local_image_id(api, repo, tag)
+            if now_id != image_id:
+                raise _retagged(repo, tag, image_id, f"now names {now_id[:19]}", pushed=sorted(pushed_tags))
         d, stream, n = _push_one(api, repo, tag, auth, attempts, log, sleep, secret)
+        if image_id is not None:
+            got = _pushed_image_id(api, repo, tag, d)
+            if got != image_id:
+                raise _retagged(repo, tag, image_id, f"was pushed as {d} ({got[:19]})",
+                                pushed=sorted(pushed_tags | {tag}))
+        pushed_tags.add(tag)
         total_attempts += n
         pushed |= stream.pushed()
         existing |= stream.existing()
@@ -1106,6 +1149,30 @@ def _local_image_id(api, repo: Reference, tag: str) -> str:
             raise RegistryError(f"no local image {ref} to push",
                                 hint=f"build it first (jenkinsctl build --image {repo.repository} --tag {tag})") from None
         raise EngineError(f"cannot inspect {ref}: {getattr(exc, 'explanation', None) or exc}") from None
+
+
+def _pushed_image_id(api, repo: Reference, tag: str, digest: str) -> str:
+    """The local image that ``repository@digest`` names (the engine records
+    it on the image it pushed); without that record, what the tag names
+    now (then only a re-tag and back during the push would go unseen)."""
+    api_error, _ = _api_errors(api)
+    try:
+        return api.inspect_image(f"{repo.repository}@{digest}")["Id"]
+    except api_error as exc:
+        if getattr(exc, "status_code", None) != 404:
+            raise EngineError(f"cannot inspect {repo.repository}@{digest}: "
+                              f"{getattr(exc, 'explanation', None) or exc}") from None
+    return _local_image_id(api, repo, tag)
+
+
+def _retagged(repo: Reference, tag: str, image_id: str, what: str, *, pushed: list[str]) -> RegistryError:
+    done = (f"; the registry's {', '.join(pushed)} now names the other image, nothing else was pushed" if pushed
+            else "; nothing was pushed")
+    return RegistryError(f"{repo.repository}:{tag} {what}, not the image this run built ({image_id[:19]}): "
+                         f"another build on this host re-tagged it in between{done}",
+                         hint="concurrent builds of one repository need distinct tags (the default tag differs "
+                              "per branch or job and build number); run again",
+                         reference=f"{repo.repository}:{tag}", retryable=False)
 
 
 def _push_one(api, repo: Reference, tag: str, auth, attempts: int, log: LineSink, sleep, secret):

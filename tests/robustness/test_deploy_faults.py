@@ -157,15 +157,18 @@ def test_unhealthy_version_leaves_the_old_one_serving(docker_engine, registry, p
 
 
 @pytest.mark.case(14)
+@pytest.mark.parametrize("numbers", [{"a": "7", "b": "8"}, {"a": "7", "b": "7"}],
+                         ids=["builds-7-and-8", "both-build-7"])
 def test_two_concurrent_ships_of_two_branches_each_deploy_their_own_digest(docker_engine, registry, project,  # noqa: F811
-                                                                          cli, tmp_path, figure):
-    """Two branch jobs of one repository, same commit, builds 7 and 8, at
-    the same time on one engine.  Each ship must deploy exactly the digest
-    it built and pushed, and serve its own branch's build.
+                                                                          cli, tmp_path, figure, numbers):
+    """Two branch jobs of one repository, same commit, at the same time on
+    one engine, with different build numbers and with the *same* one (every
+    multibranch job counts from 1).  Each ship must deploy exactly the
+    digest it built and pushed, and serve its own branch's build.
 
-    (With the *same* build number their default tags collide, SHA12-b7, and
-    one ship then pushes and deploys the other branch's image: see
-    docs/robustness.md, bug 2.  That variant fails, so it is not committed.)"""
+    With the same build number the default tags used to collide (SHA12-b7)
+    and one ship pushed and deployed the other branch's image
+    (docs/robustness.md, bug 2): the branch is now part of the tag."""
     name, repo = project
     ports = {"a": free_port(), "b": free_port()}
     cfg = deploy_config(tmp_path, name, registry.url,
@@ -174,8 +177,6 @@ def test_two_concurrent_ships_of_two_branches_each_deploy_their_own_digest(docke
     warm = ship(cli, cfg, repo, registry, "--tag", "warm")
     assert warm.rc == 0, warm.output[-3000:]
     runs: dict[str, object] = {}
-
-    numbers = {"a": "7", "b": "8"}
 
     def go(branch: str) -> None:
         runs[branch] = ship(cli, cfg, repo, registry, "--build-arg", f"APP_VERSION=branch-{branch}",
@@ -200,9 +201,56 @@ def test_two_concurrent_ships_of_two_branches_each_deploy_their_own_digest(docke
         assert deployed == result["digest"], f"branch {b} pushed {result['digest']} but runs {deployed}"
         served[b] = wait_serving(f"http://127.0.0.1:{ports[b]}/version")
         assert served[b] == f"branch-{b}", f"branch {b} serves {served[b]}"
-    digests = {json.loads((tmp_path / f"{b}.json").read_text())["digest"] for b in ports}
-    assert len(digests) == 2
-    figure(concurrent_ships=2, seconds=round(took, 1), served=served)
+    results = {b: json.loads((tmp_path / f"{b}.json").read_text()) for b in ports}
+    assert len({r["digest"] for r in results.values()}) == 2
+    assert results["a"]["tags"] != results["b"]["tags"], results
+    figure(concurrent_ships=2, build_numbers=numbers, seconds=round(took, 1), served=served,
+           tags={b: r["tags"] for b, r in results.items()})
+
+
+@pytest.mark.case(14)
+def test_two_concurrent_ships_given_one_tag_never_deploy_the_others_image(docker_engine, registry, project,  # noqa: F811
+                                                                         cli, tmp_path, figure):
+    """The same, but both given ``--tag same``: one host, one local tag,
+    re-tagged by whichever build ends last.  A ship may fail (clearly: the
+    tag was re-tagged by another build), but one that succeeds deployed the
+    image it built, and a failed one deployed nothing."""
+    name, repo = project
+    ports = {"a": free_port(), "b": free_port()}
+    cfg = deploy_config(tmp_path, name, registry.url,
+                        {f"web-{b}": (f"{name}-{b}", ports[b]) for b in ports})
+    warm = ship(cli, cfg, repo, registry, "--tag", "warm")
+    assert warm.rc == 0, warm.output[-3000:]
+    outcomes: dict[str, str] = {}
+    for round_ in range(3):
+        runs: dict[str, object] = {}
+
+        def go(branch: str) -> None:
+            runs[branch] = ship(cli, cfg, repo, registry, "--tag", "same", "--build-arg",
+                                f"APP_VERSION=branch-{branch}-{round_}", "--to", f"web-{branch}",
+                                result=tmp_path / f"{branch}.json")
+
+        for f in tmp_path.glob("*.json"):
+            f.unlink()
+        threads = [threading.Thread(target=go, args=(b,)) for b in ports]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(300)
+        for b in ports:
+            run = runs[b]
+            if run.rc != 0:
+                assert run.rc == 5, f"branch {b}:\n{run.output[-3000:]}"
+                assert "re-tagged it in between" in run.stderr, run.stderr[-2000:]
+                assert not (tmp_path / f"{b}.json").exists()      # failed in push: nothing deployed
+                outcomes[f"{round_}{b}"] = "refused"
+                continue
+            result = json.loads((tmp_path / f"{b}.json").read_text())
+            assert docker_engine.images.get(f"{repo}@{result['digest']}").id == result["build"]["image_id"]
+            assert container_digest(docker_engine, f"{name}-{b}") == result["digest"]
+            assert wait_serving(f"http://127.0.0.1:{ports[b]}/version") == f"branch-{b}-{round_}"
+            outcomes[f"{round_}{b}"] = "own image"
+    figure(rounds=3, outcomes=outcomes)
 
 
 # --- case 18 ------------------------------------------------------------------------

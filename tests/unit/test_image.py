@@ -68,6 +68,32 @@ def test_default_tag_is_validated(tmp_path):
         image.default_tags(str(tmp_path), {"BUILD_NUMBER": "4 2"})
 
 
+def test_default_tag_of_two_branch_jobs_at_one_commit_and_build_number_differ(repo):
+    """Every branch job of a multibranch pipeline counts from 1: the branch
+    (or else the job) is part of the tag, so two concurrent ships of one
+    commit never share one (docs/robustness.md, bug 2)."""
+    path, sha = repo
+    a = image.default_tags(str(path), {"BUILD_NUMBER": "7", "BRANCH_NAME": "feature/a", "JOB_NAME": "app/feature%2Fa"})
+    b = image.default_tags(str(path), {"BUILD_NUMBER": "7", "BRANCH_NAME": "PR-12", "JOB_NAME": "app/PR-12"})
+    assert a == [f"{sha[:12]}-feature-a-b7"] and b == [f"{sha[:12]}-PR-12-b7"]
+    # a pipeline that is not multibranch: the job's full name
+    assert image.default_tags(str(path), {"BUILD_NUMBER": "7", "JOB_NAME": "team/app-ci"}) == [f"{sha[:12]}-team-app-ci-b7"]
+    assert image.default_tags(str(path), {"BUILD_NUMBER": "7", "JOB_NAME": "team/app-nightly"}) \
+        == [f"{sha[:12]}-team-app-nightly-b7"]
+    # outside git, and a name that is not tag-safe at its start
+    assert image.default_tags(str(path / "none"), {"BUILD_NUMBER": "3", "BRANCH_NAME": ".hidden/x"},
+                              facts=image.GitFacts()) == ["hidden-x-b3"]
+
+
+def test_default_tag_with_a_long_job_name_stays_short_and_distinct(repo):
+    path, sha = repo
+    long_a, long_b = "release/" + "a" * 200 + "-one", "release/" + "a" * 200 + "-two"
+    ta = image.default_tags(str(path), {"BUILD_NUMBER": "123456", "BRANCH_NAME": long_a})[0]
+    tb = image.default_tags(str(path), {"BUILD_NUMBER": "123456", "BRANCH_NAME": long_b})[0]
+    assert ta != tb and len(ta) <= 12 + 1 + image.JOB_PART_MAX + 8 <= 128
+    assert ta.startswith(f"{sha[:12]}-release-aaaa") and ta.endswith("-b123456")
+
+
 MOVING = {"latest": ("main", "master"), "{branch}": ("release/*", "develop"), "stable": ("release/*",)}
 
 
@@ -394,6 +420,54 @@ def test_push_moving_tags_not_pushed_when_immutable_fails():
     with pytest.raises(RegistryError):
         image.push(client, repository="r:1/a", tags=["abc"], auth=None, moving_tags=["latest"])
     assert [c[1] for c in client.api.calls] == ["abc"] and client.api.tagged == []
+
+
+class RetaggingAPI(FakeAPI):
+    """An engine on which another build re-tags REPO:TAG to ``other`` after
+    ``inspections`` looks at the tag, or whose push of it goes out as the
+    other image (``pushed_as``)."""
+
+    MINE, OTHER = "sha256:" + "1" * 64, "sha256:" + "2" * 64
+
+    def __init__(self, streams, *, retag_after=None, pushed_as=None):
+        super().__init__(streams)
+        self.looks, self.retag_after, self.pushed_as = 0, retag_after, pushed_as
+
+    def inspect_image(self, ref):
+        if "@" in ref:
+            return {"Id": self.pushed_as or self.MINE}
+        self.looks += 1
+        retagged = self.retag_after is not None and self.looks > self.retag_after
+        return {"Id": self.OTHER if retagged else self.MINE}
+
+
+def test_push_of_this_runs_image_refuses_a_tag_another_build_retagged():
+    client = FakeClient([])
+    client.api = RetaggingAPI([OK_NEW], retag_after=1)   # re-tagged between the first look and the push
+    with pytest.raises(RegistryError) as e:
+        image.push(client, repository="r:1/a", tags=["abc"], auth=None, moving_tags=["latest"],
+                   image_id=RetaggingAPI.MINE)
+    assert client.api.calls == [] and client.api.tagged == []     # nothing pushed, latest not moved
+    assert "re-tagged" in e.value.message and "nothing was pushed" in e.value.message
+    assert "distinct tags" in e.value.hint
+
+
+def test_push_of_this_runs_image_refuses_a_digest_of_another_image():
+    client = FakeClient([])
+    client.api = RetaggingAPI([OK_NEW, OK_EXISTS], pushed_as=RetaggingAPI.OTHER)  # re-tagged during the push
+    with pytest.raises(RegistryError) as e:
+        image.push(client, repository="r:1/a", tags=["abc"], auth=None, moving_tags=["latest"],
+                   image_id=RetaggingAPI.MINE)
+    assert [c[1] for c in client.api.calls] == ["abc"] and client.api.tagged == []   # latest never pushed
+    assert DIGEST in e.value.message and "abc now names the other image" in e.value.message
+
+
+def test_push_of_this_runs_image_points_moving_tags_at_it():
+    client = FakeClient([])
+    client.api = RetaggingAPI([OK_NEW, OK_EXISTS])
+    r = image.push(client, repository="r:1/a", tags=["abc"], auth=None, moving_tags=["latest"],
+                   image_id=RetaggingAPI.MINE)
+    assert r.tags == ["abc", "latest"] and client.api.tagged == [("r:1/a", "latest")]
 
 
 def test_push_validates_before_anything_runs():
