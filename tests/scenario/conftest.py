@@ -40,8 +40,8 @@ def pyapp_images(docker_client, registry):
 
     yield web
     for img in docker_client.images.list(name=f"{registry.url}/pyapp/*"):
-        for tag in img.tags:
+        for ref in img.tags or [img.id]:  # deployed by digest: some have no tag left
             try:
-                docker_client.images.remove(tag)
+                docker_client.images.remove(ref)
             except Exception:  # noqa: BLE001 - still used by a container being removed
                 pass

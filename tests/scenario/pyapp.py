@@ -140,11 +140,21 @@ def remove_stack(client, name: str, timeout: float = 60) -> None:
         if not busy and not nets:
             break
         time.sleep(0.5)
-    for v in client.volumes.list(filters={"label": label}):
-        try:
-            v.remove(force=True)
-        except docker.errors.APIError:
-            pass
+    # A volume is in use until its last container is gone: retry a while.
+    volumes = client.volumes.list(filters={"label": label})
+    while volumes:
+        for v in list(volumes):
+            try:
+                v.remove(force=True)
+                volumes.remove(v)
+            except docker.errors.NotFound:
+                volumes.remove(v)
+            except docker.errors.APIError:
+                pass
+        if time.monotonic() > deadline + 30:
+            break
+        if volumes:
+            time.sleep(1)
 
 
 def remove_all_test_stacks(client) -> None:

@@ -171,11 +171,11 @@ def test_story(docker_client, registry, swarm, controller_image, agent_image, tm
             print("\n" + json.dumps(s.figures, indent=2))
         pyapp.remove_stack(client, s.stack)
         s.jenkinsctl("down", "--volumes", timeout=180)
-        for img in client.images.list(name=f"{registry.url}/pyapp/web"):
-            for tag in img.tags:
+        for img in client.images.list(name=f"{registry.url}/pyapp/*"):
+            for ref in img.tags or [img.id]:  # deployed by digest: some have no tag left
                 try:
-                    client.images.remove(tag)
-                except Exception:  # noqa: BLE001
+                    client.images.remove(ref)
+                except Exception:  # noqa: BLE001 - still in use by a container being removed
                     pass
         shutil.rmtree(tmp, ignore_errors=True)
 
