@@ -94,7 +94,14 @@ def _prune_tags(client, repository: str, *, keep: int, protect: set[str]) -> lis
     """Untag the host's older images of ``repository`` beyond the newest
     ``keep`` (build.keep_images), so shipping often does not fill the disk.
     Running containers refer to images by digest, and an image a container
-    still uses is never deleted (no force), so this cannot break a deploy."""
+    still uses is never deleted (no force), so this cannot break a deploy.
+
+    "Newest" is when the engine last tagged the image on this host
+    (Metadata.LastTagTime, in nanoseconds), which every ship's build sets:
+    the image's Created is the time of its last *cached* layer for BuildKit
+    builds that differ only in a build arg, identical across ships, and the
+    created label is fixed by SOURCE_DATE_EPOCH.  Created stands in only
+    where the engine recorded no tag time."""
     import docker.errors
 
     try:
@@ -103,11 +110,12 @@ def _prune_tags(client, repository: str, *, keep: int, protect: set[str]) -> lis
         return []
     tagged = []
     for img in images:
-        for rt in img.get("RepoTags") or ():
-            r, _, tag = rt.rpartition(":")
-            if r == repository and tag not in protect:
-                tagged.append((img.get("Created", 0), rt))
-    tagged.sort(reverse=True)
+        tags = [rt for rt in img.get("RepoTags") or ()
+                if rt.rpartition(":")[0] == repository and rt.rpartition(":")[2] not in protect]
+        if tags:
+            when = _last_tagged(client, img)
+            tagged += [(when, rt) for rt in tags]
+    tagged.sort(key=lambda pair: pair[0], reverse=True)   # never by tag text: s9 > s10
     removed = []
     for _, rt in tagged[keep:]:
         try:
@@ -116,6 +124,21 @@ def _prune_tags(client, repository: str, *, keep: int, protect: set[str]) -> lis
         except docker.errors.APIError:
             pass
     return removed
+
+
+def _last_tagged(client, img) -> float:
+    """Seconds since the epoch when ``img`` (an image-list entry) was last
+    tagged here, else its Created."""
+    import docker.errors
+
+    from jenkinsctl.deploy import parse_time
+
+    try:
+        meta = client.api.inspect_image(img["Id"]).get("Metadata") or {}
+    except docker.errors.APIError:
+        meta = {}
+    t = parse_time(meta.get("LastTagTime"))
+    return t.timestamp() if t.year > 1970 else float(img.get("Created") or 0)
 
 
 def render(result) -> str:

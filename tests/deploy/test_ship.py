@@ -138,3 +138,33 @@ def test_concurrent_ships_of_two_branches_each_deploy_their_own_digest(
         for n in names.values():
             for c in docker_client.containers.list(all=True, filters={"name": n}):
                 c.remove(force=True)
+
+
+def test_keep_images_keeps_the_newest_ships_not_the_highest_tag_text(docker_client, tmp_path):
+    """build.keep_images after 20 ships tagged s1..s20 keeps s17, s18, s19
+    (plus this ship's s20).  BuildKit images that differ only in a build
+    arg share the Created time of their last cached layer, so ordering by
+    Created fell back to the tag text and kept s7, s8, s9 (docs/robustness.md,
+    bug 3)."""
+    from jenkinsctl import image as imagelib
+    from jenkinsctl.commands.ship import _prune_tags
+    from tests.deploy.helpers import DEPLOY_TEST_LABELS
+
+    repo = f"jenkinsctl-test/prune-{uuid.uuid4().hex[:8]}"
+    (tmp_path / "Dockerfile").write_text("FROM debian:bookworm-slim\nARG V=\nENV V=$V\n")
+    try:
+        ids = {}
+        for i in range(1, 21):
+            built = imagelib.build(docker_client, context=str(tmp_path), repository=repo, tags=[f"s{i}"],
+                                   build_args={"V": str(i)}, labels=DEPLOY_TEST_LABELS)
+            ids[i] = built.image_id
+        assert len(set(ids.values())) == 20
+        if built.builder == "buildkit":   # the tie that broke the old ordering
+            assert len({docker_client.api.inspect_image(i)["Created"] for i in ids.values()}) == 1
+        removed = _prune_tags(docker_client, repo, keep=3, protect={"s20"})
+        left = sorted(t.rsplit(":", 1)[1] for img in docker_client.images.list(name=repo) for t in img.tags)
+        assert left == ["s17", "s18", "s19", "s20"], left
+        assert sorted(removed) == sorted(f"{repo}:s{i}" for i in range(1, 17))
+    finally:
+        for img in docker_client.images.list(name=repo):
+            docker_client.images.remove(img.id, force=True)
