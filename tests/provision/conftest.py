@@ -125,7 +125,16 @@ class Project:
         return self.emulator("state")
 
     def containers(self, role: str | None = None) -> list:
+        import docker.errors
+
         labels = [f"io.jenkinsctl.project={self.name}"] + ([f"io.jenkinsctl.role={role}"] if role else [])
+        # containers.list inspects each container it lists; one that apply
+        # removes in between (a replaced agent) raises NotFound: list again.
+        for _ in range(10):
+            try:
+                return self.client.containers.list(all=True, filters={"label": labels})
+            except docker.errors.NotFound:
+                time.sleep(0.1)
         return self.client.containers.list(all=True, filters={"label": labels})
 
     def events_since(self, since: float) -> list[dict]:
