@@ -661,21 +661,88 @@ def _indent(text: str) -> str:
     return "\n".join("  " + line for line in text.splitlines())
 
 
+LOCK_OWNER = "io.jenkinsctl.lock-owner"   # HOST:PID, for people and messages
+LOCK_TIME = "io.jenkinsctl.lock-time"     # when it was taken (epoch seconds): the age rule
+LOCK_HOST = "io.jenkinsctl.lock-host"     # the owner's hostname
+LOCK_BOOT = "io.jenkinsctl.lock-boot"     # the owner's kernel boot id
+LOCK_PIDNS = "io.jenkinsctl.lock-pidns"   # the owner's pid namespace: where its pid means something
+LOCK_PID = "io.jenkinsctl.lock-pid"
+LOCK_START = "io.jenkinsctl.lock-start"   # the owner's start time (clock ticks after boot): pid reuse
+
+
+def _read(path: str) -> str | None:
+    try:
+        with open(path, encoding="ascii") as fh:
+            return fh.read().strip() or None
+    except OSError:
+        return None
+
+
+def _start_time(pid: int) -> str | None:
+    """The start time of process ``pid`` from /proc, or None when there is
+    no such (live, non-zombie) process."""
+    stat = _read(f"/proc/{pid}/stat")
+    if not stat:
+        return None
+    fields = stat.rpartition(")")[2].split()   # after "pid (comm)", which may hold spaces
+    if len(fields) < 20 or fields[0] in ("Z", "X", "x"):
+        return None
+    return fields[19]
+
+
+def _where() -> tuple[str, str] | None:
+    """(boot id, pid namespace) of this process: two processes with the
+    same pair see the same pids.  The hostname is not enough (agents in
+    containers share the host's engine with their own pid namespaces)."""
+    boot = _read("/proc/sys/kernel/random/boot_id")
+    try:
+        pidns = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return None
+    return (boot, pidns) if boot else None
+
+
+def _lock_labels() -> dict[str, str]:
+    pid = os.getpid()
+    host = socket.gethostname()
+    labels = {LOCK_OWNER: f"{host}:{pid}", LOCK_TIME: str(int(time.time())), LOCK_HOST: host, LOCK_PID: str(pid)}
+    where, start = _where(), _start_time(pid)
+    if where and start:
+        labels.update({LOCK_BOOT: where[0], LOCK_PIDNS: where[1], LOCK_START: start})
+    return labels
+
+
+def _owner_gone(labels: Mapping[str, str]) -> bool:
+    """True when the lock's owner ran where this process runs (same boot,
+    same pid namespace) and is no longer running: its pid is gone, a
+    zombie, or now a different process (another start time)."""
+    where = _where()
+    if not where or (labels.get(LOCK_BOOT), labels.get(LOCK_PIDNS)) != where:
+        return False
+    pid, start = labels.get(LOCK_PID, ""), labels.get(LOCK_START)
+    if not pid.isdigit() or not start:
+        return False
+    return _start_time(int(pid)) != start
+
+
 @contextlib.contextmanager
 def engine_lock(client, name: str, image: str, labels: Mapping[str, str], clock=time.monotonic, sleep=time.sleep,
                 timeout: float = 300):
     """A mutex kept by the engine itself: a created (never started)
     container named ``name``.  Container names are unique per engine, so
     this serialises deploys of one target from every agent that uses this
-    engine, not just from one host's processes.  A lock older than
-    LOCK_STALE_SECONDS (its holder died) is broken."""
+    engine, not just from one host's processes.
+
+    A holder that died (kill -9, a lost agent) cannot remove it.  Its labels
+    say where it ran and which process it was (boot id, pid namespace, pid,
+    start time): when that is here and the process is gone, the lock is
+    broken at once.  A holder elsewhere cannot be checked, so its lock is
+    broken only when older than LOCK_STALE_SECONDS."""
     import docker.errors
 
     api = client.api
     deadline = clock() + timeout
-    owner = f"{socket.gethostname()}:{os.getpid()}"
-    body = {"Image": image, "Cmd": ["true"], "Entrypoint": [],
-            "Labels": {**labels, "io.jenkinsctl.lock-owner": owner, "io.jenkinsctl.lock-time": str(int(time.time()))},
+    body = {"Image": image, "Cmd": ["true"], "Entrypoint": [], "Labels": {**labels, **_lock_labels()},
             "HostConfig": {"NetworkMode": "none"}}
     waited = False
     while True:
@@ -688,18 +755,22 @@ def engine_lock(client, name: str, image: str, labels: Mapping[str, str], clock=
                 raise _api_error(f"take the deploy lock {name}", exc) from None
         try:
             held = api.inspect_container(name)
-            since = int((held["Config"].get("Labels") or {}).get("io.jenkinsctl.lock-time", "0"))
-            if time.time() - since > LOCK_STALE_SECONDS:
-                log.warning("breaking the stale deploy lock %s held by %s", name,
-                            held["Config"]["Labels"].get("io.jenkinsctl.lock-owner"))
-                api.remove_container(held["Id"], force=True)
+            held_labels = held["Config"].get("Labels") or {}
+            holder = held_labels.get(LOCK_OWNER, "?")
+            since = int(held_labels.get(LOCK_TIME, "0") or 0)
+            why = ("its process is gone" if _owner_gone(held_labels)
+                   else f"it is older than {LOCK_STALE_SECONDS}s" if time.time() - since > LOCK_STALE_SECONDS
+                   else None)
+            if why:
+                log.warning("breaking the deploy lock %s held by %s: %s", name, holder, why)
+                api.remove_container(held["Id"], force=True)   # by id: never a lock taken since
                 continue
-            holder = held["Config"]["Labels"].get("io.jenkinsctl.lock-owner", "?")
         except docker.errors.NotFound:
             continue
         if clock() >= deadline:
             raise Timeout(f"another deploy holds the lock {name} (owner {holder}) for more than {timeout:g}s",
-                          hint=f"wait for it, or remove a stale lock with 'docker rm {name}'")
+                          hint=f"wait for it; if its owner is gone (on another host), remove the lock with "
+                               f"'docker rm {name}'")
         if not waited:
             log.info("waiting for another deploy (lock %s held by %s)", name, holder)
             waited = True

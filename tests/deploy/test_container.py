@@ -177,3 +177,86 @@ def test_creates_the_container_from_the_config_when_absent(docker_client, exampl
     assert wait_http("127.0.0.1", port) == "1.0.0"
     c.remove(force=True)
     docker_client.volumes.get(f"{cname}-vol").remove(force=True)
+
+
+# --- the deploy lock ------------------------------------------------------------------
+
+
+def _hold_lock(lock: str, image: str):
+    """A process that takes the deploy lock ``lock`` and keeps it; returns
+    once it holds it."""
+    import subprocess
+    import sys
+
+    from tests.deploy.helpers import REPO
+
+    code = ("import time, docker\n"
+            "from jenkinsctl.deploy.container import engine_lock\n"
+            f"with engine_lock(docker.from_env(), {lock!r}, {image!r}, {TEST_LABELS!r}):\n"
+            "    print('held', flush=True)\n"
+            "    time.sleep(300)\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "held"
+    return proc
+
+
+def test_a_lock_left_by_a_killed_deploy_on_this_host_is_broken_at_once(docker_client, example_images, cname):
+    """kill -9 mid-deploy leaves NAME.lock; its owner ran on this host and
+    is gone, so the next deploy takes the lock at once instead of waiting
+    out its timeout (docs/robustness.md, bug 4)."""
+    import signal
+    import time
+
+    from jenkinsctl.deploy.container import engine_lock
+
+    lock, image = f"{cname}.lock", example_images["v1"].pinned
+    holder = _hold_lock(lock, image)
+    holder.send_signal(signal.SIGKILL)
+    holder.wait(10)
+    assert docker_client.containers.get(lock).status == "created"       # left behind
+    started = time.monotonic()
+    with engine_lock(docker_client, lock, image, TEST_LABELS, timeout=10):
+        took = time.monotonic() - started
+        labels = docker_client.containers.get(lock).labels
+    assert took < 3, f"waited {took:.1f}s for a dead owner's lock"
+    assert labels["io.jenkinsctl.lock-pid"] == str(__import__("os").getpid())
+
+
+def test_a_lock_held_by_a_live_process_or_another_host_is_waited_for(docker_client, example_images, cname):
+    import time
+
+    from jenkinsctl.deploy.container import LOCK_STALE_SECONDS, engine_lock
+    from jenkinsctl.errors import Timeout
+
+    lock, image = f"{cname}.lock", example_images["v1"].pinned
+    holder = _hold_lock(lock, image)
+    try:
+        with pytest.raises(Timeout) as e:
+            with engine_lock(docker_client, lock, image, TEST_LABELS, timeout=1.5):
+                pass
+        assert f":{holder.pid})" in e.value.message
+    finally:
+        holder.kill()
+        holder.wait(10)
+    docker_client.containers.get(lock).remove(force=True)
+
+    # Another host (another boot): its pid means nothing here, so only age
+    # breaks its lock.  The same pid namespace and pid as a process of ours
+    # must not make it look local.
+    def foreign(age: float) -> None:
+        docker_client.api.create_container(
+            image, command=["true"], name=lock, host_config=docker_client.api.create_host_config(network_mode="none"),
+            labels={**TEST_LABELS, "io.jenkinsctl.lock-owner": "elsewhere:1",
+                    "io.jenkinsctl.lock-time": str(int(time.time() - age)), "io.jenkinsctl.lock-host": "elsewhere",
+                    "io.jenkinsctl.lock-boot": "00000000-0000-0000-0000-000000000000",
+                    "io.jenkinsctl.lock-pidns": "pid:[1]", "io.jenkinsctl.lock-pid": "999999999",
+                    "io.jenkinsctl.lock-start": "1"})
+
+    foreign(age=5)
+    with pytest.raises(Timeout):
+        with engine_lock(docker_client, lock, image, TEST_LABELS, timeout=1.5):
+            pass
+    docker_client.containers.get(lock).remove(force=True)
+    foreign(age=LOCK_STALE_SECONDS + 5)
+    with engine_lock(docker_client, lock, image, TEST_LABELS, timeout=1.5):
+        assert docker_client.containers.get(lock).labels["io.jenkinsctl.lock-owner"] != "elsewhere:1"
