@@ -13,8 +13,9 @@ from typing import Any
 DESCRIPTION = """Build an image on the host engine and tag it REPO:TAG.
 
 Without --tag the tag is immutable: the commit's first 12 hex digits, plus
--bBUILD_NUMBER in Jenkins; with uncommitted changes -dirty-TIMESTAMP is
-added, and outside git a UTC timestamp is used (YYYYMMDDTHHMMSSZ).
+-BRANCH-bBUILD_NUMBER in Jenkins (BRANCH_NAME, else JOB_NAME); with
+uncommitted changes -dirty-TIMESTAMP is added, and outside git a UTC
+timestamp is used (YYYYMMDDTHHMMSSZ).
 OCI labels (revision, source, created, version) are added from git and the
 Jenkins environment.  Build args and labels are stored in the image: never
 put credentials in them.  Moving tags (latest, ...) are set by push."""

@@ -40,9 +40,10 @@ from typing import Any, Callable, Mapping
 
 from jenkinsctl.deploy import (CANDIDATE_LABEL, DEPLOY_LABEL, IMAGE_LABEL, SEQ_LABEL, DeployOutcome, ImageRef,
                                parse_time, pull_by_digest)
-from jenkinsctl.deploy.health import display_url, http_probe, rewrite_host
+from jenkinsctl.deploy.health import http_probe, rewrite_host
 from jenkinsctl.engine import ROLE_LABEL
-from jenkinsctl.errors import DeployError, EngineError, Timeout
+from jenkinsctl.engine import api_error as _api_error
+from jenkinsctl.errors import DeployError, Timeout
 
 log = logging.getLogger("jenkinsctl.deploy")
 
@@ -50,10 +51,6 @@ BUILTIN_NETWORKS = ("bridge", "host", "none", "default")
 LOCK_STALE_SECONDS = 900
 SWITCH_PROBE_INTERVAL = 0.02
 MIN_UPTIME = 2.0  # seconds a container without any health check must stay up
-
-
-def _api_error(action: str, exc: Exception) -> EngineError:
-    return EngineError(f"{action}: {getattr(exc, 'explanation', None) or exc}")
 
 
 class ContainerStrategy:

@@ -23,15 +23,12 @@ from typing import Any, Callable, Mapping
 
 from jenkinsctl.deploy import DEPLOY_LABEL, IMAGE_LABEL, DeployOutcome, ImageRef
 from jenkinsctl.deploy import parse_time as _ts
-from jenkinsctl.errors import DeployError, EngineError, Timeout
+from jenkinsctl.engine import api_error as _api_error
+from jenkinsctl.errors import DeployError, Timeout
 
 log = logging.getLogger("jenkinsctl.deploy")
 
 SECOND = 1_000_000_000
-
-
-def _api_error(action: str, exc: Exception) -> EngineError:
-    return EngineError(f"{action}: {getattr(exc, 'explanation', None) or exc}")
 
 
 class SwarmStrategy:

@@ -21,7 +21,7 @@ import os
 import ssl
 import time
 import urllib.parse
-from typing import Any, Callable, Mapping
+from typing import Callable, Mapping
 
 from jenkinsctl.deploy import DeployOutcome, ImageRef
 from jenkinsctl.deploy.health import display_url
