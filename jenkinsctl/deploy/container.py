@@ -264,6 +264,8 @@ class ContainerStrategy:
         host_config = {"PortBindings": bindings, "Binds": list(t.volumes),
                        "RestartPolicy": {"Name": "unless-stopped", "MaximumRetryCount": 0},
                        "NetworkMode": t.network or "default"}
+        for spec in t.volumes:
+            self._ensure_volume(spec.split(":", 1)[0])
         networks = {}
         if t.network:
             self._ensure_network(t.network)
@@ -273,6 +275,20 @@ class ContainerStrategy:
             body["ExposedPorts"] = {p: {} for p in bindings}
         return {"config": body, "host_config": host_config, "networks": networks,
                 "primary": host_config["NetworkMode"], "labels": {}}
+
+    def _ensure_volume(self, source: str) -> None:
+        """A named volume the config asks for is created with the ownership
+        labels, like the network, instead of implicitly (and unlabelled) by
+        the engine.  Host paths are bind mounts and left alone."""
+        import docker.errors
+
+        if source.startswith(("/", ".", "~")):
+            return
+        try:
+            self.client.volumes.get(source)
+        except docker.errors.NotFound:
+            log.info("creating volume %s", source)
+            self.client.volumes.create(source, labels=self.labels)
 
     def _ensure_network(self, name: str) -> None:
         import docker.errors

@@ -166,17 +166,23 @@ def test_creates_the_container_from_the_config_when_absent(docker_client, exampl
         "strategy": "container", "target": cname, "ports": [f"127.0.0.1:{port}:8080"],
         "env": {"GREETING": "hi", "TOKEN": {"env": "JCTEST_TOKEN"}}, "volumes": [f"{cname}-vol:/data"]}})
     env = {**cli_env, "JCTEST_TOKEN": "t0ken-value"}
-    r = result_of(deploy(cfg, example_images["v1"].pinned, "web", env))
-    assert r["deploy"]["outcome"] == "created" and r["deploy"]["details"]["health"] == "healthcheck"
-    c = docker_client.containers.get(cname)
-    e = dict(x.split("=", 1) for x in c.attrs["Config"]["Env"])
-    assert e["GREETING"] == "hi" and e["TOKEN"] == "t0ken-value"
-    assert c.attrs["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
-    assert c.labels["io.jenkinsctl.project"] == "jctest" and c.labels[DEPLOY_LABEL] == cname
-    assert any(m["Name"] == f"{cname}-vol" for m in c.attrs["Mounts"])
-    assert wait_http("127.0.0.1", port) == "1.0.0"
-    c.remove(force=True)
-    docker_client.volumes.get(f"{cname}-vol").remove(force=True)
+    try:
+        r = result_of(deploy(cfg, example_images["v1"].pinned, "web", env))
+        assert r["deploy"]["outcome"] == "created" and r["deploy"]["details"]["health"] == "healthcheck"
+        c = docker_client.containers.get(cname)
+        e = dict(x.split("=", 1) for x in c.attrs["Config"]["Env"])
+        assert e["GREETING"] == "hi" and e["TOKEN"] == "t0ken-value"
+        assert c.attrs["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
+        assert c.labels["io.jenkinsctl.project"] == "jctest" and c.labels[DEPLOY_LABEL] == cname
+        assert any(m["Name"] == f"{cname}-vol" for m in c.attrs["Mounts"])
+        # The volume jenkinsctl created carries the ownership labels too.
+        assert docker_client.volumes.get(f"{cname}-vol").attrs["Labels"]["io.jenkinsctl.project"] == "jctest"
+        assert wait_http("127.0.0.1", port) == "1.0.0"
+    finally:
+        for c in docker_client.containers.list(all=True, filters={"name": cname}):
+            c.remove(force=True)
+        for v in docker_client.volumes.list(filters={"name": f"{cname}-vol"}):
+            v.remove(force=True)
 
 
 # --- the deploy lock ------------------------------------------------------------------
