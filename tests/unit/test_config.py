@@ -100,6 +100,18 @@ def test_defaults_without_a_file():
     assert cfg.labels == {"io.jenkinsctl.managed": "true", "io.jenkinsctl.project": "jenkinsctl"}
 
 
+def test_builtin_defaults_are_valid_against_the_schema():
+    """load_document skips validation when there is no file and no
+    override; that is only sound while the defaults validate."""
+    import jsonschema
+
+    from jenkinsctl.config import schema
+
+    doc, _ = load_document(None, env={})
+    jsonschema.Draft202012Validator(schema()).validate(doc)
+    assert doc == load_document(None, env={"JENKINSCTL_BUILDER": "auto"})[0]
+
+
 def test_full_config_resolves_typed_and_frozen():
     cfg = load_config("good/full.yaml", env={})
     assert cfg.project == "team-ci"
