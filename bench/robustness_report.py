@@ -43,61 +43,31 @@ CASES = OrderedDict([
 ])
 
 FINDINGS = """
-## Bugs found (the failing tests are not committed)
+## Bugs found, and fixed
 
-Each was reproduced against the tree at the time of the run. None of these
-files is owned by the robustness suite, so none was changed; the committed
-tests assert everything around the bug, and the text says what is missing.
+The suite found four bugs in other parts of jenkinsctl; each is fixed, and
+the case that found it now asserts the fix.
 
-1. **(fixed meanwhile) `jenkinsctl doctor` failed the controller check on
-   every secured controller, even with correct credentials**
-   (`jenkinsctl/commands/doctor.py`, `check_controller`). It called
-   `jenkins.Jenkins(url).get_version()` without credentials; a secured
-   controller answers 403 and the check failed with "Error communicating with
-   server" before the authenticated call ran, so a good and a bad password
-   looked the same. Its owner changed it to go through `JenkinsAPI` in
-   c05f82c; case 3 now also drives `doctor --check controller` with a bad
-   token (exit 9, "401 ... rejected the credentials", one 401, no token in
-   the output), and that passes.
-
-2. **Two concurrent `ship`s can deploy each other's image**
-   (`jenkinsctl/commands/ship.py` `run` with `jenkinsctl/image.py`
-   `default_tags`/`push`). Two branch jobs of one repository at the same
-   commit and the same `BUILD_NUMBER` (every multibranch job counts from 1)
-   get the same default immutable tag, `SHA12-b7`. `ship` builds, then
-   pushes *by tag*: when the other ship re-tags in between, this ship
-   pushes, and then deploys by digest, the *other* branch's image. In 2
-   of 4 runs of case 14 with `BUILD_NUMBER=7` for both, branch a's container
-   served `branch-b` (and vice versa). Should: push exactly the image it
-   built (check that the tag still names `built.image_id` before and after
-   the push, or push from a run-unique temporary tag), and make default tags
-   of different branches differ (e.g. include `BRANCH_NAME`). The committed
-   case-14 test uses builds 7 and 8, which passes.
-
-3. **`build.keep_images` prunes the wrong tags** (`jenkinsctl/commands/ship.py`,
-   `_prune_tags`). It keeps the newest tags by the image's `Created` time,
-   but BuildKit images that differ only in ENV/LABEL (a new version build
-   arg) share the `Created` time of their last cached layer, so the tie is
-   broken by the tag *string*, descending. After 20 ships tagged s1..s20
-   with `keep_images: 3`, the host kept `s7 s8 s9` and deleted `s10`-`s17`
-   (plus `s18`, `s19` in use by retired containers, `s20`, `latest`).
-   Should: order by something monotonic per ship (the
-   `org.opencontainers.image.created` label jenkinsctl sets, or a sequence
-   label), never by tag text. The committed case-18 test asserts the
-   container half only (and 6 ships happen to sort right).
-
-4. **A SIGKILLed deploy leaves its lock, and the re-run fails**
-   (`jenkinsctl/deploy/container.py`, `engine_lock`). The lock is a created
-   container `NAME.lock` labelled with `owner=HOST:PID`; it is broken only
-   when older than `LOCK_STALE_SECONDS` (900 s). After `kill -9` mid-switch
-   the re-run waits the whole target timeout and exits 10: `another deploy
-   holds the lock NAME.lock (owner vm:11394) for more than 60s`, although
-   that owner is on this host and its pid is gone. Should: when the owner's
-   host is this host and `os.kill(pid, 0)` says no such process, break the
-   lock at once (and otherwise keep the age rule). The committed case-13
-   test removes the lock as the hint says, then checks that everything else
-   converges (it does: the leftover `.next` is cleaned up, one container, the
-   port served).
+1. **`jenkinsctl doctor` failed the controller check on every secured
+   controller** (`commands/doctor.py`): it asked for the version without
+   credentials and a secured controller answers 403. Fixed in c05f82c (it
+   goes through `JenkinsAPI`); case 3 drives `doctor --check controller`
+   with a bad token.
+2. **Two concurrent `ship`s could deploy each other's image** when two
+   branch jobs at the same commit had the same `BUILD_NUMBER` (every
+   multibranch job counts from 1) and so the same default tag. Fixed in
+   a458126: the default tag in Jenkins is `SHA12-BRANCH-bN`, and `push`
+   checks that every tag still names the image this run built, before and
+   after the push. Case 14 runs with different and with equal build
+   numbers, and with an identical `--tag` (the loser fails clearly).
+3. **`build.keep_images` pruned the wrong tags**: it ordered by the image's
+   `Created` time, which ties for BuildKit builds that differ only in a
+   build argument, so the tag text decided. Fixed in e825c96 (ordered by
+   the engine's last tag time); case 18 checks which tags remain.
+4. **A SIGKILLed deploy left its lock and the re-run waited out its
+   timeout.** Fixed in 73ffd87: the lock records boot id, pid namespace, pid
+   and process start time, and is broken at once when its owner ran here and
+   is gone. Case 13 re-runs without touching the lock.
 
 ## A trap for every test that starts a second dockerd (and an incident)
 
@@ -137,7 +107,8 @@ second engine needs the same isolation.
   `offlineCause`, so case 7 checks state and actions, not the reason text.
 - Case 18 runs 6 ships by default (each costs ~5-9 s: a stop-first switch with
   two health gates, slower while other suites share the engine);
-  `JENKINSCTL_ROBUSTNESS_SHIPS=20` runs the issue's 20 (bug 3 shows there).
+  `JENKINSCTL_ROBUSTNESS_SHIPS=20` runs the issue's 20. Its tags count down,
+  so 6 ships already catch the ordering bug (3 above).
 - Case 19 runs the issue's full 20 agents x 3 cycles (`JENKINSCTL_ROBUSTNESS_AGENTS`,
   `..._CYCLES` scale it). Peak RSS is the VmHWM of the jenkinsctl process,
   sampled until it exits; wait4's `ru_maxrss` would include the forked copy of
@@ -153,11 +124,9 @@ second engine needs the same isolation.
 
 ## What is left
 
-- Bugs 2-4 above, for the owners of `ship.py`/`image.py` and
-  `deploy/container.py`; each has a reproduction that becomes a test once fixed.
 - Case 13 covers one kill point (the final container created, the old one
   still running); kills during the candidate's health gate and after the old
-  container stopped are worth adding once bug 4 is fixed.
+  container stopped are worth adding.
 - Case 10 watches the registry password; the controller password goes to
   the controller container as a file and is covered by the provisioning tests,
   not sampled here.
