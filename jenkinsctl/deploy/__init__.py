@@ -308,3 +308,16 @@ def parse_time(value: str | None) -> datetime.datetime:
     tz = m.group(3) or "Z"
     tz = "+00:00" if tz == "Z" else tz
     return datetime.datetime.fromisoformat(f"{m.group(1)}.{frac}{tz}")
+
+
+def log_tail(api, container_id: str, lines: int = 10, indent: str = "  ") -> list[str]:
+    """A failed container's last log lines, indented, for a deploy error;
+    empty when the engine has none or the container is already gone."""
+    import docker.errors
+
+    try:
+        text = api.logs(container_id, tail=lines).decode("utf-8", errors="replace").rstrip()
+    except docker.errors.APIError:
+        return []
+    return [indent + line for line in text.splitlines()]
+

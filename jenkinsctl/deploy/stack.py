@@ -37,7 +37,7 @@ import tempfile
 import time
 from typing import Any, Callable, Mapping
 
-from jenkinsctl.deploy import IMAGE_LABEL, DeployOutcome, ImageRef
+from jenkinsctl.deploy import IMAGE_LABEL, DeployOutcome, ImageRef, log_tail
 from jenkinsctl.errors import ConfigError, DeployError, EngineError, RegistryError, Timeout
 
 log = logging.getLogger("jenkinsctl.deploy.stack")
@@ -394,13 +394,10 @@ class StackStrategy:
                 lines.append(f"  health status {health.get('Status')}; last probes:")
                 for p in probes[-3:]:
                     lines.append(f"    exit {p.get('ExitCode')}: {(p.get('Output') or '').strip()}")
-            try:
-                logs = self.api.logs(cid, tail=10).decode("utf-8", errors="replace").rstrip()
-            except docker.errors.APIError:
-                logs = ""
+            logs = log_tail(self.api, cid, indent="    ")
             if logs:
                 lines.append("  last log lines:")
-                lines.extend("    " + line for line in logs.splitlines())
+                lines.extend(logs)
             self._seen[t["ID"]] = lines
 
     def health_output(self, name: str, digest: str) -> str:

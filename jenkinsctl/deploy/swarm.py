@@ -21,7 +21,7 @@ import os
 import time
 from typing import Any, Callable, Mapping
 
-from jenkinsctl.deploy import DEPLOY_LABEL, IMAGE_LABEL, DeployOutcome, ImageRef
+from jenkinsctl.deploy import DEPLOY_LABEL, IMAGE_LABEL, DeployOutcome, ImageRef, log_tail
 from jenkinsctl.deploy import parse_time as _ts
 from jenkinsctl.engine import api_error as _api_error
 from jenkinsctl.errors import DeployError, Timeout
@@ -308,13 +308,10 @@ class SwarmStrategy:
             if health:
                 out.append("health output:")
                 out.extend("  " + line for line in _health_log(health).splitlines())
-            try:
-                logs = self.api.logs(cid, tail=10).decode("utf-8", errors="replace").rstrip()
-            except docker.errors.APIError:
-                logs = ""
+            logs = log_tail(self.api, cid)
             if logs:
                 out.append("last log lines:")
-                out.extend("  " + line for line in logs.splitlines())
+                out.extend(logs)
         return out
 
 

@@ -139,3 +139,22 @@ if __name__ == "__main__":  # python -m tests.fakejenkins.image: warm the cache
     c = docker.from_env()
     print(build_sshd_image(c))
     print(build_image(c))
+
+
+def without_test_label(client, image: str, repository: str) -> str:
+    """A one-line child of ``image`` with io.jenkinsctl.test blanked.
+
+    Containers inherit their image's labels, and every test session's
+    end-of-session cleanup removes containers labelled io.jenkinsctl.test=1;
+    a controller made from the emulator image would be removed from under a
+    concurrent session.  Tests that own their containers by project labels
+    use this child instead."""
+    import io
+
+    tag = f"{repository}:{image.rsplit(':', 1)[1]}"
+    try:
+        client.images.get(tag)
+    except Exception:  # noqa: BLE001 - not built yet
+        dockerfile = f'FROM {image}\nLABEL {OWNER_LABEL}=""\n'
+        client.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=tag, rm=True, pull=False)
+    return tag

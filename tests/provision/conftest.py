@@ -162,15 +162,9 @@ def controller_image(docker_client, emulator_image) -> str:  # noqa: F811
     shared engine would then remove our controller mid-test.  This child
     image blanks that label; the provisioner's containers are owned by
     their project's labels, and the tests remove them by those."""
-    import io
+    from tests.fakejenkins.image import without_test_label
 
-    tag = "jenkinsctl-test/provision-controller:" + emulator_image.rsplit(":", 1)[1]
-    try:
-        docker_client.images.get(tag)
-    except Exception:  # noqa: BLE001 - not built yet
-        dockerfile = f'FROM {emulator_image}\nLABEL io.jenkinsctl.test=""\n'
-        docker_client.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=tag, rm=True, pull=False)
-    return tag
+    return without_test_label(docker_client, emulator_image, "jenkinsctl-test/provision-controller")
 
 
 @pytest.fixture

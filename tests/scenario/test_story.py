@@ -28,7 +28,6 @@ Figures go to stdout (pytest -s) and to $JENKINSCTL_STORY_OUT when set.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import pathlib
@@ -63,13 +62,9 @@ def java_home() -> str | None:
 def controller_image(docker_client, emulator_image) -> str:  # noqa: F811
     """The emulator image without io.jenkinsctl.test=1: containers inherit
     image labels, and other sessions remove containers with that label."""
-    tag = "jenkinsctl-test/story-controller:" + emulator_image.rsplit(":", 1)[1]
-    try:
-        docker_client.images.get(tag)
-    except Exception:  # noqa: BLE001 - not built yet
-        dockerfile = f'FROM {emulator_image}\nLABEL io.jenkinsctl.test=""\n'
-        docker_client.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=tag, rm=True, pull=False)
-    return tag
+    from tests.fakejenkins.image import without_test_label
+
+    return without_test_label(docker_client, emulator_image, "jenkinsctl-test/story-controller")
 
 
 class Story:
