@@ -30,8 +30,16 @@ def engine_or_fail():
 
 
 def remove_test_resources(client, label: str = f"{TEST_LABEL}=1") -> None:
-    """Remove containers, services, networks and volumes carrying ``label``."""
+    """Remove containers, services, networks and volumes carrying ``label``.
+
+    Several developers' test sessions may share one engine; the label sweep
+    would pull resources out from under the others' running tests, so
+    JENKINSCTL_TEST_NO_SWEEP=1 turns it off for such sessions.  CI never
+    sets it."""
     import docker.errors
+
+    if os.environ.get("JENKINSCTL_TEST_NO_SWEEP") and not IN_CI:
+        return
 
     try:
         if client.info().get("Swarm", {}).get("LocalNodeState") == "active":
