@@ -27,8 +27,35 @@ def ownership_labels(project: str, **extra: str) -> dict[str, str]:
 
 
 def owned_filter(project: str) -> dict[str, list[str]]:
-    """A filters= argument that matches only this project's resources."""
+    """A filters= argument that matches every resource jenkinsctl made for
+    ``project``: what provisioning made *and* what deploy made.  Never use
+    it to decide what provisioning may remove; see ``provisioned_filters``."""
     return {"label": [f"{MANAGED_LABEL}=true", f"{PROJECT_LABEL}={project}"]}
+
+
+# The roles of what provisioning creates, by resource kind.  Deploy
+# resources (app containers, kept versions, their volumes and networks,
+# locks, proxies) share the ownership labels but carry the role "deploy"
+# or none, so provisioning never sees them as its own: one host often runs
+# the CI and the apps it deploys, under the same project name.
+PROVISION_ROLES = {
+    "container": ("controller", "agent"),
+    "network": ("network",),
+    "volume": ("controller-home",),
+}
+
+
+def provisioned_filters(project: str, kind: str) -> list[dict[str, list[str]]]:
+    """One filters= argument per provisioning role of ``kind``.  The engine
+    ANDs label filters, so the roles are listed one query each."""
+    return [{"label": owned_filter(project)["label"] + [f"{ROLE_LABEL}={role}"]} for role in PROVISION_ROLES[kind]]
+
+
+def is_provisioned(labels: dict[str, str] | None, project: str, kind: str) -> bool:
+    """Whether a resource with ``labels`` is one provisioning made for ``project``."""
+    labels = labels or {}
+    return (labels.get(MANAGED_LABEL) == "true" and labels.get(PROJECT_LABEL) == project
+            and labels.get(ROLE_LABEL) in PROVISION_ROLES[kind])
 
 
 def client(host: str | None = None, *, timeout: int = 120, tls: bool = False) -> "docker.DockerClient":

@@ -35,7 +35,8 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Mapping
 
 from jenkinsctl.config import AgentGroup, Config
-from jenkinsctl.engine import CONFIG_HASH_LABEL, MANAGED_LABEL, PROJECT_LABEL, ROLE_LABEL, api_error, owned_filter
+from jenkinsctl.engine import (CONFIG_HASH_LABEL, MANAGED_LABEL, PROJECT_LABEL, ROLE_LABEL, api_error, is_provisioned,
+                               provisioned_filters)
 from jenkinsctl.errors import EngineError, JenkinsctlError, ProvisionError, Timeout
 
 log = logging.getLogger("jenkinsctl.provision")
@@ -391,10 +392,24 @@ class Provisioner:
         except docker.errors.APIError as exc:
             raise api_error(f"inspect container {name}", exc) from None
 
-    def _owned(self, obj) -> bool:
+    def _owned(self, obj, kind: str = "container") -> bool:
+        """Whether provisioning made ``obj``: ownership labels *and* a
+        provisioning role, so an app that deploy made under the same project
+        is never taken for one of ours."""
         labels = (obj.attrs.get("Config") or {}).get("Labels") if "Config" in obj.attrs else obj.attrs.get("Labels")
-        labels = labels or {}
-        return labels.get(MANAGED_LABEL) == "true" and labels.get(PROJECT_LABEL) == self.cfg.project
+        return is_provisioned(labels, self.cfg.project, kind)
+
+    def _provisioned(self, client, kind: str) -> list:
+        """The containers, networks or volumes provisioning made for this
+        project on ``client``'s engine; never what deploy made."""
+        listing = {"container": lambda f: client.containers.list(all=True, filters=f),
+                   "network": lambda f: client.networks.list(filters=f),
+                   "volume": lambda f: client.volumes.list(filters=f)}[kind]
+        found: dict[str, Any] = {}
+        for filters in provisioned_filters(self.cfg.project, kind):
+            for obj in listing(filters):
+                found.setdefault(obj.id, obj)
+        return list(found.values())
 
     def _collision(self, kind: str, name: str) -> ProvisionError:
         return ProvisionError(
@@ -420,12 +435,12 @@ class Provisioner:
         for host in self.engines():
             client = self.docker(host)
             net = self._find_network(client, network_name(self.cfg))
-            if net is not None and not self._owned(net):
+            if net is not None and not self._owned(net, "network"):
                 raise self._collision("network", network_name(self.cfg))
         if not self.cfg.controller.external:
             try:
                 vol = self.docker().volumes.get(volume_name(self.cfg))
-                if not self._owned(vol):
+                if not self._owned(vol, "volume"):
                     raise self._collision("volume", volume_name(self.cfg))
             except docker.errors.NotFound:
                 pass
@@ -515,7 +530,7 @@ class Provisioner:
             want.add(controller_name(self.cfg))
         out = []
         for host in self.engines():
-            for c in self.docker(host).containers.list(all=True, filters=owned_filter(self.cfg.project)):
+            for c in self._provisioned(self.docker(host), "container"):
                 if c.name not in want:
                     out.append(Change("container", c.name, "remove"))
         if api is not None:
@@ -883,7 +898,7 @@ class Provisioner:
                     problems.append({"resource": "controller", "error": exc.message})
             for host in self.engines():
                 client = self.docker(host)
-                for c in client.containers.list(all=True, filters=owned_filter(self.cfg.project)):
+                for c in self._provisioned(client, "container"):
                     try:
                         c.remove(force=True)
                         removed.append(Change("container", c.name, "remove"))
@@ -891,14 +906,14 @@ class Provisioner:
                         pass
                     except docker.errors.APIError as exc:
                         problems.append({"resource": f"container {c.name}", "error": str(exc)})
-                for n in client.networks.list(filters=owned_filter(self.cfg.project)):
+                for n in self._provisioned(client, "network"):
                     try:
                         n.remove()
                         removed.append(Change("network", n.name, "remove"))
                     except docker.errors.APIError as exc:
                         problems.append({"resource": f"network {n.name}", "error": str(exc)})
                 if volumes:
-                    for v in client.volumes.list(filters=owned_filter(self.cfg.project)):
+                    for v in self._provisioned(client, "volume"):
                         try:
                             v.remove(force=True)
                             removed.append(Change("volume", v.name, "remove"))
@@ -924,7 +939,7 @@ class Provisioner:
         containers: dict[str, Any] = {}
         try:
             for host in self.engines():
-                for c in self.docker(host).containers.list(all=True, filters=owned_filter(self.cfg.project)):
+                for c in self._provisioned(self.docker(host), "container"):
                     containers[c.name] = c
         except (EngineError, docker.errors.DockerException) as exc:
             engine_error = getattr(exc, "message", str(exc))

@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol
 
+from jenkinsctl.engine import ROLE_LABEL
 from jenkinsctl.errors import ConfigError, DeployError, RegistryError, UsageError
 
 if TYPE_CHECKING:
@@ -155,7 +156,10 @@ def make_strategy(target: "DeployTarget", *, config: "Config", client=None, envi
     ownership labels (tests add theirs); ``auth`` is the registry
     auth_config that nodes and pulls use."""
     environ = os.environ if environ is None else environ
-    own = {**config.labels, **(labels or {})}
+    # Everything a deploy creates (containers, kept versions, volumes,
+    # networks, locks, services) carries the role "deploy": provisioning
+    # matches only its own roles, so `down --volumes` never touches an app.
+    own = {**config.labels, **(labels or {}), ROLE_LABEL: "deploy"}
     if target.strategy == "container":
         from jenkinsctl.deploy.container import ContainerStrategy
 
