@@ -31,6 +31,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Iterable
 
+from jenkinsctl import statedir
 from jenkinsctl.errors import ConfigError, JenkinsctlError
 
 CLIENT = "client"
@@ -159,13 +160,9 @@ class KeyStore:
         return self.root / "hosts" / node
 
     def _ensure_dir(self, d: pathlib.Path) -> None:
-        """Create ``d`` and keys/ 0700.  A state dir that does not exist yet
-        is made 0700 too; an existing one (it may be a home directory) is
-        left as it is."""
-        state = self.root.parent
-        if not state.exists():
-            state.mkdir(parents=True, mode=0o700)
-            os.chmod(state, 0o700)
+        """Create ``d`` and keys/ 0700, in a state dir that ``statedir``
+        made or checked."""
+        statedir.prepare(self.root.parent)
         chain = [d, *d.parents]
         for p in reversed(chain[: chain.index(self.root) + 1]):
             p.mkdir(exist_ok=True, mode=0o700)

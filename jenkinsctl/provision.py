@@ -34,6 +34,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Mapping
 
+from jenkinsctl import statedir
 from jenkinsctl.config import AgentGroup, Config
 from jenkinsctl.engine import (CONFIG_HASH_LABEL, MANAGED_LABEL, PROJECT_LABEL, ROLE_LABEL, api_error, is_provisioned,
                                provisioned_filters)
@@ -217,10 +218,9 @@ class Provisioner:
 
     @contextlib.contextmanager
     def lock(self, timeout: float = LOCK_WAIT) -> Iterator[None]:
-        state = pathlib.Path(self.cfg.state_dir)
-        state.mkdir(parents=True, exist_ok=True, mode=0o700)
+        state = statedir.prepare(self.cfg.state_dir)
         path = state / "provision.lock"
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        fd = statedir.open_lock(path)
         try:
             deadline = self.clock() + timeout
             told = False
