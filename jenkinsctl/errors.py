@@ -113,3 +113,20 @@ class Timeout(JenkinsctlError):
 
     exit_code = 10
     category = "timeout"
+
+
+class Interrupted(JenkinsctlError):
+    """SIGTERM or SIGINT arrived; the resource in progress was finished or
+    undone first.  The exit code is the shell's: 128 + the signal number."""
+
+    exit_code = 143
+    category = "interrupted"
+
+    def __init__(self, signum: int, message: str | None = None) -> None:
+        import signal
+
+        name = signal.Signals(signum).name
+        super().__init__(message or f"interrupted by {name}",
+                         hint="the resource in progress was finished or undone; run the command again to converge")
+        self.signum = signum
+        self.exit_code = 128 + signum

@@ -29,6 +29,7 @@ import json
 import logging
 import os
 import pathlib
+import signal
 import threading
 import time
 from dataclasses import dataclass
@@ -38,11 +39,13 @@ from jenkinsctl import statedir
 from jenkinsctl.config import AgentGroup, Config
 from jenkinsctl.engine import (CONFIG_HASH_LABEL, MANAGED_LABEL, PROJECT_LABEL, ROLE_LABEL, api_error, is_provisioned,
                                provisioned_filters)
-from jenkinsctl.errors import EngineError, JenkinsctlError, ProvisionError, Timeout
+from jenkinsctl.errors import EngineError, Interrupted, JenkinsctlError, ProvisionError, Timeout
 
 log = logging.getLogger("jenkinsctl.provision")
 
 NODE_LABEL = "io.jenkinsctl.node"
+# Suffix of a container whose files are not in yet; see _converge_container.
+INCOMPLETE = ".incomplete"
 GROUP_LABEL = "io.jenkinsctl.group"
 CONTROLLER_HOME = "/var/jenkins_home"
 CONTROLLER_PORT = 8080
@@ -592,6 +595,10 @@ class Provisioner:
                     self._collect(nodes, done, failed)
                 self._remove_orphans(api, done, failed)
                 online = self._wait_online(api, done, failed, wait_timeout) if wait else {}
+            except Interrupted as exc:
+                changed = ", ".join(f"{c.action} {c.kind} {c.name}" for c in done if c.action != "unchanged")
+                raise Interrupted(exc.signum, f"apply interrupted by {signal.Signals(exc.signum).name}; done: "
+                                  f"{changed or 'nothing changed'}") from None
             except JenkinsctlError as exc:
                 if not failed and all(c.action == "unchanged" for c in done):
                     raise  # nothing happened yet: the cause itself is the clearest error
@@ -721,18 +728,33 @@ class Provisioner:
                 return action
             if current is not None:
                 current.remove(force=True)
+            # A created container carries the wanted hash, so under its real
+            # name the next run would only start it, even if it was killed
+            # before its CasC, secrets or keys were in.  It is therefore made
+            # as NAME.incomplete and renamed only once its files are in; a
+            # leftover NAME.incomplete (SIGKILL) is removed here or as an
+            # orphan.
             kw = dict(kwargs)
+            kw["name"] = name + INCOMPLETE
             kw["labels"] = {**kwargs["labels"], CONFIG_HASH_LABEL: want_hash}
+            stale = self._get_container(client, kw["name"])
+            if stale is not None and self._owned(stale):
+                stale.remove(force=True)
             container = client.containers.create(**kw)
+            renamed = False
             try:
                 if before_start is not None:
                     before_start(container)
+                container.rename(name)
+                renamed = True
                 container.start()
             except BaseException:
-                # A created container carries the wanted hash: left behind, the
-                # next run would only start it, without its keys.  Remove it.
-                with contextlib.suppress(Exception):
-                    container.remove(force=True)
+                # Undo the resource in progress (SIGTERM arrives here as
+                # Interrupted).  Renamed but not started, it is complete and
+                # the next apply only starts it.
+                if not renamed:
+                    with contextlib.suppress(Exception):
+                        container.remove(force=True)
                 raise
         except docker.errors.ImageNotFound as exc:
             raise EngineError(f"image {kwargs['image']} for {name} is not on the engine: "

@@ -15,8 +15,10 @@ def add_arguments(p) -> None:
 
 def run(args, ctx):
     from jenkinsctl.provision import Provisioner
+    from jenkinsctl.signals import interruptible
 
-    return Provisioner(ctx.config).apply(wait=not args.no_wait, wait_timeout=args.wait_timeout)
+    with interruptible():
+        return Provisioner(ctx.config).apply(wait=not args.no_wait, wait_timeout=args.wait_timeout)
 
 
 def render(result) -> str:

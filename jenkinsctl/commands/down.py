@@ -13,8 +13,10 @@ def add_arguments(p) -> None:
 
 def run(args, ctx):
     from jenkinsctl.provision import Provisioner
+    from jenkinsctl.signals import interruptible
 
-    return Provisioner(ctx.config).down(volumes=args.volumes)
+    with interruptible():
+        return Provisioner(ctx.config).down(volumes=args.volumes)
 
 
 def render(result) -> str:
