@@ -3,6 +3,8 @@ that directory's conftest.py."""
 
 from __future__ import annotations
 
+import pathlib
+
 import pytest
 
 from tests.support.engine import TEST_LABELS, engine_or_fail, remove_test_resources
@@ -22,3 +24,18 @@ def docker_client():
 @pytest.fixture
 def test_labels() -> dict[str, str]:
     return dict(TEST_LABELS)
+
+
+# Directories whose tests drive a real engine (directly, or through the
+# CLI), and the fixtures that reach one.  The `engine` marker is set from
+# these, so `-m "not engine"` selects exactly the tests that need none.
+ENGINE_DIRS = {"agent", "cli", "deploy", "modern", "pipeline", "provision", "robustness", "scenario", "steps"}
+ENGINE_FIXTURES = {"docker_client", "docker_engine"}
+_TESTS = pathlib.Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(config, items):  # noqa: ARG001
+    for item in items:
+        parts = pathlib.Path(str(item.fspath)).resolve().relative_to(_TESTS).parts
+        if parts[0] in ENGINE_DIRS or ENGINE_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.engine)
