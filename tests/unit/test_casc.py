@@ -310,7 +310,8 @@ def test_controller_dockerfile():
     assert re.search(r"^ARG JENKINS_IMAGE=jenkins/jenkins:\$\{JENKINS_VERSION\}-jdk21$", text, re.M)
     assert re.search(r"^FROM \$\{JENKINS_IMAGE\}$", text, re.M)
     assert "lts-jdk17" not in text
-    assert "jenkins-plugin-cli --plugin-file /usr/share/jenkins/ref/plugins.txt" in text
+    # Dependencies at the versions the pinned plugins name, not the newest of the day.
+    assert "jenkins-plugin-cli --latest false --plugin-file /usr/share/jenkins/ref/plugins.txt" in text
     assert "-Djenkins.install.runSetupWizard=false" in text
     assert f"CASC_JENKINS_CONFIG={casc.CASC_FILE}" in text
     assert "org.opencontainers.image.title" in text and "HEALTHCHECK" in text
