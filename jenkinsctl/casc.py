@@ -178,7 +178,7 @@ def strip_credentials(url: str) -> str:
     account, e.g. git@), its password is not; scp-like git@host:path has
     none.  The controller authenticates with controller.library.credentials_id."""
     parts = urllib.parse.urlsplit(url)
-    if parts.scheme not in ("https", "http", "ssh") or "@" not in parts.netloc:
+    if not parts.scheme or "@" not in parts.netloc:
         return url
     userinfo, _, hostport = parts.netloc.rpartition("@")
     user = userinfo.split(":", 1)[0] if parts.scheme == "ssh" else ""
@@ -215,14 +215,14 @@ def library_source(cfg: "Config | None" = None, environ: Mapping[str, str] | Non
     env = os.environ if environ is None else environ
     lib = ((cfg.document.get("controller") or {}).get("library") or {}) if cfg is not None else {}
     version = env.get("JENKINSCTL_LIBRARY_VERSION") or lib.get("version") or release_tag()
-    for where, url in (("JENKINSCTL_LIBRARY_URL", env.get("JENKINSCTL_LIBRARY_URL")),
-                       ("controller.library.url", lib.get("url")),
-                       ("the checkout's git origin", None)):
-        if where.startswith("the checkout"):
-            url = checkout_origin(checkout)
+    candidates = (("JENKINSCTL_LIBRARY_URL", lambda: env.get("JENKINSCTL_LIBRARY_URL")),
+                  ("controller.library.url", lambda: lib.get("url")),
+                  ("the checkout's git origin", lambda: checkout_origin(checkout)))
+    for where, read in candidates:
+        url = (read() or "").strip()
         if not url:
             continue
-        clean = strip_credentials(url.strip())
+        clean = strip_credentials(url)
         if not _CLONABLE.match(clean):
             raise ConfigError(f"the shared library URL from {where} ({clean}) is not an https:// or ssh:// git URL "
                               "the controller can clone safely", hint=_HINT.format(tag=version),

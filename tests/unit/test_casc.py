@@ -202,6 +202,14 @@ def test_a_url_the_controller_cannot_clone_safely_is_refused(tmp_path, url):
     assert "origin" in info.value.message and "https:// or ssh://" in info.value.message
 
 
+def test_a_refused_url_does_not_echo_its_token(tmp_path):
+    cfg = config_with_library(tmp_path, url="http://ci:s3cr3t-tok@git.example.com/a/jenkinsctl.git")
+    with pytest.raises(ConfigError) as info:
+        casc.library_source(cfg, {})
+    assert "controller.library.url" in info.value.message
+    assert "s3cr3t-tok" not in info.value.message + info.value.hint
+
+
 def test_version_pin_override_and_credentials_come_from_the_config(tmp_path):
     cfg = config_with_library(tmp_path, url="https://git.example.com/a/jenkinsctl.git")
     src = casc.library_source(cfg, {})
