@@ -73,7 +73,9 @@ class Bench:
         d.mkdir(exist_ok=True)
         doc = {"version": 1, "project": project, "state_dir": str(d / "state"),
                "controller": {"image": self.controller_image, "port": port, "password": {"env": PASSWORD_ENV},
-                              "ready_timeout": 120},
+                              "ready_timeout": 120,
+                              # The emulator never clones it, but the CasC needs one.
+                              "library": {"url": "https://git.example.invalid/platform/jenkinsctl.git"}},
                "agents": [{"name": "agent", "count": count, "image": self.agent_image,
                            "remote_fs": str(d / "agents")}]}
         (d / "jenkinsctl.yaml").write_text(yaml.safe_dump(doc))

@@ -12,14 +12,18 @@ golden files pin it.  ``casc_for`` wires it to a KeyStore.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pathlib
+import re
 import subprocess
+import urllib.parse
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Mapping
 
 import yaml
 
+from jenkinsctl.errors import ConfigError
 from jenkinsctl.resources import resource_path
 
 if TYPE_CHECKING:
@@ -35,52 +39,199 @@ CASC_FILE = "/run/jenkinsctl/casc/jenkins.yaml"  # CASC_JENKINS_CONFIG in the Do
 AGENT_CREDENTIAL_ID = "jenkinsctl-agent-ssh"
 AGENT_USER = "jenkins"
 LIBRARY_NAME = "jenkinsctl"
-DEFAULT_LIBRARY_URL = "https://github.com/jenkinsctl/jenkinsctl.git"
-DEFAULT_LIBRARY_VERSION = "main"
 
-# Plugin -> what needs it.  plugins.txt is generated from this and pinned by
-# a test, so the generated YAML never uses a plugin the image lacks.
-PLUGINS: dict[str, str] = {
-    "configuration-as-code": "reads the generated jenkins.yaml",
-    "credentials": "the system credential store",
-    "ssh-credentials": "basicSSHUserPrivateKey, the agents' SSH credential",
-    "ssh-slaves": "launcher.ssh and manuallyProvidedKeyVerificationStrategy",
-    "workflow-aggregator": "Pipeline",
-    "pipeline-groovy-lib": "globalLibraries: @Library('jenkinsctl')",
-    "git": "the library's SCM (retriever.modernSCM.scm.git)",
-    "matrix-auth": "authorizationStrategy.globalMatrix",
-}
+
+def _pins():
+    from jenkinsctl.controller_image import pinned_versions
+
+    return pinned_versions()
+
+
+# Plugin -> what needs it, in plugins.txt order.  The names and versions
+# live in resources/controller/versions.json; plugins.txt is generated from
+# it and pinned by a test, so the generated YAML never uses a plugin the
+# image lacks.
+PLUGINS: dict[str, str] = _pins().purposes
 
 SSH_LAUNCH_TIMEOUT = 60
 SSH_MAX_RETRIES = 10
 SSH_RETRY_WAIT = 15
 
+# Every key the generated YAML sets, by the object that owns it, with the
+# source that defines it at the versions pinned in versions.json.  A test
+# walks the generated document and fails on a key missing here, so a new key
+# comes with its citation.  Symbols without @Symbol are the class name as
+# JCasC derives it (configuration-as-code-plugin
+# plugin/src/main/java/io/jenkins/plugins/casc/impl/attributes/DescribableAttribute.java:
+# SomeFooExtensionPoint -> "someFoo", else the simple class name).
+CORE = "jenkinsci/jenkins jenkins-2.568.2"
+CASC_KEY_SOURCES: dict[str, tuple[tuple[str, ...], str]] = {
+    "": (("jenkins", "credentials", "unclassified"), "configuration-as-code 2117: root configurators"),
+    "jenkins": (("systemMessage", "numExecutors", "mode", "slaveAgentPort", "markupFormatter", "securityRealm",
+                 "authorizationStrategy", "crumbIssuer", "nodes"),
+                f"{CORE} core/src/main/java/jenkins/model/Jenkins.java: setSystemMessage, setNumExecutors, setMode, "
+                "setSlaveAgentPort, setMarkupFormatter, setSecurityRealm, setAuthorizationStrategy, setCrumbIssuer, "
+                "setNodes"),
+    "jenkins.markupFormatter": (("rawHtml",), "antisamy-markup-formatter 173.v680e3a_b_69ff3 "
+                                "src/main/java/hudson/markup/RawHtmlMarkupFormatter.java (RawHtml+MarkupFormatter); "
+                                "src/test/resources/hudson/markup/configuration-as-code.yaml"),
+    "jenkins.markupFormatter.rawHtml": (("disableSyntaxHighlighting",),
+                                        "RawHtmlMarkupFormatter @DataBoundConstructor(boolean disableSyntaxHighlighting)"),
+    "jenkins.securityRealm": (("local",), f"{CORE} core/src/main/java/hudson/security/HudsonPrivateSecurityRealm.java "
+                              "@Symbol(\"local\")"),
+    "jenkins.securityRealm.local": (("allowsSignup", "users"),
+                                    "HudsonPrivateSecurityRealm @DataBoundConstructor(allowsSignup, ...); users: "
+                                    "configuration-as-code 2117 plugin/src/main/java/io/jenkins/plugins/casc/core/"
+                                    "HudsonPrivateSecurityRealmConfigurator.java"),
+    "jenkins.securityRealm.local.users[]": (("id", "password"), "HudsonPrivateSecurityRealmConfigurator.UserWithPassword(id, password)"),
+    "jenkins.authorizationStrategy": (("globalMatrix",), "matrix-auth 3.2.8 src/main/java/hudson/security/"
+                                      "GlobalMatrixAuthorizationStrategy.java (GlobalMatrix+AuthorizationStrategy)"),
+    "jenkins.authorizationStrategy.globalMatrix": (("entries",), "matrix-auth 3.2.8 src/main/java/org/jenkinsci/plugins/"
+                                                   "matrixauth/integrations/casc/MatrixAuthorizationStrategyConfigurator.java "
+                                                   "(\"entries\"; \"permissions\" is the refused 2.x form)"),
+    "jenkins.authorizationStrategy.globalMatrix.entries[]": (("user",), "matrix-auth 3.2.8 .../casc/DefinitionEntry.java "
+                                                             "(user | group | userOrGroup)"),
+    "jenkins.authorizationStrategy.globalMatrix.entries[].user": (("name", "permissions"),
+                                                                  "DefinitionEntry.Child(name, permissions)"),
+    "jenkins.crumbIssuer": (("standard",), f"{CORE} core/src/main/java/hudson/security/csrf/DefaultCrumbIssuer.java "
+                            "@Symbol(\"standard\"), a no-argument @DataBoundConstructor: excludeClientIPFromCrumb is "
+                            "gone since 2.543 (jenkinsci/jenkins#25918)"),
+    "jenkins.nodes[]": (("permanent",), f"{CORE} core/src/main/java/hudson/slaves/DumbSlave.java @Symbol(\"permanent\")"),
+    "jenkins.nodes[].permanent": (("name", "nodeDescription", "remoteFS", "labelString", "numExecutors", "mode",
+                                   "retentionStrategy", "launcher"),
+                                  "DumbSlave(name, remoteFS, launcher); core/src/main/java/hudson/model/Slave.java "
+                                  "@DataBoundSetter setNodeDescription, setNumExecutors, setMode, setLabelString, "
+                                  "setRetentionStrategy"),
+    "jenkins.nodes[].permanent.retentionStrategy": (("always",), f"{CORE} core/src/main/java/hudson/slaves/"
+                                                    "RetentionStrategy.java Always @Symbol(\"always\")"),
+    "jenkins.nodes[].permanent.launcher": (("ssh",), "ssh-slaves 3.1097.v868116049892 src/main/java/hudson/plugins/"
+                                           "sshslaves/SSHLauncher.java @Symbol({\"ssh\", \"sSHLauncher\"})"),
+    "jenkins.nodes[].permanent.launcher.ssh": (("host", "port", "credentialsId", "launchTimeoutSeconds", "maxNumRetries",
+                                                "retryWaitTime", "sshHostKeyVerificationStrategy"),
+                                               "SSHLauncher @DataBoundConstructor(host, port, credentialsId); "
+                                               "@DataBoundSetter setLaunchTimeoutSeconds, setMaxNumRetries, "
+                                               "setRetryWaitTime, setSshHostKeyVerificationStrategy"),
+    "jenkins.nodes[].permanent.launcher.ssh.sshHostKeyVerificationStrategy": (
+        ("manuallyProvidedKeyVerificationStrategy",),
+        "ssh-slaves 3.1097.v868116049892 src/main/java/hudson/plugins/sshslaves/verifiers/"
+        "ManuallyProvidedKeyVerificationStrategy.java (no @Symbol: the class name)"),
+    "jenkins.nodes[].permanent.launcher.ssh.sshHostKeyVerificationStrategy.manuallyProvidedKeyVerificationStrategy": (
+        ("key",), "ManuallyProvidedKeyVerificationStrategy @DataBoundConstructor(String key)"),
+    "credentials": (("system",), "credentials 1502.v5c95e620ddfe src/main/java/com/cloudbees/plugins/credentials/casc/"
+                    "CredentialsRootConfigurator.java"),
+    "credentials.system": (("domainCredentials",), "credentials 1502.v5c95e620ddfe .../casc/"
+                           "SystemCredentialsProviderConfigurator.java"),
+    "credentials.system.domainCredentials[]": (("credentials",), "credentials 1502.v5c95e620ddfe "
+                                               "src/main/java/com/cloudbees/plugins/credentials/domains/DomainCredentials.java"),
+    "credentials.system.domainCredentials[].credentials[]": (
+        ("basicSSHUserPrivateKey",), "ssh-credentials 361.vb_f6760818e8c src/test/resources/com/cloudbees/jenkins/"
+        "plugins/sshcredentials/jcasc/configuration-as-code.yaml"),
+    "credentials.system.domainCredentials[].credentials[].basicSSHUserPrivateKey": (
+        ("scope", "id", "username", "description", "privateKeySource"),
+        "ssh-credentials 361.vb_f6760818e8c src/main/java/com/cloudbees/jenkins/plugins/sshcredentials/impl/"
+        "BasicSSHUserPrivateKey.java @DataBoundConstructor(scope, id, username, privateKeySource, passphrase, "
+        "description)"),
+    "credentials.system.domainCredentials[].credentials[].basicSSHUserPrivateKey.privateKeySource": (
+        ("directEntry",), "BasicSSHUserPrivateKey.DirectEntryPrivateKeySource (DirectEntry+PrivateKeySource)"),
+    "credentials.system.domainCredentials[].credentials[].basicSSHUserPrivateKey.privateKeySource.directEntry": (
+        ("privateKey",), "DirectEntryPrivateKeySource @DataBoundConstructor(Secret privateKey)"),
+    "unclassified": (("globalLibraries",), "pipeline-groovy-lib 798.v5cc688825312 src/main/java/org/jenkinsci/plugins/"
+                     "workflow/libs/GlobalLibraries.java (a GlobalConfiguration: the class name)"),
+    "unclassified.globalLibraries": (("libraries",), "pipeline-groovy-lib 798.v5cc688825312 .../libs/"
+                                     "AbstractGlobalLibraries.java setLibraries"),
+    "unclassified.globalLibraries.libraries[]": (
+        ("name", "defaultVersion", "implicit", "allowVersionOverride", "includeInChangesets", "retriever"),
+        "pipeline-groovy-lib 798.v5cc688825312 .../libs/LibraryConfiguration.java @DataBoundConstructor(name, "
+        "retriever); @DataBoundSetter setDefaultVersion, setImplicit, setAllowVersionOverride, setIncludeInChangesets"),
+    "unclassified.globalLibraries.libraries[].retriever": (("modernSCM",), "pipeline-groovy-lib 798.v5cc688825312 "
+                                                          ".../libs/SCMSourceRetriever.java @Symbol(\"modernSCM\")"),
+    "unclassified.globalLibraries.libraries[].retriever.modernSCM": (("scm",), "SCMSourceRetriever @DataBoundConstructor(SCMSource scm)"),
+    "unclassified.globalLibraries.libraries[].retriever.modernSCM.scm": (
+        ("git",), "git 5.10.1 src/main/java/jenkins/plugins/git/GitSCMSource.java @Symbol({\"gitSource\", \"git\"})"),
+    "unclassified.globalLibraries.libraries[].retriever.modernSCM.scm.git": (
+        ("remote", "credentialsId"), "GitSCMSource @DataBoundConstructor(String remote); @DataBoundSetter setCredentialsId"),
+}
+
+
+def release_tag(version: str | None = None) -> str:
+    """The library's git tag for a jenkinsctl version: v0.1.0 for 0.1.0."""
+    from jenkinsctl import __version__
+
+    return f"v{version or __version__}"
+
 
 @dataclass(frozen=True)
 class LibrarySource:
-    """Where the controller fetches this shared library from."""
+    """Where the controller fetches this shared library from, and which
+    version pipelines get.  The controller runs it *trusted* (outside the
+    Groovy sandbox), so there is no default URL and no override by default."""
 
-    url: str = DEFAULT_LIBRARY_URL
-    version: str = DEFAULT_LIBRARY_VERSION
+    url: str
+    version: str = dataclasses.field(default_factory=release_tag)
+    allow_version_override: bool = False
+    credentials_id: str | None = None
 
 
-def library_source(environ: Mapping[str, str] | None = None) -> LibrarySource:
-    """JENKINSCTL_LIBRARY_URL / _VERSION, else the checkout's ``origin``
-    remote when it is a URL a controller can clone, else the default."""
+def strip_credentials(url: str) -> str:
+    """``url`` without a password or token: https://oauth2:TOKEN@host/x.git
+    -> https://host/x.git.  An ssh:// user name is kept (it names the
+    account, e.g. git@), its password is not; scp-like git@host:path has
+    none.  The controller authenticates with controller.library.credentials_id."""
+    parts = urllib.parse.urlsplit(url)
+    if not parts.scheme or "@" not in parts.netloc:
+        return url
+    userinfo, _, hostport = parts.netloc.rpartition("@")
+    user = userinfo.split(":", 1)[0] if parts.scheme == "ssh" else ""
+    netloc = f"{user}@{hostport}" if user else hostport
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def checkout_origin(checkout: pathlib.Path | None = None) -> str:
+    """The ``origin`` remote of the checkout jenkinsctl runs from, or ""
+    (an installed wheel has none)."""
+    root = checkout or pathlib.Path(__file__).resolve().parent.parent
+    if not (root / ".git").exists():
+        return ""
+    try:
+        return subprocess.run(["git", "-C", str(root), "config", "--get", "remote.origin.url"],
+                              capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+_CLONABLE = re.compile(r"^(https://[^/\s@]+/\S+|ssh://\S+|[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:\S+)$")
+_HINT = ("set controller.library.url in jenkinsctl.yaml (or JENKINSCTL_LIBRARY_URL) to the https:// or ssh:// git "
+         "URL of your copy of this library, with a tag {tag}; add controller.library.credentials_id for a private "
+         "repository.  There is no default: the controller runs the library trusted, outside the sandbox")
+
+
+def library_source(cfg: "Config | None" = None, environ: Mapping[str, str] | None = None, *,
+                   checkout: pathlib.Path | None = None) -> LibrarySource:
+    """The library the CasC registers.  URL: JENKINSCTL_LIBRARY_URL, else
+    controller.library.url, else the checkout's ``origin``; none of these is
+    an error.  Version: JENKINSCTL_LIBRARY_VERSION, else
+    controller.library.version, else the release tag of this jenkinsctl.
+    Credentials in the URL are dropped before it reaches the CasC."""
     env = os.environ if environ is None else environ
-    version = env.get("JENKINSCTL_LIBRARY_VERSION") or DEFAULT_LIBRARY_VERSION
-    if env.get("JENKINSCTL_LIBRARY_URL"):
-        return LibrarySource(env["JENKINSCTL_LIBRARY_URL"], version)
-    root = pathlib.Path(__file__).resolve().parent.parent
-    if (root / ".git").exists():
-        try:
-            url = subprocess.run(["git", "-C", str(root), "config", "--get", "remote.origin.url"],
-                                 capture_output=True, text=True, timeout=10).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            url = ""
-        if url.startswith(("https://", "http://", "ssh://", "git@")):
-            return LibrarySource(url, version)
-    return LibrarySource(DEFAULT_LIBRARY_URL, version)
+    lib = ((cfg.document.get("controller") or {}).get("library") or {}) if cfg is not None else {}
+    version = env.get("JENKINSCTL_LIBRARY_VERSION") or lib.get("version") or release_tag()
+    candidates = (("JENKINSCTL_LIBRARY_URL", lambda: env.get("JENKINSCTL_LIBRARY_URL")),
+                  ("controller.library.url", lambda: lib.get("url")),
+                  ("the checkout's git origin", lambda: checkout_origin(checkout)))
+    for where, read in candidates:
+        url = (read() or "").strip()
+        if not url:
+            continue
+        clean = strip_credentials(url)
+        if not _CLONABLE.match(clean):
+            raise ConfigError(f"the shared library URL from {where} ({clean}) is not an https:// or ssh:// git URL "
+                              "the controller can clone safely", hint=_HINT.format(tag=version),
+                              key="controller.library.url")
+        return LibrarySource(clean, version, bool(lib.get("allow_version_override", False)),
+                             lib.get("credentials_id") or None)
+    raise ConfigError("no URL for the jenkinsctl shared library: controller.library.url is not set and this "
+                      "jenkinsctl does not run from a git checkout with an origin", hint=_HINT.format(tag=version),
+                      key="controller.library.url")
 
 
 def default_agent_host(cfg: "Config", node: str) -> str:
@@ -96,7 +247,7 @@ def casc_document(cfg: "Config", host_keys: Mapping[str, str], *, library: Libra
     (KeyPair.host_key_entry); every configured node needs one."""
     from jenkinsctl.agent_image import node_remote_fs
 
-    library = library or library_source()
+    library = library or library_source(cfg)
     nodes = []
     for group in cfg.agents:
         for node in group.node_names():
@@ -122,6 +273,9 @@ def casc_document(cfg: "Config", host_keys: Mapping[str, str], *, library: Libra
                 }},
             }})
     admin = cfg.controller.username
+    git = {"remote": library.url}
+    if library.credentials_id:
+        git["credentialsId"] = library.credentials_id
     return {
         "jenkins": {
             "systemMessage": f"Managed by jenkinsctl (project {cfg.project}): configuration-as-code "
@@ -137,7 +291,12 @@ def casc_document(cfg: "Config", host_keys: Mapping[str, str], *, library: Libra
             "authorizationStrategy": {"globalMatrix": {"entries": [
                 {"user": {"name": admin, "permissions": ["Overall/Administer"]}},
             ]}},
-            "crumbIssuer": {"standard": {"excludeClientIPFromCrumb": False}},
+            # The default crumb issuer, with no attribute: excludeClientIPFromCrumb
+            # was removed in 2.543 and an unknown key stops JCasC from booting.
+            "crumbIssuer": "standard",
+            # Safe HTML (OWASP AntiSamy), so the vars/*.txt help pages render as
+            # HTML instead of escaped tags; no syntax-highlighting script.
+            "markupFormatter": {"rawHtml": {"disableSyntaxHighlighting": True}},
             "nodes": nodes,
         },
         "credentials": {"system": {"domainCredentials": [{"credentials": [{"basicSSHUserPrivateKey": {
@@ -153,9 +312,11 @@ def casc_document(cfg: "Config", host_keys: Mapping[str, str], *, library: Libra
             "name": LIBRARY_NAME,
             "defaultVersion": library.version,
             "implicit": False,
-            "allowVersionOverride": True,
+            # Trusted code in the controller's JVM: pipelines get the pinned
+            # release unless the config allows @Library('jenkinsctl@other').
+            "allowVersionOverride": library.allow_version_override,
             "includeInChangesets": False,
-            "retriever": {"modernSCM": {"scm": {"git": {"remote": library.url}}}},
+            "retriever": {"modernSCM": {"scm": {"git": git}}},
         }]}},
     }
 
@@ -182,13 +343,24 @@ def casc_for(cfg: "Config", keystore: "KeyStore", **kwargs) -> str:
 
 
 def render_plugins_txt() -> str:
-    lines = ["# Generated from jenkinsctl/casc.py PLUGINS; a test keeps the two equal.",
-             "# Installed with jenkins-plugin-cli, which picks each plugin's latest version",
-             "# compatible with the image's Jenkins core; pin NAME:VERSION to freeze them."]
-    for name, why in PLUGINS.items():
+    pins = _pins()
+    lines = ["# Generated from resources/controller/versions.json; a test keeps the two equal.",
+             f"# Pinned for Jenkins {pins.core} (jenkins/jenkins:{pins.core}-jdk{pins.java}); bump both there.",
+             "# jenkins-plugin-cli installs exactly these and the dependencies they need."]
+    for name, version in pins.plugins.items():
         # Comments on their own lines: every plugin-file parser skips those.
-        lines += [f"# {why}", name]
+        lines += [f"# {pins.purposes[name]}", f"{name}:{version}"]
     return "\n".join(lines) + "\n"
+
+
+def render_dockerfile(text: str) -> str:
+    """The controller Dockerfile ``text`` with its JENKINS_VERSION default
+    set to the pinned core."""
+    return re.sub(r"^ARG JENKINS_VERSION=.*$", f"ARG JENKINS_VERSION={_pins().core}", text, count=1, flags=re.M)
+
+
+def dockerfile_path() -> pathlib.Path:
+    return resource_path("controller/Dockerfile")
 
 
 def plugins_txt_path() -> pathlib.Path:

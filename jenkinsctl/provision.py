@@ -135,6 +135,15 @@ def validate(cfg: Config) -> None:
         seen[a.node] = a.group.name
 
 
+def check_library(cfg: Config) -> None:
+    """The CasC of a controller jenkinsctl runs registers the shared library,
+    which has no default URL: plan and apply fail before anything exists."""
+    if not cfg.controller.external:
+        from jenkinsctl.casc import library_source
+
+        library_source(cfg)
+
+
 def _hash(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -466,6 +475,7 @@ class Provisioner:
         import docker.errors
 
         validate(self.cfg)
+        check_library(self.cfg)
         changes: list[Change] = []
         self.check_collisions()
         for host in self.engines():
@@ -565,6 +575,7 @@ class Provisioner:
 
     def apply(self, *, wait: bool = True, wait_timeout: float = 180.0) -> dict[str, Any]:
         validate(self.cfg)
+        check_library(self.cfg)
         done: list[Change] = []
         failed: list[dict[str, str]] = []
         with self.lock():

@@ -3,6 +3,7 @@ that directory's conftest.py."""
 
 from __future__ import annotations
 
+import os
 import pathlib
 
 import pytest
@@ -10,6 +11,11 @@ import pytest
 from tests.support.engine import TEST_LABELS, engine_or_fail, remove_test_resources
 
 pytest_plugins = ["tests.support.fixtures"]  # registry, registry_noauth, fault_proxy, image_tracker
+
+# The CasC of a controller jenkinsctl runs registers the shared library, which
+# has no default URL, and a test checkout may have no origin.  The emulator
+# never clones it.  Tests of the URL rules pass their own environment.
+os.environ.setdefault("JENKINSCTL_LIBRARY_URL", "https://git.example.invalid/platform/jenkinsctl.git")
 
 
 @pytest.fixture(scope="session")
