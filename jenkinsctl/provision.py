@@ -40,6 +40,7 @@ from jenkinsctl.config import AgentGroup, Config
 from jenkinsctl.engine import (CONFIG_HASH_LABEL, MANAGED_LABEL, PROJECT_LABEL, ROLE_LABEL, api_error, is_provisioned,
                                provisioned_filters)
 from jenkinsctl.errors import EngineError, Interrupted, JenkinsctlError, ProvisionError, Timeout
+from jenkinsctl.signals import Signalled
 
 log = logging.getLogger("jenkinsctl.provision")
 
@@ -606,7 +607,7 @@ class Provisioner:
                     self._collect(nodes, done, failed)
                 self._remove_orphans(api, done, failed)
                 online = self._wait_online(api, done, failed, wait_timeout) if wait else {}
-            except Interrupted as exc:
+            except Signalled as exc:
                 changed = ", ".join(f"{c.action} {c.kind} {c.name}" for c in done if c.action != "unchanged")
                 raise Interrupted(exc.signum, f"apply interrupted by {signal.Signals(exc.signum).name}; done: "
                                   f"{changed or 'nothing changed'}") from None
@@ -761,7 +762,7 @@ class Provisioner:
                 container.start()
             except BaseException:
                 # Undo the resource in progress (SIGTERM arrives here as
-                # Interrupted).  Renamed but not started, it is complete and
+                # signals.Signalled).  Renamed but not started, it is complete and
                 # the next apply only starts it.
                 if not renamed:
                     with contextlib.suppress(Exception):

@@ -2,10 +2,13 @@
 
 Jenkins aborts a build with SIGTERM; Python's default then ends the process
 on the spot, in the middle of whatever `apply` was creating.  Inside
-``interruptible()`` the first signal raises ``Interrupted`` in the main
+``interruptible()`` the first signal raises ``Signalled`` in the main
 thread instead, so the code in progress can finish or undo its resource in
-its ``finally``/``except`` blocks, and a second signal during that clean-up
-is ignored rather than cutting it short.
+its ``finally``/``except BaseException`` blocks, and a second signal during
+that clean-up is ignored rather than cutting it short.  ``Signalled`` is a
+BaseException, like KeyboardInterrupt, because the handler may fire inside
+any ``except Exception`` (logging's own emit swallows those); it becomes
+the CLI's ``Interrupted`` error when it leaves ``interruptible()``.
 """
 
 from __future__ import annotations
@@ -20,6 +23,12 @@ from jenkinsctl.errors import Interrupted
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
+class Signalled(BaseException):
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
 @contextlib.contextmanager
 def interruptible() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
@@ -32,11 +41,13 @@ def interruptible() -> Iterator[None]:
         if raised:
             return   # already unwinding: let the clean-up finish
         raised = True
-        raise Interrupted(signum)
+        raise Signalled(signum)
 
     previous = {s: signal.signal(s, handler) for s in SIGNALS}
     try:
         yield
+    except Signalled as exc:
+        raise Interrupted(exc.signum) from None
     finally:
         for s, h in previous.items():
             signal.signal(s, h)

@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -37,15 +36,20 @@ def _assert_nothing_half_made(project) -> None:
 def test_the_cli_exits_143_on_sigterm_and_says_what_was_done(project):
     cfg = project.write(project.doc(agents=[{"name": "agent", "count": 1}]))
     env = {k: v for k, v in os.environ.items() if not k.startswith("JENKINSCTL_")}
-    env.update(project.env)
+    env.update(project.env, JENKINSCTL_LIBRARY_URL=os.environ["JENKINSCTL_LIBRARY_URL"])
     proc = subprocess.Popen([sys.executable, "-m", "jenkinsctl", "--config", cfg, "apply"], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(1.0)   # inside apply: the lock is taken and the network is being made
+    # Signal once apply has changed something: its first "create ..." line.
+    lines = []
+    for line in proc.stderr:
+        lines.append(line)
+        if line.startswith("create "):
+            break
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=120)
-    assert proc.returncode in (143, 0), (proc.returncode, err)
-    if proc.returncode == 143:
-        assert "interrupted by SIGTERM" in err and "Traceback" not in err, err
+    err = "".join(lines) + err
+    assert proc.returncode == 143, (proc.returncode, err)
+    assert "interrupted by SIGTERM" in err and "done: create " in err and "Traceback" not in err, err
     _assert_nothing_half_made(project)
 
 
