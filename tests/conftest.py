@@ -10,7 +10,8 @@ import pytest
 
 from tests.support.engine import TEST_LABELS, engine_or_fail, remove_test_resources
 
-pytest_plugins = ["tests.support.fixtures"]  # registry, registry_noauth, fault_proxy, image_tracker
+# registry, registry_noauth, fault_proxy, image_tracker; case markers and figures
+pytest_plugins = ["tests.support.fixtures", "tests.support.report"]
 
 # The CasC of a controller jenkinsctl runs registers the shared library, which
 # has no default URL, and a test checkout may have no origin.  The emulator

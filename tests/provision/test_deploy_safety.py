@@ -28,7 +28,8 @@ def test_only_provisioning_roles_count_as_provisioned():
         assert not is_provisioned({**ownership_labels("other"), ROLE_LABEL: roles[0]}, "ci", kind)
 
 
-def test_plan_apply_down_and_down_volumes_leave_a_deployed_app_and_its_data(project, registry):
+@pytest.mark.case(21)
+def test_plan_apply_down_and_down_volumes_leave_a_deployed_app_and_its_data(project, registry, figure):
     from jenkinsctl import image as imagelib
 
     client = project.client
@@ -59,18 +60,24 @@ def test_plan_apply_down_and_down_volumes_leave_a_deployed_app_and_its_data(proj
             assert client.volumes.get(data)
 
         names = {app, kept, data}
+        checks = []
         assert not [c for c in project.provisioner().plan() if c.name in names]
         project.provisioner(project.config(agents=[{"name": "agent", "count": 1}])).apply(wait_timeout=120)
         app_intact()
+        checks.append("apply")
         assert not [c for c in project.provisioner().plan() if c.name in names]
         removed = project.provisioner().down()["removed"]
         assert not [c for c in removed if c["name"] in names], removed
         assert ("container", f"{project.name}-controller") in {(c["kind"], c["name"]) for c in removed}
         app_intact()
+        checks.append("down")
         removed = project.provisioner().down(volumes=True)["removed"]
         assert not [c for c in removed if c["name"] in names], removed
         assert ("volume", f"{project.name}-jenkins-home") in {(c["kind"], c["name"]) for c in removed}
         app_intact()
+        checks.append("down --volumes")
+        figure(app_serving_after=checks, data_kept=True, kept_versions=1,
+               provisioning_resources_removed=len(removed))
     finally:
         for c in client.containers.list(all=True, filters={"name": app}):
             c.remove(force=True)

@@ -33,7 +33,8 @@ def _assert_nothing_half_made(project) -> None:
         assert b"".join(bits)
 
 
-def test_the_cli_exits_143_on_sigterm_and_says_what_was_done(project):
+@pytest.mark.case(22)
+def test_the_cli_exits_143_on_sigterm_and_says_what_was_done(project, figure):
     cfg = project.write(project.doc(agents=[{"name": "agent", "count": 1}]))
     env = {k: v for k, v in os.environ.items() if not k.startswith("JENKINSCTL_")}
     env.update(project.env, JENKINSCTL_LIBRARY_URL=os.environ["JENKINSCTL_LIBRARY_URL"])
@@ -51,10 +52,12 @@ def test_the_cli_exits_143_on_sigterm_and_says_what_was_done(project):
     assert proc.returncode == 143, (proc.returncode, err)
     assert "interrupted by SIGTERM" in err and "done: create " in err and "Traceback" not in err, err
     _assert_nothing_half_made(project)
+    figure(exit_code=proc.returncode, signalled_after=lines[-1].strip())
 
 
+@pytest.mark.case(22)
 @pytest.mark.parametrize("points", [("controller-files", "agent-keys", "node", "online")])
-def test_sigterm_at_each_step_of_apply_then_apply_converges(project, monkeypatch, points):
+def test_sigterm_at_each_step_of_apply_then_apply_converges(project, monkeypatch, points, figure):
     cfg = project.config(agents=[{"name": "agent", "count": 1}])
     originals = {
         "controller-files": (Provisioner, "_put_controller_files"),
@@ -83,8 +86,10 @@ def test_sigterm_at_each_step_of_apply_then_apply_converges(project, monkeypatch
     assert all(n.get("online") for n in result["nodes"].values()), result["nodes"]
     _assert_nothing_half_made(project)
     assert Provisioner(cfg, environ=project.env).apply(wait_timeout=60)["changed"] == 0
+    figure(signalled_at=list(points), exit_code=143, half_made_left=0, converged_after=True)
 
 
+@pytest.mark.case(22)
 def test_a_container_left_incomplete_by_sigkill_is_recreated_not_started(project):
     """What SIGKILL leaves (no handler runs): NAME.incomplete with the wanted
     hash and no files.  apply removes it and makes a complete one."""

@@ -1,11 +1,9 @@
 """The robustness and security suite (issue 8): shared fixtures and the
 figures file.
 
-Every test is marked ``@pytest.mark.case(N)`` with its issue-8 case number
-and records its figures with the ``figure`` fixture.  At the end of each
-test one JSON line is appended to ``$JENKINSCTL_ROBUSTNESS_REPORT`` (default
-``/tmp/jenkinsctl-robustness.jsonl``): case, test, outcome, seconds, figures.
-``bench/robustness_report.py`` renders ``docs/robustness.md`` from that file.
+Every test is marked ``@pytest.mark.case(N)`` with its case number and
+records its figures with the ``figure`` fixture (tests/support/report.py,
+where tests in other directories mark their cases too).
 
 Everything a test creates on an engine carries ``io.jenkinsctl.test=1`` (or
 the ownership labels of a throw-away test project) and is removed at
@@ -31,57 +29,7 @@ from tests.fakejenkins.fixtures import (  # noqa: F401
 )
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
-REPORT_DEFAULT = "/tmp/jenkinsctl-robustness.jsonl"
 PYTHON = sys.executable
-
-
-def report_path() -> pathlib.Path:
-    return pathlib.Path(os.environ.get("JENKINSCTL_ROBUSTNESS_REPORT", REPORT_DEFAULT))
-
-
-def pytest_configure(config):
-    config.addinivalue_line("markers", "case(n): the issue-8 robustness case a test proves")
-
-
-# --- figures ----------------------------------------------------------------------
-
-_FIGURES_KEY = pytest.StashKey[dict]()
-
-
-@pytest.fixture
-def figure(request):
-    """``figure(name=value, ...)`` records figures for this test's report line."""
-    figures: dict = {}
-    request.node.stash[_FIGURES_KEY] = figures
-
-    def record(**values):
-        figures.update(values)
-
-    return record
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item, call):
-    outcome = yield
-    rep = outcome.get_result()
-    # One line per test: the call phase, or setup when setup failed.
-    if rep.when == "call" or (rep.when == "setup" and rep.outcome != "passed"):
-        marker = item.get_closest_marker("case")
-        line = {
-            "case": marker.args[0] if marker else None,
-            "test": item.nodeid,
-            "outcome": rep.outcome,
-            "seconds": round(rep.duration, 3),
-            "figures": item.stash.get(_FIGURES_KEY, {}),
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        }
-        if rep.outcome != "passed":
-            text = str(rep.longrepr)
-            line["error"] = text.strip().splitlines()[-1][:400] if text.strip() else ""
-        path = report_path()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(line, default=str, sort_keys=True) + "\n")
 
 
 # --- running the CLI as a user would ----------------------------------------------

@@ -15,6 +15,7 @@ from jenkinsctl.errors import ConfigError
 from jenkinsctl.keys import KeyStore
 
 
+@pytest.mark.case(23)
 def test_a_new_state_dir_is_0700_with_a_gitignore_of_everything(tmp_path):
     d = tmp_path / "a" / "state"
     old = os.umask(0o022)
@@ -31,6 +32,7 @@ def test_a_new_state_dir_is_0700_with_a_gitignore_of_everything(tmp_path):
     assert "keys" not in out and "id_ed25519" not in out
 
 
+@pytest.mark.case(23)
 def test_a_symlinked_state_dir_is_refused_and_not_followed(tmp_path):
     real = tmp_path / "real"
     real.mkdir()
@@ -42,6 +44,7 @@ def test_a_symlinked_state_dir_is_refused_and_not_followed(tmp_path):
     assert list(real.iterdir()) == []   # nothing was written through it
 
 
+@pytest.mark.case(23)
 def test_a_symlinked_lock_file_is_refused(tmp_path):
     target = tmp_path / "elsewhere"
     target.write_text("x")
@@ -51,7 +54,8 @@ def test_a_symlinked_lock_file_is_refused(tmp_path):
     assert target.read_text() == "x"
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="chown to another uid needs root")
+@pytest.mark.case(23)
+@pytest.mark.skipif(os.geteuid() != 0, reason="chown to another uid needs root (CI runs as root)")
 def test_a_state_dir_or_lock_of_another_user_is_refused(tmp_path):
     d = tmp_path / "state"
     d.mkdir()
@@ -67,6 +71,7 @@ def test_a_state_dir_or_lock_of_another_user_is_refused(tmp_path):
         statedir.open_lock(lock)
 
 
+@pytest.mark.case(23)
 def test_a_state_dir_inside_a_git_work_tree_is_warned_about(tmp_path, caplog):
     subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
     with caplog.at_level(logging.WARNING, logger="jenkinsctl.statedir"):
