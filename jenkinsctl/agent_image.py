@@ -37,12 +37,19 @@ if TYPE_CHECKING:
     from jenkinsctl.keys import KeyStore
 
 REPOSITORY = "jenkinsctl/agent"
-DEFAULT_BASE = "debian:bookworm-slim"
+DEFAULT_BASE = "debian:trixie-slim"
 # The python3 of DEFAULT_BASE: platform wheels are fetched for it when the
-# host's Python differs.  Change both together.
-AGENT_PYTHON = (3, 11)
+# host's Python differs, and its glibc bounds their manylinux tags.  Change
+# all three together.
+AGENT_PYTHON = (3, 13)
+AGENT_GLIBC = (2, 41)
 # The distributions jenkinsctl needs at run time (setup.cfg install_requires).
 RUNTIME_REQUIREMENTS = ("python-jenkins", "docker", "PyYAML", "jsonschema")
+# Pins that do not follow the host.  setuptools comes in only as pbr's
+# requirement (python-jenkins uses pbr), and the host's is whatever its venv
+# bundled: 65.x on Python 3.11, whose pkg_resources fails on the agent's 3.13
+# (pkgutil.ImpImporter is gone since 3.12).
+AGENT_PIN_OVERRIDES = {"setuptools": "80.9.0"}
 # Older agent images kept after a build: the layers below the wheels are
 # shared, so each costs only its jenkinsctl layer.
 KEEP_IMAGES = 5
@@ -183,9 +190,9 @@ def _canon(name: str) -> str:
 
 def _runtime_pins() -> dict[str, str]:
     """Versions of jenkinsctl's dependency closure as installed here, so the
-    agent runs what the host runs.  Requirements behind extras are left out;
-    environment markers are ignored (a pin for an unneeded package is
-    harmless: pip only constrains what it installs)."""
+    agent runs what the host runs (AGENT_PIN_OVERRIDES aside).  Requirements
+    behind extras are left out; environment markers are ignored (a pin for an
+    unneeded package is harmless: pip only constrains what it installs)."""
     from importlib import metadata
 
     pins: dict[str, str] = {}
@@ -200,6 +207,7 @@ def _runtime_pins() -> dict[str, str]:
             continue
         pins[name] = dist.version
         todo.extend(_req_name(r) for r in (dist.requires or []) if "extra ==" not in r)
+    pins.update({n: v for n, v in AGENT_PIN_OVERRIDES.items() if n in pins})
     return pins
 
 
@@ -240,8 +248,8 @@ def build_wheels(src: pathlib.Path, out: pathlib.Path, pins: Mapping[str, str], 
 
 
 def _manylinux(machine: str) -> list[str]:
-    # glibc of bookworm is 2.36: every manylinux tag up to it fits.
-    return [f"manylinux_2_{m}_{machine}" for m in range(36, 16, -1)] + [f"manylinux2014_{machine}"]
+    # glibc of trixie is 2.41: every manylinux tag up to it fits.
+    return [f"manylinux_2_{m}_{machine}" for m in range(AGENT_GLIBC[1], 16, -1)] + [f"manylinux2014_{machine}"]
 
 
 def _pip(*args: str) -> None:

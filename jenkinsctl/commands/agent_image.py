@@ -9,7 +9,8 @@ DESCRIPTION = ("Build the SSH agent image (resources/agent) on the configured en
 
 def add_arguments(p) -> None:
     p.add_argument("--base", metavar="IMAGE", default=None,
-                   help="base image (default: debian:bookworm-slim, the Dockerfile's ARG BASE)")
+                   help="base image (default: debian:trixie-slim, the Dockerfile's ARG BASE); its python3 must be "
+                        "3.13, the Python the wheels are fetched for")
     p.add_argument("--rebuild", action="store_true", help="build even when an image with the same hash exists")
 
 

@@ -10,8 +10,12 @@
 #   2. gives jenkins access to the mounted docker socket through a group with
 #      the socket's group id (created when no group has it).  Never chmod 666:
 #      access to the socket is root on the host, so it stays with its group.
+#      A socket of group 0 is refused: jenkins would have to join group root,
+#      which also opens every root-group file in the agent to builds.
 #   3. makes $JENKINS_AGENT_WORKDIR (the node's remoteFS, mounted at the same
-#      path as on the host) belong to jenkins.
+#      path as on the host) belong to jenkins, uid 1000, when the engine has
+#      just created it (root-owned and empty).  A directory some host user
+#      owns is never handed over: the agent refuses to start instead.
 #   4. execs sshd -D -e.  sshd does not pass this process's environment to
 #      logins, and nothing is copied to /etc/environment.
 #
@@ -58,13 +62,14 @@ log "host key $(ssh-keygen -l -f /etc/ssh/ssh_host_ed25519_key.pub | cut -d' ' -
 # --- 2. the docker socket ---------------------------------------------------
 if [ -S "$socket" ]; then
   gid=$(stat -c %g "$socket")
+  [ "$gid" != 0 ] || die "$socket belongs to group 0 (root); $user would have to join group root to use it" \
+    "give the socket a group of its own on the host, as Debian's docker.io does: groupadd docker, then restart dockerd (it uses group docker by default) or chgrp docker $socket"
   group=$(getent group "$gid" | cut -d: -f1 || true)
   if [ -z "$group" ]; then
     group=docker
     getent group "$group" >/dev/null && group=docker-$gid
     groupadd --gid "$gid" "$group"
   fi
-  [ "$gid" = 0 ] && log "warning: $socket belongs to group 0 (root); $user joins group root to use it"
   usermod --append --groups "$group" "$user"
   log "docker socket $socket: $user uses it through group $group (gid $gid)"
 else
@@ -73,10 +78,22 @@ fi
 
 # --- 3. the workspace root (remoteFS) ---------------------------------------
 if [ -n "$workdir" ]; then
+  [ ! -L "$workdir" ] || die "the agent root $workdir is a symbolic link" "set remote_fs to a real directory"
   mkdir -p "$workdir"
-  # Only the top directory: the host path is shared with the host, and what
-  # is under it belongs to builds.
-  [ "$(stat -c %u "$workdir")" = "$(id -u "$user")" ] || chown "$user:$user" "$workdir"
+  owner=$(stat -c %u "$workdir")
+  if [ "$owner" != "$(id -u "$user")" ]; then
+    # The engine creates a missing bind-mount source as an empty root-owned
+    # directory: that one is the agent's to take.  Anything else is a host
+    # directory with an owner, and builds (which hold the docker socket)
+    # must not be able to write into it.  Only the top directory: what is
+    # under it belongs to builds.
+    if [ "$owner" = 0 ] && [ -z "$(ls -A "$workdir")" ]; then
+      chown -h "$user:$user" "$workdir"
+    else
+      die "the agent root $workdir belongs to uid $owner on the host, not to $user (uid $(id -u "$user"))" \
+        "jenkinsctl does not take over a directory that already has an owner: remove it to let the engine create it, chown it to $(id -u "$user") on the host, or set remote_fs to another path"
+    fi
+  fi
 fi
 
 # --- 4. sshd ----------------------------------------------------------------

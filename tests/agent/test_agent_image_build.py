@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import re
 import subprocess
 import sys
 import time
@@ -61,20 +62,64 @@ def test_image_metadata(agent_image, docker_client):
     assert not any(e.split("=")[0].upper().endswith(("PASSWORD", "TOKEN", "SECRET")) for e in attrs["Env"] or [])
 
 
-def test_the_image_has_jdk17_git_python_and_jenkinsctl(agent_image, docker_client):
+def _run_in_image(client, image: str, script: str, **kwargs) -> str:
     from tests.support.engine import TEST_LABELS
 
-    out = docker_client.containers.run(
-        agent_image, entrypoint=["sh", "-c", "java -version 2>&1 | head -1; git --version; python3 --version; "
-                                 "jenkinsctl --version; docker --version; id jenkins"],
-        remove=True, labels=TEST_LABELS).decode()
-    assert 'version "17.' in out
-    assert "git version" in out and "Python 3." in out
+    return client.containers.run(image, entrypoint=["sh", "-c", script], remove=True, labels=TEST_LABELS,
+                                 **kwargs).decode()
+
+
+def test_the_image_is_debian_13_with_java_21_git_python_and_jenkinsctl(agent_image, docker_client):
     from jenkinsctl import __version__
 
+    out = _run_in_image(docker_client, agent_image,
+                        ". /etc/os-release; echo os=$ID-$VERSION_ID; "
+                        "java -version 2>&1 | head -1; git --version; python3 --version; "
+                        "jenkinsctl --version; id jenkins")
+    assert "os=debian-13" in out
+    java = re.search(r'version "(\d+)\.', out)
+    assert java and int(java.group(1)) >= 21, out  # Jenkins 2.545+ agents need Java 21
+    assert "git version" in out and "Python 3.13" in out
     assert f"jenkinsctl {__version__}" in out
-    assert "Docker version" in out
     assert "uid=1000(jenkins) gid=1000(jenkins) groups=1000(jenkins)" in out
+
+
+def test_the_docker_cli_speaks_api_1_44_and_has_buildx(agent_image, docker_client):
+    """Engines from 29.0 on refuse clients below API 1.44.  Without an
+    engine the CLI reports its own newest API version."""
+    out = _run_in_image(docker_client, agent_image,
+                        "docker version --format 'api={{.Client.APIVersion}}' 2>/dev/null; "
+                        "docker buildx version; command -v dockerd containerd runc || true")
+    api = re.search(r"api=(\d+)\.(\d+)", out)
+    assert api and (int(api.group(1)), int(api.group(2))) >= (1, 44), out
+    assert re.search(r"github.com/docker/buildx v?0\.(1[3-9]|[2-9]\d)", out), out
+    assert "dockerd" not in out and "runc" not in out  # a client only: the engine is the host's
+
+
+def test_the_cli_negotiates_down_to_the_host_engine(agent_image, docker_client):
+    """CLI 26.1 against an older engine (20.10 answers 1.41) uses the
+    engine's version instead of failing."""
+    server = docker_client.version()["ApiVersion"]
+    out = _run_in_image(docker_client, agent_image,
+                        "docker version --format '{{.Client.APIVersion}} {{.Client.DefaultAPIVersion}} "
+                        "{{.Server.APIVersion}}'",
+                        volumes={"/var/run/docker.sock": {"bind": "/var/run/docker.sock", "mode": "rw"}})
+    used, newest, engine = out.split()
+    assert engine == server
+    want = min(tuple(map(int, newest.split("."))), tuple(map(int, server.split("."))))
+    assert tuple(map(int, used.split("."))) == want
+
+
+def test_jenkinsctl_and_its_dependencies_work_on_the_agents_python(agent_image, docker_client):
+    """Wheels are built on the host for the agent's Python: every
+    requirement is met, and each runtime module imports there (setuptools'
+    pkg_resources included: an old one breaks on Python 3.12+)."""
+    out = _run_in_image(docker_client, agent_image,
+                        "/opt/jenkinsctl/bin/pip check --disable-pip-version-check && "
+                        "/opt/jenkinsctl/bin/python -c 'import jenkinsctl.cli, jenkins, docker, yaml, jsonschema, "
+                        "rpds, charset_normalizer, pkg_resources; print(\"imports-ok\")'")
+    assert "No broken requirements found." in out
+    assert "imports-ok" in out
 
 
 # --- no engine needed -----------------------------------------------------------
@@ -91,7 +136,7 @@ def test_content_hash_covers_the_source_and_the_pins(tmp_path):
     assert ai.content_hash(src, pins, ai.DEFAULT_BASE) != h
     assert ai.content_hash(tmp_path / "src", {**pins, "docker": "0"}, ai.DEFAULT_BASE) != \
         ai.content_hash(tmp_path / "src", pins, ai.DEFAULT_BASE)
-    assert ai.content_hash(src, pins, "debian:trixie-slim") != ai.content_hash(src, pins, ai.DEFAULT_BASE)
+    assert ai.content_hash(src, pins, "debian:bookworm-slim") != ai.content_hash(src, pins, ai.DEFAULT_BASE)
 
 
 def test_pins_cover_the_runtime_dependency_closure():
@@ -99,6 +144,16 @@ def test_pins_cover_the_runtime_dependency_closure():
     for name in ("python-jenkins", "docker", "pyyaml", "jsonschema", "requests", "urllib3"):
         assert name in pins, name
     assert "pytest" not in pins and "paramiko" not in pins
+    assert pins["setuptools"] == ai.AGENT_PIN_OVERRIDES["setuptools"]
+
+
+def test_the_default_base_is_the_dockerfiles():
+    """build_agent_image passes DEFAULT_BASE as ARG BASE, and the wheels are
+    fetched for AGENT_PYTHON: a plain `docker build` of resources/agent must
+    land on the same base."""
+    assert ai.DEFAULT_BASE == "debian:trixie-slim" and ai.AGENT_PYTHON == (3, 13)
+    dockerfile = (ROOT / "resources" / "agent" / "Dockerfile").read_text()
+    assert f"ARG BASE={ai.DEFAULT_BASE}\n" in dockerfile
 
 
 def test_container_kwargs_mount_the_socket_and_the_workspace_at_the_same_path():

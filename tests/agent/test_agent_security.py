@@ -166,3 +166,134 @@ def test_keys_from_a_restart_are_kept(docker_client, agent_image, keystore, tmp_
         assert (code, out.strip()) == (0, "jenkins")
     finally:
         remove_quietly(agent.container)
+
+
+# --- no forwarding, no user rc files, no group root, no host user's directory --
+
+
+def test_sshd_disables_all_forwarding_and_user_rc(agents):
+    """The effective configuration for a jenkins login, as sshd computes it."""
+    a = agents[0]
+    code, out = a.container.exec_run(["/usr/sbin/sshd", "-T", "-C", "user=jenkins,host=ci,addr=127.0.0.1"])
+    assert code == 0, out
+    effective = dict(line.split(" ", 1) for line in out.decode().splitlines() if " " in line)
+    assert effective["disableforwarding"] == "yes"
+    assert effective["permituserrc"] == "no"
+    for key in ("allowtcpforwarding", "allowstreamlocalforwarding", "allowagentforwarding", "x11forwarding",
+                "permittunnel"):
+        assert effective[key] == "no", key
+
+
+def test_the_docker_socket_cannot_be_forwarded_over_ssh(agents, tmp_path):
+    """With streamlocal forwarding a login could hand the agent's docker
+    socket (root on the host) to the client side.  OpenSSH's own client asks
+    for it; sshd must refuse the channel, so nothing answers on the local end."""
+    import socket
+    import subprocess
+    import time
+
+    a = agents[0]
+    known_hosts = tmp_path / "known_hosts"
+    known_hosts.write_text(f"[127.0.0.1]:{a.port} {a.host_key_line}\n")
+    local = tmp_path / "forwarded.sock"
+    no_config = tmp_path / "ssh_config"  # empty: no user or system ssh_config can change the test
+    no_config.write_text("")
+    ssh = subprocess.Popen(
+        ["ssh", "-F", str(no_config), "-o", f"UserKnownHostsFile={known_hosts}", "-o", "StrictHostKeyChecking=yes",
+         "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes", "-i", str(a.client_key_path), "-p", str(a.port),
+         "-N", "-L", f"{local}:/var/run/docker.sock", "jenkins@127.0.0.1"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 30
+        while not local.exists():
+            assert ssh.poll() is None, ssh.stderr.read().decode()
+            assert time.monotonic() < deadline, "ssh did not open the local end of the forward"
+            time.sleep(0.1)
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(15)
+            s.connect(str(local))
+            s.sendall(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
+            try:
+                answer = s.recv(4096)
+            except ConnectionResetError:
+                answer = b""
+        assert answer == b"", answer  # a forwarded socket would answer "HTTP/1.0 200 OK ... OK"
+    finally:
+        ssh.terminate()
+        _, err = ssh.communicate(timeout=15)
+    assert b"administratively prohibited" in err or b"open failed" in err, err
+
+
+def test_a_users_ssh_rc_is_not_run_at_login(agents):
+    """A build can write ~/.ssh/rc; with PermitUserRC it would run at every
+    later login, the controller's included."""
+    a = agents[0]
+    code, _, err = a.ssh("mkdir -p ~/.ssh && printf 'touch $HOME/rc-ran\\n' > ~/.ssh/rc && rm -f ~/rc-ran")
+    assert code == 0, err
+    try:
+        code, out, err = a.ssh("test -e ~/rc-ran && echo ran || echo not-run")
+        assert (code, out.strip()) == (0, "not-run"), err
+    finally:
+        a.ssh("rm -rf ~/.ssh/rc ~/rc-ran")
+
+
+def _agent_that_must_not_start(client, image, keystore, node, *, root, socket_path=None) -> str:
+    """Create, key and start an agent, expect it to exit 1, return its log."""
+    from jenkinsctl.agent_image import agent_container_kwargs, install_agent_keys
+
+    from tests.support.agent import agent_group
+
+    changes = {"docker_socket": socket_path} if socket_path else {}
+    kwargs = agent_container_kwargs(image=image, name=f"jenkinsctl-test-{node}-{root.name[-6:]}", node=node,
+                                    group=agent_group(str(root), **changes), labels=TEST_LABELS)
+    kwargs["restart_policy"] = {"Name": "no"}
+    c = client.containers.create(**kwargs)
+    try:
+        install_agent_keys(c, keystore, node)
+        c.start()
+        status = c.wait(timeout=60)["StatusCode"]
+        logs = c.logs().decode()
+        assert status == 1, logs
+        return logs
+    finally:
+        remove_quietly(c)
+
+
+def test_a_docker_socket_of_group_root_is_refused_with_a_hint(docker_client, agent_image, keystore,
+                                                              tmp_path_factory):
+    """jenkins would have to join group root, which opens every root-group
+    file in the agent to builds: the agent refuses to start and says how
+    to give the socket its own group."""
+    from tests.support.agent import SocketProxy
+
+    sock_dir = tmp_path_factory.mktemp("sock0")
+    sock_dir.chmod(0o755)
+    proxy = SocketProxy(sock_dir / "docker.sock", gid=0, mode=0o660)
+    root = tmp_path_factory.mktemp("agents-gid0")
+    try:
+        logs = _agent_that_must_not_start(docker_client, agent_image, keystore, "agent-gid0", root=root,
+                                          socket_path=str(proxy.path))
+    finally:
+        proxy.close()
+    assert "error: /var/run/docker.sock belongs to group 0 (root)" in logs
+    assert "hint: give the socket a group of its own on the host" in logs
+
+
+def test_a_workspace_a_host_user_owns_is_not_taken_over(docker_client, agent_image, keystore, tmp_path_factory):
+    """The entrypoint takes only the empty root-owned directory the engine
+    creates for a missing bind source.  A directory that already belongs to
+    someone on the host keeps its owner, and the agent refuses to start."""
+    import os
+
+    root = tmp_path_factory.mktemp("agents-owned")
+    root.chmod(0o755)
+    node_dir = root / "agent-owned"
+    node_dir.mkdir()
+    (node_dir / "notes.txt").write_text("a host user's file\n")
+    os.chown(node_dir, 4242, 4242)
+    logs = _agent_that_must_not_start(docker_client, agent_image, keystore, "agent-owned", root=root)
+    assert f"error: the agent root {node_dir} belongs to uid 4242 on the host" in logs
+    assert "hint: jenkinsctl does not take over a directory that already has an owner" in logs
+    st = node_dir.stat()
+    assert (st.st_uid, st.st_gid) == (4242, 4242)
+    assert (node_dir / "notes.txt").stat().st_uid == 0

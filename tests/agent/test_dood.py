@@ -71,6 +71,61 @@ def test_an_image_built_inside_the_agent_is_in_the_host_engine(agents, docker_cl
         docker_client.images.remove(tag, force=True)
 
 
+def test_buildx_builds_with_buildkit_on_the_host_engine(agents, docker_client):
+    """`docker buildx build` with the default builder (the docker driver)
+    builds with the engine's own BuildKit, and the image lands in the host
+    engine's store; the CLI negotiated down to the engine's API version."""
+    a = agents[0]
+    tag = f"jenkinsctl-test/buildx-in-agent:{uuid.uuid4().hex[:8]}"
+    script = (
+        "set -e; d=$(mktemp -d); cd $d; "
+        "docker version --format 'api {{.Client.APIVersion}} {{.Server.APIVersion}}'; "
+        "docker buildx inspect | sed -n 's/^Driver: *//p'; "
+        "printf 'FROM debian:bookworm-slim\\nRUN echo buildx-in-agent > /marker\\n' > Dockerfile; "
+        f"docker buildx build --progress plain --label {TEST_LABEL}=1 -t {tag} . 2>build.log "
+        "|| { cat build.log >&2; exit 1; }; grep -c '^#[0-9]' build.log"
+    )
+    code, out, err = a.ssh(script, timeout=300)
+    assert code == 0, err
+    lines = out.split("\n")
+    server = docker_client.version()["ApiVersion"]
+    assert lines[0] == f"api {server} {server}"
+    assert lines[1] == "docker"
+    assert int(lines[2]) > 0  # BuildKit's plain progress ("#1 [internal] ..."), not the classic builder's "Step 1/2"
+    try:
+        image = docker_client.images.get(tag)
+        assert image.labels.get(TEST_LABEL) == "1"
+        out = docker_client.containers.run(tag, ["cat", "/marker"], remove=True, labels={TEST_LABEL: "1"})
+        assert out.decode().strip() == "buildx-in-agent"
+    finally:
+        docker_client.images.remove(tag, force=True)
+
+
+def test_jenkinsctl_build_in_the_agent_uses_buildkit_through_buildx(agents, docker_client):
+    """What a job runs: jenkinsctl (on the agent's Python) picks the agent's
+    CLI, which has BuildKit only through the buildx plugin, and builds on the
+    host engine with the docker driver."""
+    import json
+
+    a = agents[0]
+    repo = f"jenkinsctl-test/jenkinsctl-in-agent-{uuid.uuid4().hex[:8]}"
+    script = (
+        "set -e; d=$(mktemp -d); cd $d; "
+        "printf 'FROM debian:bookworm-slim\\nRUN echo jenkinsctl-in-agent > /marker\\n' > Dockerfile; "
+        f"jenkinsctl build --image {repo} --tag t1 --label {TEST_LABEL}=1 --output json ."
+    )
+    code, out, err = a.ssh(script, timeout=300)
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["builder"] == "buildkit" and result["refs"] == [f"{repo}:t1"]
+    assert 'building with "default" instance using docker driver' in err
+    try:
+        image = docker_client.images.get(f"{repo}:t1")
+        assert image.id == result["image_id"] and image.labels.get(TEST_LABEL) == "1"
+    finally:
+        docker_client.images.remove(f"{repo}:t1", force=True)
+
+
 def test_the_workspace_is_at_the_same_path_so_docker_run_v_sees_it(agents):
     """`docker run -v "$PWD":/src` issued in the agent is resolved by the
     host engine; it sees the files because remoteFS is the same path on both."""
