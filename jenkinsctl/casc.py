@@ -49,6 +49,9 @@ PLUGINS: dict[str, str] = {
     "pipeline-groovy-lib": "globalLibraries: @Library('jenkinsctl')",
     "git": "the library's SCM (retriever.modernSCM.scm.git)",
     "matrix-auth": "authorizationStrategy.globalMatrix",
+    "credentials-binding": "withCredentials: the pipeline steps' registry and webhook credentials",
+    "pipeline-utility-steps": "readJSON: the pipeline steps parse results in the Groovy sandbox",
+    "timestamper": "the timestamps() option of the library's own Jenkinsfile",
 }
 
 SSH_LAUNCH_TIMEOUT = 60

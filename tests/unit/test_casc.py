@@ -150,7 +150,8 @@ def test_plugins_cover_what_the_casc_uses():
              if line and not line.startswith("#")]
     assert names == list(casc.PLUGINS)
     assert set(names) == {"configuration-as-code", "credentials", "ssh-credentials", "ssh-slaves",
-                          "workflow-aggregator", "git", "matrix-auth", "pipeline-groovy-lib"}
+                          "workflow-aggregator", "git", "matrix-auth", "pipeline-groovy-lib",
+                          "credentials-binding", "pipeline-utility-steps", "timestamper"}
     assert all(re.fullmatch(r"[a-z0-9-]+", n) for n in names)
 
 
