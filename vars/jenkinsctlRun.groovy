@@ -298,8 +298,9 @@ List<String> runnerProblems(Map schema, Map params) {
         Object v = params[name]
         if (prop.type == 'boolean' && !(v instanceof Boolean)) {
             problems << "parameter '${name}' must be true or false, not '${v}'".toString()
-        } else if (prop.type == 'number' && !(v instanceof Number && v > 0 && v <= prop.maximum)) {
-            problems << ("parameter '${name}' must be a number of minutes above 0 and at most " +
+        } else if (prop.type == 'integer' && !(v instanceof Integer && v >= prop.minimum && v <= prop.maximum)) {
+            // timeout(time:) takes whole minutes
+            problems << ("parameter '${name}' must be a whole number of minutes from ${prop.minimum} to " +
                          "${prop.maximum}, not '${v}'").toString()
         }
     }

@@ -326,7 +326,9 @@ class DockerBuildPushTest extends HarnessTest {
     void testRunnerKeysAreChecked() {
         String msg = failure { step('dockerBuildPush', [image: 'r.example/app', failOnError: 'no', timeout: 0]) }
         assert msg.contains("parameter 'failOnError' must be true or false, not 'no'")
-        assert msg.contains("parameter 'timeout' must be a number of minutes above 0 and at most 1440, not '0'")
+        assert msg.contains("parameter 'timeout' must be a whole number of minutes from 1 to 1440, not '0'")
+        assert failure { step('dockerBuildPush', [image: 'r.example/app', timeout: 2.5]) }
+            .contains("parameter 'timeout' must be a whole number of minutes from 1 to 1440, not '2.5'")
         assert h.callsTo('sh').empty
     }
 
