@@ -26,19 +26,68 @@ PASSWORD = "pa55-Step-Mode-S3cret"
 FILE_SECRET = "f1le-Step-Mode-S3cret"
 
 
+IMAGE_ID = "sha256:" + "0" * 64
+DIGEST = "sha256:" + "1" * 64
+
+
 class _Recorder(http.server.BaseHTTPRequestHandler):
-    """Logs each request whole (line, headers, body) and answers 404, so a
-    client gives up after its first calls."""
+    """Logs each request whole (line, headers, body) and plays just enough of
+    the Engine API (ping, version, a classic build, inspect, tag, push) that
+    a ship against it gets as far as the push, where X-Registry-Auth would
+    carry the registry credentials."""
+
+    protocol_version = "HTTP/1.1"
+
+    def _send(self, status: int, body, content_type: str = "application/json") -> None:
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Api-Version", "1.41")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _stream(self, entries: list) -> None:
+        # One JSON document per chunk, as the engine streams progress.
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        for e in entries:
+            data = json.dumps(e).encode() + b"\r\n"
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+        self.wfile.write(b"0\r\n\r\n")
 
     def _record(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
-        self.server.log.append(f"{self.requestline}\n{self.headers}\n{body.decode('latin-1')}")
-        self.send_response(404)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", "2")
-        self.end_headers()
-        self.wfile.write(b"{}")
+        if self.headers.get("Transfer-Encoding") == "chunked":
+            while True:
+                size = int(self.rfile.readline().strip() or b"0", 16)
+                body += self.rfile.read(size + 2)[:size]
+                if size == 0:
+                    break
+        self.server.log.append(f"{self.requestline}\n{self.headers}\n{body[:4000].decode('latin-1')}")
+        path = self.path.split("?")[0]
+        if path.endswith("/_ping"):
+            self._send(200, b"OK", "text/plain")
+        elif path.endswith("/version"):
+            self._send(200, {"ApiVersion": "1.41", "MinAPIVersion": "1.12", "Version": "20.10.24",
+                             "Os": "linux", "Arch": "amd64"})
+        elif path.endswith("/build"):
+            self._stream([{"stream": "Step 1/1 : FROM scratch\n"}, {"aux": {"ID": IMAGE_ID}},
+                          {"stream": f"Successfully built {IMAGE_ID[7:19]}\n"}])
+        elif path.endswith("/images/json"):
+            self._send(200, [])
+        elif path.endswith("/json") and "/images/" in path:
+            self._send(200, {"Id": IMAGE_ID, "RepoTags": [], "RepoDigests": [], "Config": {"Labels": {}}})
+        elif path.endswith("/tag"):
+            self._send(201, b"", "text/plain")
+        elif path.endswith("/push"):
+            self._stream([{"status": "Pushed"}, {"status": f"1: digest: {DIGEST} size: 1"},
+                          {"aux": {"Tag": "1", "Digest": DIGEST, "Size": 1}}])
+        else:
+            self._send(404, {"message": "not here"})
 
     do_GET = do_POST = do_HEAD = do_PUT = do_DELETE = _record
 
@@ -88,6 +137,24 @@ def run_step(ws: pathlib.Path, params: dict, env_extra: dict) -> tuple[subproces
     return proc, details
 
 
+def leaks(log: list[str]) -> list[str]:
+    """Requests that carried registry credentials: an X-Registry-Auth header,
+    or a secret in any form (the header is base64 of a JSON auth config)."""
+    import base64
+
+    found = []
+    for entry in log:
+        decoded = entry
+        for line in entry.splitlines():
+            if line.lower().startswith("x-registry-auth:"):
+                value = line.split(":", 1)[1].strip()
+                decoded += base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)).decode("latin-1")
+                found.append(entry.splitlines()[0])
+        if PASSWORD in decoded or FILE_SECRET in decoded:
+            found.append(entry.splitlines()[0])
+    return found
+
+
 PARAMS = {"image": "127.0.0.1:5999/team/app", "tags": ["1"], "builder": "classic"}
 CREDENTIALS = {"JENKINSCTL_REGISTRY_USERNAME": "ci", "JENKINSCTL_REGISTRY_PASSWORD": PASSWORD}
 
@@ -98,8 +165,10 @@ def test_the_fake_engine_hears_a_named_config_without_credentials(workspace, fak
     (workspace / "named.yaml").write_text(
         f"version: 1\nengine: {{host: 'tcp://127.0.0.1:{fake_engine.server_port}'}}\n")
     proc, _ = run_step(workspace, {**PARAMS, "config": "named.yaml"}, {})
-    assert proc.returncode != 0
-    assert fake_engine.log, proc.stderr
+    assert proc.returncode == 0, proc.stderr
+    requests = [entry.splitlines()[0] for entry in fake_engine.log]
+    assert any("/build" in r for r in requests) and any("/push" in r for r in requests), requests
+    assert leaks(fake_engine.log) == []
 
 
 def test_a_jenkinsctl_yaml_in_the_workspace_is_ignored(workspace, fake_engine):
@@ -119,6 +188,9 @@ def test_a_jenkinsctl_yaml_in_the_workspace_is_ignored(workspace, fake_engine):
 
 def test_a_tcp_engine_without_tls_gets_no_credentials(workspace, fake_engine):
     proc, details = run_step(workspace, {**PARAMS, "config": "jenkinsctl.yaml"}, CREDENTIALS)
+    # Before the fix the fake engine got the whole ship, and the push carried
+    # JENKINSCTL_REGISTRY_PASSWORD in X-Registry-Auth.
+    assert leaks(fake_engine.log) == []
     assert proc.returncode == 2, proc.stderr
     assert "is a tcp:// engine without TLS, and credentials are in play" in details["message"]
     assert "JENKINSCTL_REGISTRY_PASSWORD" in details["message"]
