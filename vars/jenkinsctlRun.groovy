@@ -128,8 +128,9 @@ Map finish(String step, Map report, Map options) {
     if (report.insideContainer) {
         error("[${step}] runs on the agent itself, not inside docker.image().inside { } or " +
               'withDockerContainer: there Jenkins passes every variable, the registry password ' +
-              "included, as 'docker exec --env NAME=VALUE' on the host's command line " +
-              '(hint: call the step outside the inside { } block; build and test steps may stay inside it)')
+              "included, as 'docker exec --env NAME=VALUE' on the host's command line, where local users " +
+              'can read it (hint: call the step outside the inside { } block, where build and test steps may ' +
+              'stay; and change the bound credentials, which this call exposed)')
     }
     if (report.containsKey('found')) {
         error(versionMessage(step, report.found, report.wanted))
