@@ -6,3 +6,6 @@ paths import nothing but the standard library.
 """
 
 __version__ = "0.1.0"
+# The distribution (wheel) name. "jenkinsctl" on PyPI is an unrelated
+# project: never install this one by that name.
+DISTRIBUTION = "jenkinsctl-dood"

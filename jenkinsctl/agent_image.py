@@ -26,7 +26,7 @@ import tarfile
 import tempfile
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
-from jenkinsctl import __version__
+from jenkinsctl import DISTRIBUTION, __version__
 from jenkinsctl.errors import BuildError, EngineError
 from jenkinsctl.resources import resource_path
 
@@ -161,7 +161,7 @@ def _stage_source(dst: pathlib.Path) -> pathlib.Path:
 
     pkg = pathlib.Path(__file__).resolve().parent
     _copy_tree(pkg, dst / "jenkinsctl")
-    requires = [r for r in (metadata.requires("jenkinsctl") or []) if "extra ==" not in r]
+    requires = [r for r in (metadata.requires(DISTRIBUTION) or []) if "extra ==" not in r]
     # As setup.cfg lists them: the code packages, plus _resources, which has
     # no __init__.py and is package data only.
     packages = sorted(".".join(p.relative_to(dst).parts) for p in (dst / "jenkinsctl").rglob("__init__.py")
@@ -169,7 +169,7 @@ def _stage_source(dst: pathlib.Path) -> pathlib.Path:
     if (dst / "jenkinsctl" / "_resources").is_dir():
         packages.append("jenkinsctl._resources")
     (dst / "setup.cfg").write_text(
-        "[metadata]\nname = jenkinsctl\nversion = " + __version__ + "\n\n"
+        "[metadata]\nname = " + DISTRIBUTION + "\nversion = " + __version__ + "\n\n"
         "[options]\ninclude_package_data = False\npackages =\n" + "".join(f"    {p}\n" for p in packages)
         + "install_requires =\n" + "".join(f"    {r}\n" for r in requires)
         + "\n[options.package_data]\njenkinsctl._resources = **/*\n\n"

@@ -29,6 +29,8 @@ class Context:
         self.config_path: str | None = args.config
         self.output: str = args.output
         self.debug: bool = args.debug
+        # A pipeline step's run: the config is confined (config.confine_for_step).
+        self.step_mode: bool = bool(getattr(args, "params_env", None))
         self._config = None
 
     @property
@@ -38,7 +40,7 @@ class Context:
         if self._config is None:
             from jenkinsctl.config import load_config
 
-            self._config = load_config(self.config_path, env=os.environ)
+            self._config = load_config(self.config_path, env=os.environ, step_mode=self.step_mode)
         return self._config
 
 

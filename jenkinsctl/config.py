@@ -325,8 +325,10 @@ def _read_file(path: pathlib.Path) -> bytes:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}", file=str(path)) from None
 
 
-def load_document(path: str | None, env: Mapping[str, str] | None = None) -> tuple[dict, str]:
-    """The merged, validated plain document and its source name."""
+def load_document(path: str | None, env: Mapping[str, str] | None = None, *,
+                  discover: bool = True) -> tuple[dict, str]:
+    """The merged, validated plain document and its source name.  With
+    ``discover``, a ./jenkinsctl.yaml is read when no path is given."""
     from jenkinsctl.yamlload import load_yaml
 
     env = os.environ if env is None else env
@@ -334,7 +336,7 @@ def load_document(path: str | None, env: Mapping[str, str] | None = None) -> tup
     doc: Any = {}
     positions: dict = {}
     source = "<defaults>"
-    if path is None and pathlib.Path(DEFAULT_FILE).is_file():
+    if path is None and discover and pathlib.Path(DEFAULT_FILE).is_file():
         path = DEFAULT_FILE
     if path is not None:
         source = str(path)
@@ -418,13 +420,111 @@ def from_document(doc: Mapping[str, Any], source: str = "<defaults>") -> Config:
         deploy_targets=targets, source=source, document=doc)
 
 
-def load_config(path: str | None = None, env: Mapping[str, str] | None = None) -> Config:
-    doc, source = load_document(path, env)
+def load_config(path: str | None = None, env: Mapping[str, str] | None = None, *,
+                step_mode: bool = False) -> Config:
+    """``step_mode``: jenkinsctl runs for a pipeline step (``--params-env``),
+    in a workspace whose content a pull request may have written; see
+    confine_for_step."""
+    doc, source = load_document(path, env, discover=not step_mode)
     cfg = from_document(doc, source)
     if path is not None and not pathlib.Path(cfg.state_dir).is_absolute():
         base = pathlib.Path(path).resolve().parent
         cfg = dataclasses.replace(cfg, state_dir=str(base / cfg.state_dir))
+    if step_mode:
+        cfg = confine_for_step(cfg, os.environ if env is None else env)
     return cfg
+
+
+# --- step mode: repository content must not steer the steps ------------------
+
+
+@dataclass(frozen=True)
+class StepRefusedFileRef(SecretRef):
+    """A {file: PATH} reference that a pipeline step may not read: the path is
+    not one of the credential files Jenkins bound for the step, so it may be
+    any file the agent can read (/proc/self/environ, another job's secret)."""
+
+    def resolve(self, environ: Mapping[str, str] | None = None) -> str | None:
+        raise ConfigError(f"secret reference {{file: {self.file}}}: in a pipeline step, jenkinsctl reads only the "
+                          "secret files Jenkins bound for the step",
+                          hint="bind the secret with the step's credentials parameter (such as "
+                               "webhookSecretFileCredentialsId or credentialsId) instead of naming a file")
+
+
+def _step_file_variables() -> list[str]:
+    """The variables through which the steps' withCredentials file bindings
+    pass their paths (x-credential binding 'file' in the step schemas)."""
+    from jenkinsctl import steps
+
+    names = []
+    for step in steps.step_names():
+        for prop in steps.load_schema(step)["properties"].values():
+            cred = prop.get("x-credential") or {}
+            if cred.get("binding") == "file":
+                names.append(cred["variable"])
+    return names
+
+
+def _step_credential_variables() -> list[str]:
+    from jenkinsctl import steps
+
+    names = ["JENKINSCTL_REGISTRY_PASSWORD_FILE"]
+    for step in steps.step_names():
+        for prop in steps.load_schema(step)["properties"].values():
+            cred = prop.get("x-credential") or {}
+            names += [cred[k] for k in ("variable", "usernameVariable", "passwordVariable") if k in cred]
+    return names
+
+
+def _step_refs(cfg: Config) -> list[SecretRef]:
+    """The secret references a step may send (the controller's password is
+    for provisioning, which no step does)."""
+    found = [cfg.registry.password, cfg.registry.username]
+    for t in cfg.deploy_targets.values():
+        found += [t.secret, *t.env.values()]
+    return [r for r in found if isinstance(r, SecretRef)]
+
+
+def confine_for_step(cfg: Config, env: Mapping[str, str]) -> Config:
+    """What a config may do when jenkinsctl runs for a pipeline step.
+
+    * A tcp:// engine without TLS is refused whenever credentials are in play
+      (bound by the step, or referenced by the config): the push sends them
+      to the engine in X-Registry-Auth, in clear text, to whatever host the
+      address names.
+    * A {file: PATH} secret reference resolves only when PATH is one of the
+      credential files Jenkins bound for this step; any other becomes a
+      StepRefusedFileRef, which fails when (and only when) it is used.
+    """
+    def allowed(path: str) -> bool:
+        return os.path.realpath(path) in bound
+
+    bound = {os.path.realpath(env[v]) for v in _step_file_variables() if env.get(v)}
+    credentials = [v for v in _step_credential_variables() if env.get(v)]
+    refs = [r.describe() for r in _step_refs(cfg)]
+    host = cfg.engine.host or env.get("DOCKER_HOST") or ""
+    tls = cfg.engine.tls or bool(env.get("DOCKER_TLS_VERIFY"))
+    if host.startswith("tcp://") and not tls and (credentials or refs):
+        what = ", ".join(credentials) if credentials else "the secret references in " + cfg.source
+        raise ConfigError(f"engine {host} is a tcp:// engine without TLS, and credentials are in play ({what}): "
+                          "the push would send them to it in clear text",
+                          hint="in a pipeline step use the agent's own engine socket (unix://), or an engine with "
+                               "TLS (engine.tls: true, DOCKER_CERT_PATH)", key="engine.host")
+
+    def confine(value):
+        if isinstance(value, SecretRef) and value.file and not allowed(value.file):
+            return StepRefusedFileRef(file=value.file)
+        return value
+
+    targets = {name: dataclasses.replace(t, secret=confine(t.secret),
+                                         env={k: confine(v) for k, v in t.env.items()})
+               for name, t in cfg.deploy_targets.items()}
+    return dataclasses.replace(
+        cfg,
+        controller=dataclasses.replace(cfg.controller, password=confine(cfg.controller.password)),
+        registry=dataclasses.replace(cfg.registry, username=confine(cfg.registry.username),
+                                     password=confine(cfg.registry.password)),
+        deploy_targets=targets)
 
 
 # --- the configuration reference, generated from the schema ------------------

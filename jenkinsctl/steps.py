@@ -8,7 +8,9 @@ parameter Map to jenkinsctl as JSON in an environment variable
 * the validation done here (unknown keys, types, patterns, conflicts),
 * the argparse dest each parameter becomes (``x-dest``),
 * the Jenkins credential binding of ``*CredentialsId`` keys
-  (``x-credential``, read by the Groovy runner), and
+  (``x-credential``, read by the Groovy runner),
+* the keys only the Groovy runner uses (``x-runner``: ``failOnError``,
+  ``timeout``), which it checks and removes before calling jenkinsctl, and
 * the ``vars/<step>.txt`` help page (``python -m jenkinsctl.steps --write-docs``).
 
 Which step a command serves is the schema's ``x-jenkinsctl.command``, so the
@@ -205,7 +207,11 @@ def render_docs(step: str) -> str:
         out.append(f"  <dd>{dd}</dd>")
     out.append("</dl>")
     out.append(f"<p>Unknown parameters are an error. The step runs <code>jenkinsctl {meta['command']}</code>"
-               " on the agent and fails the build with jenkinsctl's message and hint.</p>")
+               " on the agent in one <code>sh</code> and fails the build with jenkinsctl's message and hint"
+               " (with <code>failOnError: false</code>, marks it UNSTABLE with the same message).</p>")
+    out.append("<p>The agent's jenkinsctl must be of the library's MAJOR.MINOR series: agents built with"
+               " <code>jenkinsctl agent-image</code> and <code>jenkinsctl apply</code> of that series are."
+               " Call the step on the agent itself, never inside <code>docker.image().inside</code>.</p>")
     out.append("<p>Returns a Map:</p>")
     out.append("<dl>")
     for key, text in meta["returns"].items():

@@ -1,7 +1,5 @@
 import com.cloudbees.groovy.cps.NonCPS
-import groovy.json.JsonException
 import groovy.json.JsonOutput
-import groovy.json.JsonSlurperClassic
 import groovy.transform.Field
 
 /*
@@ -10,36 +8,69 @@ import groovy.transform.Field
  *  1. check the parameter keys against the step's JSON Schema
  *     (resources/schemas/steps/STEP.json, the same file jenkinsctl validates
  *     against and vars/STEP.txt is generated from);
- *  2. check that the agent's jenkinsctl is this library's version;
- *  3. bind the credentials named by *CredentialsId parameters to the
+ *  2. bind the credentials named by *CredentialsId parameters to the
  *     environment variables the schema names (never to a command line);
- *  4. pass the parameters as JSON in JENKINSCTL_PARAMS and run jenkinsctl
- *     with a single-quoted sh, so no value is ever spliced into a shell;
- *  5. read the result JSON back into a Map, or turn jenkinsctl's
- *     error-details JSON into one error().
+ *  3. run ONE single-quoted sh that checks the agent's jenkinsctl version,
+ *     runs the command with the parameters as JSON in JENKINSCTL_PARAMS, and
+ *     prints the result and error-details files, which a trap removes
+ *     whatever happens (failure, abort, timeout);
+ *  4. read the result JSON back into a Map, or turn jenkinsctl's
+ *     error-details JSON into one error() (unstable() with failOnError: false).
  *
  * Everything else (types, patterns, Docker, the registry) is jenkinsctl's
  * job, where it is unit-tested and runs outside Jenkins too.
+ *
+ * The library works when loaded untrusted (in the Groovy sandbox): JSON is
+ * parsed with readJSON (pipeline-utility-steps) and written with
+ * JsonOutput.toJson(Map), both allowed there, and nothing else outside the
+ * sandbox's generic whitelist is used (tests/groovy/SandboxTest.groovy).
  */
 
-// The only shell commands the library runs. Constant strings: every value
-// reaches them through the environment.
-@Field static final String VERSION_SCRIPT = 'jenkinsctl --version 2>/dev/null || true'
-@Field static final String RUN_SCRIPT = 'jenkinsctl --params-env JENKINSCTL_PARAMS ' +
-    '--error-file "$JENKINSCTL_ERROR_FILE" "$JENKINSCTL_COMMAND" --result "$JENKINSCTL_RESULT_FILE"'
-@Field static final String CLEANUP_SCRIPT = 'rm -f -- "$JENKINSCTL_RESULT_FILE" "$JENKINSCTL_ERROR_FILE"'
+// The only shell command the library runs: one durable-task step per call.
+// A constant string: every value reaches it through the environment.
+//  - PID 1 running "cat" is the container docker.inside / withDockerContainer
+//    starts; there the bound credentials were passed as "docker exec --env
+//    K=V" on the host's command line, so stop before anything uses them.
+//  - The helper must be of the library's MAJOR.MINOR series.
+//  - jenkinsctl's stdout joins its log on stderr, so the captured stdout is
+//    only the report the runner parses (lines starting with @@jenkinsctl).
+@Field static final String RUN_SCRIPT = '''\
+trap 'rm -f -- "$JENKINSCTL_RESULT_FILE" "$JENKINSCTL_ERROR_FILE"' EXIT
+trap 'exit 143' TERM
+trap 'exit 130' INT
+case " $(tr '\\000' ' ' </proc/1/cmdline 2>/dev/null)" in
+  *" cat ") echo '@@jenkinsctl inside-container'; exit 0 ;;
+esac
+found=$(jenkinsctl --version 2>/dev/null) || found=''
+case "$found" in
+  "jenkinsctl $JENKINSCTL_SERIES".*) ;;
+  *) echo "@@jenkinsctl version $found"; exit 0 ;;
+esac
+status=0
+jenkinsctl --params-env JENKINSCTL_PARAMS --error-file "$JENKINSCTL_ERROR_FILE" \\
+  "$JENKINSCTL_COMMAND" --result "$JENKINSCTL_RESULT_FILE" >&2 || status=$?
+echo "@@jenkinsctl status $status"
+if [ -s "$JENKINSCTL_RESULT_FILE" ]; then echo '@@jenkinsctl result'; cat -- "$JENKINSCTL_RESULT_FILE"; echo; fi
+if [ "$status" != 0 ] && [ -s "$JENKINSCTL_ERROR_FILE" ]; then
+  echo '@@jenkinsctl error'; cat -- "$JENKINSCTL_ERROR_FILE"; echo
+fi
+'''
+
+/** The report line prefix of RUN_SCRIPT. */
+@Field static final String MARK = '@@jenkinsctl '
 
 /**
  * Run the jenkinsctl command behind a step.
  *
  * @param step name of the calling step; selects resources/schemas/steps/STEP.json
  * @param params the Map the pipeline author passed to the step
- * @return the command's result JSON as a Map
+ * @return the command's result JSON as a Map (with failOnError: false and a
+ *         failure: what the command reported before failing, plus error)
  */
 Map call(String step, Map params) {
     Map schema = parseJson(libraryResource("schemas/steps/${step}.json"))
     Map given = withoutNulls(params ?: [:])
-    List<String> problems = keyProblems(schema, given)
+    List<String> problems = keyProblems(schema, given) + runnerProblems(schema, given)
     if (problems) {
         error("[${step}] ${problems.join('; ')} (hint: valid parameters: " +
               "${schema['properties'].keySet().sort().join(', ')}; see vars/${step}.txt)")
@@ -52,71 +83,137 @@ Map call(String step, Map params) {
         error("[${step}] needs a Linux agent with jenkinsctl and a Docker engine, " +
               "but ${env.NODE_NAME} is not Unix (hint: use an agent labelled docker)")
     }
-    checkVersion(step)
+    Map options = runnerOptions(schema, given)
+    Map forJenkinsctl = withoutRunnerKeys(schema, given)
+    if (options.timeout) {
+        Map outcome = [:]
+        timeout(time: options.timeout, unit: 'MINUTES') {
+            outcome = runOnce(schema, forJenkinsctl)
+        }
+        return finish(step, outcome, options)
+    }
+    return finish(step, runOnce(schema, forJenkinsctl), options)
+}
 
+/** Bind the credentials and run RUN_SCRIPT once; returns what it reported. */
+Map runOnce(Map schema, Map given) {
     String command = schema['x-jenkinsctl'].command
+    String wanted = libraryResource('io/jenkinsctl/version.txt').trim()
     String base = "${pwd(tmp: true)}/jenkinsctl-${UUID.randomUUID()}"
-    String resultFile = "${base}-result.json"
-    String errorFile = "${base}-error.json"
     List bindings = []
     for (Map b in credentialBindings(schema, given)) {
         bindings << binding(b)
     }
-
-    // Locals, not the @Field constants, inside the closures below: a closure
+    // A local, not the @Field constant, inside the closures below: a closure
     // resolves names through the script's binding first.
     final String runScript = RUN_SCRIPT
-    final String cleanupScript = CLEANUP_SCRIPT
-    int status = 0
-    String resultText = null
-    String errorText = null
+    String out = ''
     withCredentials(bindings) {
         withEnv(["JENKINSCTL_PARAMS=${JsonOutput.toJson(given)}",
                  "JENKINSCTL_COMMAND=${command}",
-                 "JENKINSCTL_RESULT_FILE=${resultFile}",
-                 "JENKINSCTL_ERROR_FILE=${errorFile}"]) {
-            status = sh(script: runScript, returnStatus: true, label: "jenkinsctl ${command}")
-            // ship writes its result on a failed deploy too: the image was pushed.
-            if (fileExists(resultFile)) {
-                resultText = readFile(file: resultFile, encoding: 'UTF-8')
-            }
-            if (status != 0 && fileExists(errorFile)) {
-                errorText = readFile(file: errorFile, encoding: 'UTF-8')
-            }
-            sh(script: cleanupScript, label: 'jenkinsctl: remove result files')
+                 "JENKINSCTL_SERIES=${series(wanted)}",
+                 "JENKINSCTL_RESULT_FILE=${base}-result.json",
+                 "JENKINSCTL_ERROR_FILE=${base}-error.json"]) {
+            out = sh(script: runScript, returnStdout: true, label: "jenkinsctl ${command}")
         }
     }
+    Map report = parseReport(out)
+    report.command = command
+    report.wanted = wanted
+    return report
+}
 
-    if (status != 0) {
-        Map partial = resultText ? parseJsonOrEmpty(resultText) : [:]
-        if (partial?.digest) {
-            echo("[${step}] before the failure: ${summary(partial)}")
-        }
-        error(failureMessage(step, command, status, errorText))
+/** Turn one run's report into the step's result, error() or unstable(). */
+Map finish(String step, Map report, Map options) {
+    if (report.insideContainer) {
+        error("[${step}] runs on the agent itself, not inside docker.image().inside { } or " +
+              'withDockerContainer: there Jenkins passes every variable, the registry password ' +
+              "included, as 'docker exec --env NAME=VALUE' on the host's command line, where local users " +
+              'can read it (hint: call the step outside the inside { } block, where build and test steps may ' +
+              'stay; and change the bound credentials, which this call exposed)')
     }
-    if (resultText == null) {
-        error("[${step}] jenkinsctl ${command} succeeded but wrote no result file " +
+    if (report.containsKey('found')) {
+        error(versionMessage(step, report.found, report.wanted))
+    }
+    if (report.status == null) {
+        error("[${step}] jenkinsctl ${report.command} ended without reporting a status " +
+              '(hint: the agent killed the shell, or its sh is not a POSIX shell; see the log above)')
+    }
+    Map result = report.result ? parseJsonOrEmpty(report.result) : [:]
+    if (report.status != 0) {
+        if (result?.digest) {
+            echo("[${step}] before the failure: ${summary(result)}")
+        }
+        Map details = report.error ? parseJsonOrEmpty(report.error) : [:]
+        String message = failureMessage(step, report.command, report.status, details)
+        if (options.failOnError) {
+            error(message)
+        }
+        unstable(message)
+        result.error = message
+        return result
+    }
+    if (!report.result) {
+        error("[${step}] jenkinsctl ${report.command} succeeded but wrote no result file " +
               '(hint: the agent\'s jenkinsctl must support --result; see the log above)')
     }
-    Map result = parseJson(resultText)
+    result = parseJson(report.result)
     echo("[${step}] ${summary(result)}")
     return result
 }
 
-/** Fail unless the agent runs exactly the jenkinsctl this library was released with. */
-void checkVersion(String step) {
-    String wanted = libraryResource('io/jenkinsctl/version.txt').trim()
-    String reported = sh(script: VERSION_SCRIPT, returnStdout: true, label: 'jenkinsctl --version').trim()
-    if (reported == "jenkinsctl ${wanted}") {
-        return
+/** The error for a missing helper or one of another MAJOR.MINOR series. */
+@NonCPS
+String versionMessage(String step, String found, String wanted) {
+    String series = series(wanted)
+    String fix = "use agents built for this library: on the host that provisions them, with jenkinsctl ${series}.x, " +
+        'run jenkinsctl agent-image, then jenkinsctl apply (it re-creates the agents from the new image)'
+    if (!found) {
+        return "[${step}] jenkinsctl was not found on agent ${env.NODE_NAME} (hint: ${fix})"
     }
-    String fix = "install it on the agent with pip install 'jenkinsctl==${wanted}', or rebuild the agent " +
-        'image (jenkinsctl agent-image) and re-apply'
-    if (!reported) {
-        error("[${step}] jenkinsctl was not found on agent ${env.NODE_NAME} (hint: ${fix})")
+    return "[${step}] agent ${env.NODE_NAME} has ${found}, but this library (${wanted}) works only with " +
+        "jenkinsctl ${series}.x (hint: ${fix}; or load the library release that matches the agent's jenkinsctl)"
+}
+
+/** MAJOR.MINOR of a version: helpers of the same series are compatible. */
+@NonCPS
+String series(String version) {
+    List<String> parts = version.tokenize('.')
+    return parts.size() >= 2 ? "${parts[0]}.${parts[1]}" : version
+}
+
+/** RUN_SCRIPT's stdout: status, result and error text, or why it stopped early. */
+@NonCPS
+Map parseReport(String out) {
+    Map report = [status: null, result: null, error: null]
+    String section = null
+    List<String> body = []
+    Closure flush = {
+        if (section) {
+            report[section] = body.join('\n').trim()
+        }
+        body = []
     }
-    error("[${step}] agent ${env.NODE_NAME} has ${reported} but this library needs jenkinsctl ${wanted} " +
-          "(hint: ${fix}; or load the library version that matches the agent)")
+    for (String line in (out ?: '').readLines()) {
+        if (!line.startsWith(MARK)) {
+            body << line
+            continue
+        }
+        String rest = line.substring(MARK.length())
+        flush()
+        section = null
+        if (rest == 'inside-container') {
+            report.insideContainer = true
+        } else if (rest.startsWith('version')) {
+            report.found = rest.substring('version'.length()).trim()
+        } else if (rest.startsWith('status ')) {
+            report.status = Integer.parseInt(rest.substring('status '.length()).trim())
+        } else if (rest == 'result' || rest == 'error') {
+            section = rest
+        }
+    }
+    flush()
+    return report
 }
 
 /** The pipeline-side credential binding for one x-credential entry of the schema. */
@@ -134,6 +231,29 @@ Object binding(Map b) {
             error("[jenkinsctlRun] unsupported credential binding '${b.binding}' in a step schema")
     }
     return null
+}
+
+/** A JSON object as a plain Map (readJSON's returnPojo: serializable, so it survives a CPS checkpoint). */
+Map parseJson(String text) {
+    Object parsed = readJSON(text: text, returnPojo: true)
+    if (!(parsed instanceof Map)) {
+        error("[jenkinsctlRun] expected a JSON object, got ${parsed == null ? 'null' : parsed.getClass().simpleName}")
+    }
+    return parsed
+}
+
+/** A JSON object, or an empty Map for text that is truncated or not an object. */
+Map parseJsonOrEmpty(String text) {
+    Object parsed = null
+    try {
+        parsed = readJSON(text: text, returnPojo: true)
+    // readJSON's parse error is a plugin class (net.sf.json.JSONException) the
+    // library cannot import; any failure here means "no usable JSON".
+    /* groovylint-disable-next-line CatchException */
+    } catch (Exception ignored) {
+        return [:]
+    }
+    return parsed instanceof Map ? parsed : [:]
 }
 
 /** Groovy callers write key: env.X for optional values; null means "not given". */
@@ -167,6 +287,50 @@ List<String> keyProblems(Map schema, Map params) {
     return problems
 }
 
+/** The keys the runner itself uses (x-runner in the schema) never reach
+ *  jenkinsctl, so their types and ranges are checked here. */
+@NonCPS
+List<String> runnerProblems(Map schema, Map params) {
+    List<String> problems = []
+    schema['properties'].each { name, prop ->
+        if (!prop['x-runner'] || !params.containsKey(name)) {
+            return
+        }
+        Object v = params[name]
+        if (prop.type == 'boolean' && !(v instanceof Boolean)) {
+            problems << "parameter '${name}' must be true or false, not '${v}'".toString()
+        } else if (prop.type == 'integer' && !(v instanceof Integer && v >= prop.minimum && v <= prop.maximum)) {
+            // timeout(time:) takes whole minutes
+            problems << ("parameter '${name}' must be a whole number of minutes from ${prop.minimum} to " +
+                         "${prop.maximum}, not '${v}'").toString()
+        }
+    }
+    return problems
+}
+
+/** The runner's options with the schema's defaults. */
+@NonCPS
+Map runnerOptions(Map schema, Map params) {
+    Map out = [:]
+    schema['properties'].each { name, prop ->
+        if (prop['x-runner']) {
+            out[name] = params.containsKey(name) ? params[name] : prop['default']
+        }
+    }
+    return out
+}
+
+@NonCPS
+Map withoutRunnerKeys(Map schema, Map params) {
+    Map out = [:]
+    params.each { k, v ->
+        if (!schema['properties'][k]?.get('x-runner')) {
+            out[k] = v
+        }
+    }
+    return out
+}
+
 /** The valid key nearest to a typo, or null when none is near. */
 @NonCPS
 String closest(String word, List<String> choices) {
@@ -182,16 +346,18 @@ String closest(String word, List<String> choices) {
     return bestDistance <= Math.max(2, (int) (word.length() / 3)) ? best : null
 }
 
-/** Levenshtein distance. */
+/** Levenshtein distance, on Lists (the sandbox has no rule for array casts). */
 @NonCPS
 int distance(String a, String b) {
-    int[] prev = (0..b.length()) as int[]
+    List<Integer> prev = []
+    for (int j = 0; j <= b.length(); j++) {
+        prev.add(j)
+    }
     for (int i = 1; i <= a.length(); i++) {
-        int[] cur = new int[b.length() + 1]
-        cur[0] = i
+        List<Integer> cur = [i]
         for (int j = 1; j <= b.length(); j++) {
             int cost = a.charAt(i - 1) == b.charAt(j - 1) ? 0 : 1
-            cur[j] = Math.min(Math.min(cur[j - 1] + 1, prev[j] + 1), prev[j - 1] + cost)
+            cur.add(Math.min(Math.min(cur[j - 1] + 1, prev[j] + 1), prev[j - 1] + cost))
         }
         prev = cur
     }
@@ -210,19 +376,8 @@ List<Map> credentialBindings(Map schema, Map params) {
     return out
 }
 
-/** A JSON object, or an empty Map for a file that is truncated or not an object. */
 @NonCPS
-Map parseJsonOrEmpty(String text) {
-    try {
-        return parseJson(text)
-    } catch (JsonException | IllegalArgumentException ignored) {
-        return [:]
-    }
-}
-
-@NonCPS
-String failureMessage(String step, String command, int status, String errorText) {
-    Map details = errorText ? parseJsonOrEmpty(errorText) : [:]
+String failureMessage(String step, String command, int status, Map details) {
     if (!details?.message) {
         return "[${step}] jenkinsctl ${command} failed with exit code ${status} and left no error details " +
             '(hint: see its output above)'
@@ -241,14 +396,4 @@ String summary(Map result) {
         text += ", deploy to ${target}: ${result.deploy.outcome}"
     }
     return text
-}
-
-/** JsonSlurperClassic: its maps are plain and serializable, so the result survives a CPS checkpoint. */
-@NonCPS
-Map parseJson(String text) {
-    Object parsed = new JsonSlurperClassic().parseText(text)
-    if (!(parsed instanceof Map)) {
-        throw new IllegalArgumentException("expected a JSON object, got ${parsed?.getClass()?.simpleName}")
-    }
-    return parsed
 }

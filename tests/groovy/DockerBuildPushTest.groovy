@@ -2,8 +2,11 @@ import groovy.json.JsonSlurperClassic
 
 class DockerBuildPushTest extends HarnessTest {
 
-    static final String RUN = 'jenkinsctl --params-env JENKINSCTL_PARAMS --error-file "$JENKINSCTL_ERROR_FILE" ' +
-        '"$JENKINSCTL_COMMAND" --result "$JENKINSCTL_RESULT_FILE"'
+    String runScript() {
+        java.lang.reflect.Field f = h.scripts.jenkinsctlRun.getClass().getDeclaredField('RUN_SCRIPT')
+        f.accessible = true
+        return f.get(null)
+    }
 
     void testDefaultsSendOnlyWhatTheAuthorGave() {
         Map result = step('dockerBuildPush', [image: 'registry.example.com/team/app'])
@@ -11,8 +14,9 @@ class DockerBuildPushTest extends HarnessTest {
         Map run = onlyRun(agent)
         assert run.command == 'ship'
         assert run.params == [image: 'registry.example.com/team/app']
-        assert h.shScripts() == ['jenkinsctl --version 2>/dev/null || true', RUN,
-                                 'rm -f -- "$JENKINSCTL_RESULT_FILE" "$JENKINSCTL_ERROR_FILE"']
+        assert h.shScripts() == [runScript()]
+        assert h.stepCalls == [[step: 'dockerBuildPush', sh: 1]]
+        assert agent.cleanedUp
         assert h.callsTo('withCredentials')*.args*.getAt(0) == [[]]
         assert !run.env.containsKey('JENKINSCTL_REGISTRY_PASSWORD')
         assert result == agent.result
@@ -57,7 +61,10 @@ class DockerBuildPushTest extends HarnessTest {
             config: 'ci/jenkinsctl.yaml',
         ]
         Map schema = new JsonSlurperClassic().parse(new File(repo, 'resources/schemas/steps/dockerBuildPush.json'))
-        Set<String> untested = schema.properties.keySet() - params.keySet() - ['webhookSecretFileCredentialsId']
+        // failOnError and timeout are the runner's own (x-runner): tested on their own.
+        Set<String> runnerKeys = schema.properties.findAll { k, v -> v['x-runner'] }.keySet()
+        assert runnerKeys == ['failOnError', 'timeout'] as Set
+        Set<String> untested = schema.properties.keySet() - params.keySet() - ['webhookSecretFileCredentialsId'] - runnerKeys
         assert untested.empty: "add ${untested} to this test"
 
         step('dockerBuildPush', params)
@@ -107,8 +114,9 @@ class DockerBuildPushTest extends HarnessTest {
         h.binding.getVariable('dir').call('services/api') {
             step('dockerBuildPush', [image: 'r.example/app'])
         }
-        assert h.callsTo('sh').size() == 3
-        assert agent.runs[0].env.JENKINSCTL_RESULT_FILE.startsWith(h.tmpDir.path)
+        assert h.callsTo('sh').size() == 1
+        // pwd(tmp: true) inside dir('services/api') is WORKSPACE/services/api@tmp, as in Jenkins.
+        assert agent.runs[0].env.JENKINSCTL_RESULT_FILE.startsWith(new File(h.workspace, 'services/api@tmp').path + '/')
     }
 
     void testUnknownParametersFailBeforeTouchingTheAgent() {
@@ -165,19 +173,41 @@ class DockerBuildPushTest extends HarnessTest {
         assert msg.contains('succeeded but wrote no result file')
     }
 
-    void testVersionMismatchFailsWithAFix() {
-        agent.version = '0.0.9'
-        String msg = failure { step('dockerBuildPush', [image: 'r.example/app']) }
+    static String bump(String version, int index) {
+        List<Integer> parts = version.tokenize('.')*.toInteger()
+        parts[index] += 1
+        return parts.join('.')
+    }
+
+    void testAPatchLevelDifferenceIsCompatible() {
+        agent.version = bump(libraryVersion(), 2)
+        assert step('dockerBuildPush', [image: 'r.example/app']).digest
+        assert agent.runs.size() == 1
+    }
+
+    void testAMinorLevelDifferenceFailsWithTheDocumentedFix() {
         String v = libraryVersion()
-        assert msg.startsWith("[dockerBuildPush] agent agent-1 has jenkinsctl 0.0.9 but this library needs jenkinsctl ${v}")
-        assert msg.contains("pip install 'jenkinsctl==${v}'")
+        List<String> p = v.tokenize('.')
+        agent.version = bump(v, 1)
+        String msg = failure { step('dockerBuildPush', [image: 'r.example/app']) }
+        assert msg == "[dockerBuildPush] agent agent-1 has jenkinsctl ${agent.version}, but this library (${v}) " +
+            "works only with jenkinsctl ${p[0]}.${p[1]}.x (hint: use agents built for this library: on the host " +
+            "that provisions them, with jenkinsctl ${p[0]}.${p[1]}.x, run jenkinsctl agent-image, then jenkinsctl " +
+            "apply (it re-creates the agents from the new image); or load the library release that matches the " +
+            "agent's jenkinsctl)"
+        assert !msg.contains('pip install')
         assert agent.runs.empty
+        // the documented message (docs/pipeline-authors.md quotes its start)
+        assert new File(repo, 'docs/pipeline-authors.md').text.contains('works only with jenkinsctl')
+        agent.version = bump(v, 0)
+        assert failure { step('dockerBuildPush', [image: 'r.example/app']) }.contains('works only with')
     }
 
     void testJenkinsctlNotInstalled() {
         agent.version = null
         String msg = failure { step('dockerBuildPush', [image: 'r.example/app']) }
         assert msg.startsWith('[dockerBuildPush] jenkinsctl was not found on agent agent-1 (hint: ')
+        assert msg.contains('jenkinsctl agent-image') && msg.contains('jenkinsctl apply') && !msg.contains('pip')
         assert agent.runs.empty
     }
 
@@ -224,31 +254,101 @@ class DockerBuildPushTest extends HarnessTest {
     }
 
     void testTruncatedErrorFileFallsBackToTheExitCode() {
-        agent.handler()
-        h.shHandler = { Map call ->
-            if (call.script.startsWith('jenkinsctl --params-env')) {
-                new File(call.env.JENKINSCTL_ERROR_FILE).text = '{"message": "half'
-                return 4
-            }
-            agent.handle(call)
+        agent.during = { Map params, Map env ->
+            new File(env.JENKINSCTL_ERROR_FILE).text = '{"message": "half'
+            4
         }
         String msg = failure { step('dockerBuildPush', [image: 'r.example/app']) }
         assert msg.contains('failed with exit code 4 and left no error details')
     }
 
     void testAFailedDeployStillReportsWhatWasPushed() {
-        h.shHandler = { Map call ->
-            if (call.script.startsWith('jenkinsctl --params-env')) {
-                new File(call.env.JENKINSCTL_RESULT_FILE).text = groovy.json.JsonOutput.toJson(
-                    [image: 'r.example/app', digest: 'sha256:' + 'f' * 64, tags: ['7'],
-                     deploy: [strategy: 'container', target: 'container:web', outcome: 'failed']])
-                new File(call.env.JENKINSCTL_ERROR_FILE).text = '{"message": "web did not become healthy", "category": "deploy"}'
-                return 6
-            }
-            agent.handle(call)
-        }
+        failDeploy()
         String msg = failure { step('dockerBuildPush', [image: 'r.example/app', deployTo: 'container:web']) }
-        assert msg == '[dockerBuildPush] web did not become healthy'
+        assert msg == '[dockerBuildPush] web did not become healthy (hint: see docker logs web)'
         assert h.log.contains("[dockerBuildPush] before the failure: r.example/app@sha256:${'f' * 64}, deploy to container:web: failed".toString())
+        assert h.stepCalls == [[step: 'dockerBuildPush', sh: 1]]
+    }
+
+    void failDeploy() {
+        agent.during = { Map params, Map env ->
+            new File(env.JENKINSCTL_RESULT_FILE).text = groovy.json.JsonOutput.toJson(
+                [image: 'r.example/app', digest: 'sha256:' + 'f' * 64, tags: ['7'],
+                 deploy: [strategy: 'container', target: 'container:web', outcome: 'failed']])
+            new File(env.JENKINSCTL_ERROR_FILE).text = '{"message": "web did not become healthy", "hint": "see docker logs web"}'
+            6
+        }
+    }
+
+    void testFailOnErrorFalseMarksTheBuildUnstableAndReturnsThePartialResult() {
+        failDeploy()
+        Map result = step('dockerBuildPush', [image: 'r.example/app', deployTo: 'container:web', failOnError: false])
+        String msg = '[dockerBuildPush] web did not become healthy (hint: see docker logs web)'
+        assert h.callsTo('unstable')*.args*.getAt(0) == [msg]
+        assert h.currentBuild.result == 'UNSTABLE'
+        assert h.callsTo('error').empty
+        assert result.digest == 'sha256:' + 'f' * 64
+        assert result.deploy.outcome == 'failed'
+        assert result.error == msg
+        // the runner's own keys never reach jenkinsctl
+        assert onlyRun(agent).params == [image: 'r.example/app', deployTo: 'container:web']
+        assert h.stepCalls == [[step: 'dockerBuildPush', sh: 1]]
+    }
+
+    void testFailOnErrorFalseWithNothingDone() {
+        agent.crashStatus = 137
+        Map result = step('dockerBuildPush', [image: 'r.example/app', failOnError: false])
+        assert result == [error: '[dockerBuildPush] jenkinsctl ship failed with exit code 137 and left no error ' +
+            'details (hint: see its output above)']
+        assert h.currentBuild.result == 'UNSTABLE'
+    }
+
+    void testFailOnErrorFalseStillFailsOnSetupProblems() {
+        agent.version = '9.9.9'
+        assert failure { step('dockerBuildPush', [image: 'r.example/app', failOnError: false]) }.contains('works only with')
+        assert h.callsTo('unstable').empty
+    }
+
+    void testTimeoutBoundsTheWholeStep() {
+        step('dockerBuildPush', [image: 'r.example/app', timeout: 30])
+        Map t = h.callsTo('timeout')[0]
+        assert t.args[0] == [time: 30, unit: 'MINUTES']
+        // the credentials, the one sh and the result are all inside the timeout
+        int at = h.calls.indexOf(t)
+        assert h.calls.findIndexOf { it.name == 'withCredentials' } > at
+        assert h.calls.findIndexOf { it.name == 'sh' } > at
+        assert onlyRun(agent).params == [image: 'r.example/app']
+
+        h.expireTimeouts = true
+        assert failure { step('dockerBuildPush', [image: 'r.example/app', timeout: 1]) } == 'Timeout has been exceeded'
+    }
+
+    void testRunnerKeysAreChecked() {
+        String msg = failure { step('dockerBuildPush', [image: 'r.example/app', failOnError: 'no', timeout: 0]) }
+        assert msg.contains("parameter 'failOnError' must be true or false, not 'no'")
+        assert msg.contains("parameter 'timeout' must be a whole number of minutes from 1 to 1440, not '0'")
+        assert failure { step('dockerBuildPush', [image: 'r.example/app', timeout: 2.5]) }
+            .contains("parameter 'timeout' must be a whole number of minutes from 1 to 1440, not '2.5'")
+        assert h.callsTo('sh').empty
+    }
+
+    void testInsideADockerInsideContainerItStopsWithTheReason() {
+        agent.insideContainer = true
+        String msg = failure { step('dockerBuildPush', [image: 'r.example/app', credentialsId: 'registry']) }
+        assert msg.startsWith('[dockerBuildPush] runs on the agent itself, not inside docker.image().inside')
+        assert msg.contains("'docker exec --env NAME=VALUE'")
+        assert agent.runs.empty
+    }
+
+    void testEveryPathIsOneSh() {
+        step('dockerBuildPush', [image: 'r.example/app'])
+        agent.failure = [exit: 5, details: [message: 'denied']]
+        failure { step('dockerBuildPush', [image: 'r.example/app']) }
+        step('dockerBuildPush', [image: 'r.example/app', failOnError: false])
+        agent.failure = null
+        agent.version = '0.0.1'
+        failure { step('dockerRedeploy', [image: 'r.example/app:1', deployTo: 'container:web']) }
+        assert h.stepCalls*.sh == [1, 1, 1, 1]
+        assert h.callsTo('sh').size() == 4
     }
 }

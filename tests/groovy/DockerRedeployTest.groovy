@@ -27,7 +27,10 @@ class DockerRedeployTest extends HarnessTest {
                       deployTimeout: 90.5, keep: 0, credentialsId: 'registry',
                       webhookCredentialsId: 'hook', config: 'ci/jenkinsctl.yaml']
         Map schema = new JsonSlurperClassic().parse(new File(repo, 'resources/schemas/steps/dockerRedeploy.json'))
-        Set<String> untested = schema.properties.keySet() - params.keySet() - ['webhookSecretFileCredentialsId']
+        // failOnError and timeout are the runner's own (x-runner): tested on their own.
+        Set<String> runnerKeys = schema.properties.findAll { k, v -> v['x-runner'] }.keySet()
+        assert runnerKeys == ['failOnError', 'timeout'] as Set
+        Set<String> untested = schema.properties.keySet() - params.keySet() - ['webhookSecretFileCredentialsId'] - runnerKeys
         assert untested.empty: "add ${untested} to this test"
 
         step('dockerRedeploy', params)
@@ -43,7 +46,7 @@ class DockerRedeployTest extends HarnessTest {
         String msg = failure { step('dockerRedeploy', [imag: REF]) }
         assert msg.startsWith("[dockerRedeploy] unknown parameter 'imag' (did you mean 'image'?); " +
                               "missing required parameter 'image'; missing required parameter 'deployTo'")
-        assert msg.contains('(hint: valid parameters: config, credentialsId, deployTimeout, deployTo, healthUrl, image,')
+        assert msg.contains('(hint: valid parameters: config, credentialsId, deployTimeout, deployTo, failOnError, healthUrl, image,')
         assert h.callsTo('sh').empty
     }
 
@@ -58,7 +61,7 @@ class DockerRedeployTest extends HarnessTest {
     void testVersionMismatch() {
         agent.version = '9.9.9'
         String msg = failure { step('dockerRedeploy', [image: REF, deployTo: 'swarm:app_web']) }
-        assert msg.startsWith('[dockerRedeploy] agent agent-1 has jenkinsctl 9.9.9 but this library needs')
+        assert msg.startsWith('[dockerRedeploy] agent agent-1 has jenkinsctl 9.9.9, but this library')
         assert agent.runs.empty
     }
 

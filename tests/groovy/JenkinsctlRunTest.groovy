@@ -36,11 +36,25 @@ class JenkinsctlRunTest extends HarnessTest {
     }
 
     void testParseJsonRejectsNonObjects() {
-        try {
-            runner().parseJson('[1]')
-            assert false: 'expected an exception'
-        } catch (IllegalArgumentException e) {
-            assert e.message.contains('expected a JSON object')
-        }
+        String msg = failure { runner().parseJson('[1]') }
+        assert msg == '[jenkinsctlRun] expected a JSON object, got ArrayList'
+        assert h.callsTo('readJSON')*.args*.getAt(0) == [[text: '[1]', returnPojo: true]]
+        assert runner().parseJsonOrEmpty('{"half') == [:]
+        assert runner().parseJsonOrEmpty('[1]') == [:]
+    }
+
+    void testTheReportOfTheOneShIsParsed() {
+        Map r = runner().parseReport('@@jenkinsctl status 6\n@@jenkinsctl result\n{"a": 1}\n\n' +
+                                     '@@jenkinsctl error\n{"message": "m"}\n')
+        assert r == [status: 6, result: '{"a": 1}', error: '{"message": "m"}']
+        assert runner().parseReport('@@jenkinsctl version jenkinsctl 0.2.0\n').found == 'jenkinsctl 0.2.0'
+        assert runner().parseReport('@@jenkinsctl version \n').found == ''
+        assert runner().parseReport('@@jenkinsctl inside-container\n').insideContainer
+        assert runner().parseReport('').status == null
+    }
+
+    void testSeries() {
+        assert runner().series('0.1.0') == '0.1'
+        assert runner().series('12.34.5rc1') == '12.34'
     }
 }

@@ -156,11 +156,13 @@ class StepConventionsTest extends HarnessTest {
         String libText = lib[0].arguments.text
         assert libText.contains('identifier') && libText.contains('jenkinsctl@') && libText.contains('legacySCM(scm)')
         assert jf.text =~ /agent \{ label 'docker' \}/
-        assert jf.text.contains("sh 'scripts/test'")
+        assert jf.text.contains("sh 'scripts/agent-check'") && !jf.text.contains("sh 'scripts/test'")
         def ships = scan.callsTo('dockerBuildPush')
-        assert ships.size() == 1
-        Set<String> keys = ships[0].arguments.expressions[0].mapEntryExpressions*.keyExpression*.text as Set
-        assert keys.contains('image') && keys.contains('credentialsId')
-        assert (keys - schema('dockerBuildPush').properties.keySet()).empty
+        assert ships.size() == 2
+        ships.each { call ->
+            Set<String> keys = call.arguments.expressions[0].mapEntryExpressions*.keyExpression*.text as Set
+            assert keys.contains('image') && keys.contains('credentialsId')
+            assert (keys - schema('dockerBuildPush').properties.keySet()).empty
+        }
     }
 }

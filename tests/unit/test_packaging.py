@@ -15,7 +15,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 def test_wheel_installs_and_runs_outside_the_checkout(tmp_path):
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
                     "-w", str(tmp_path / "dist"), str(ROOT)], check=True, timeout=300)
-    wheel = next((tmp_path / "dist").glob("jenkinsctl-*.whl"))
+    wheel = next((tmp_path / "dist").glob("jenkinsctl_dood-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
     assert "jenkinsctl/_resources/schemas/config.schema.json" in names
     assert not any(n.startswith("tests/") for n in names)

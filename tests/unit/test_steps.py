@@ -37,8 +37,9 @@ def test_schema_is_valid_and_every_parameter_is_documented(step):
     assert (ROOT / "vars" / f"{step}.groovy").is_file()
     for name, prop in schema["properties"].items():
         assert prop.get("description"), name
-        # Exactly one of: passed to the command, or bound as a credential.
-        assert ("x-dest" in prop) != ("x-credential" in prop), name
+        # Exactly one of: passed to the command, bound as a credential, or
+        # used by the Groovy runner itself (failOnError, timeout).
+        assert [k in prop for k in ("x-dest", "x-credential", "x-runner")].count(True) == 1, name
         if "x-credential" in prop:
             assert name.lower().endswith("credentialsid")
         for example in prop.get("examples", []):
@@ -65,6 +66,8 @@ def test_ship_defaults_from_every_parameter():
         "pull": True, "noCache": True, "cacheFrom": "registry.example.com/team/app:latest",
         "deployTo": "container:app", "healthUrl": "http://app:8080/health", "deployTimeout": 120,
         "keep": 5, "credentialsId": "registry", "webhookCredentialsId": "hook", "config": "ci/jenkinsctl.yaml",
+        # The runner's own keys: valid, and never an option of the command.
+        "failOnError": False, "timeout": 30,
     }
     assert set(params) | {"webhookSecretFileCredentialsId"} == set(steps.load_schema("dockerBuildPush")["properties"])
     assert steps.params_to_defaults("ship", params) == {

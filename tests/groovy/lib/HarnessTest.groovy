@@ -19,7 +19,12 @@ abstract class HarnessTest {
     }
 
     void tearDown() {
-        h?.cleanup()
+        try {
+            // Every library step call runs at most one durable-task sh.
+            assert h == null || h.stepCalls.every { it.sh <= 1 }: "more than one sh in a step call: ${h.stepCalls}"
+        } finally {
+            h?.cleanup()
+        }
     }
 
     static String libraryVersion() {

@@ -12,6 +12,12 @@
  *
  * Files (readFile, writeFile, fileExists, pwd) are real files under a
  * per-test temporary workspace in both modes.
+ *
+ * Like Jenkins, every script has its own Binding (ScriptBinding), and a
+ * step, option or directive works only when a plugin listed in
+ * resources/controller/plugins.txt provides it, per the one table
+ * resources/schemas/pipeline-plugins.json. Each call of a library step
+ * records how many sh steps it ran (stepCalls).
  */
 class PipelineHarness {
 
@@ -29,6 +35,17 @@ class PipelineHarness {
     final List<String> log = []
     /** Jenkins credentials store: id -> [type: 'usernamePassword', username:, password:] etc. */
     final Map<String, Map> credentials = [:]
+    /** Step/option/global name -> [plugin:, via:, as: [...]] (resources/schemas/pipeline-plugins.json). */
+    final Map<String, Map> pluginTable
+    /** Plugin names in resources/controller/plugins.txt (versions ignored). */
+    final Set<String> installedPlugins
+    /** One entry per outermost library step call: [step: name, sh: number of sh steps it ran]. */
+    final List<Map> stepCalls = []
+    private int shCount = 0
+    private int libraryDepth = 0
+    private int optionsDepth = 0
+    /** Make the next timeout step expire (Jenkins interrupts its body). */
+    boolean expireTimeouts = false
 
     /** Mock mode: receives [script, returnStdout, returnStatus, label, env, cwd]; returns
      *  an Integer status, a String stdout, or [status:, stdout:]. */
@@ -55,9 +72,18 @@ class PipelineHarness {
         workspace.mkdirs()
         tmpDir.mkdirs()
         cwd = workspace
+        pluginTable = new groovy.json.JsonSlurperClassic()
+            .parse(new File(this.repo, 'resources/schemas/pipeline-plugins.json')).names as Map
+        installedPlugins = pluginsTxt(new File(this.repo, 'resources/controller/plugins.txt'))
         env.putAll(NODE_NAME: 'agent-1', WORKSPACE: workspace.path, BUILD_NUMBER: '42',
                    JOB_NAME: 'team/app/main', BRANCH_NAME: 'main', BUILD_URL: 'http://jenkins.invalid/job/42/')
         registerSteps()
+    }
+
+    /** NAME or NAME:VERSION lines; comments and blank lines ignored. */
+    static Set<String> pluginsTxt(File f) {
+        return f.readLines().collect { it.replaceAll(/#.*/, '').trim() }.findAll { it }
+            .collect { it.split(':')[0].trim() } as Set
     }
 
     /** Compile every vars/*.groovy and make each callable by name, like Jenkins does. */
@@ -66,18 +92,57 @@ class PipelineHarness {
         new File(repo, 'vars').listFiles().findAll { it.name.endsWith('.groovy') }.sort { it.name }.each { f ->
             String name = f.name - '.groovy'
             Script script = shell.parse(f)
-            script.binding = binding
+            script.binding = new ScriptBinding(binding)
             scripts[name] = script
-            binding.setVariable(name, { Object[] args -> script.invokeMethod('call', args) })
+            binding.setVariable(name, { Object[] args -> callLibraryStep(name, script, args) })
         }
         return this
+    }
+
+    private Object callLibraryStep(String name, Script script, Object[] args) {
+        boolean outermost = libraryDepth == 0
+        int before = shCount
+        libraryDepth++
+        try {
+            return script.invokeMethod('call', args)
+        } finally {
+            libraryDepth--
+            if (outermost) {
+                stepCalls << [step: name, sh: shCount - before]
+            }
+        }
     }
 
     /** Run pipeline code written as a string (an example from the docs, a Jenkinsfile body). */
     Object runScript(String code) {
         Script script = new GroovyShell(getClass().classLoader, binding).parse(code)
-        script.binding = binding
+        script.binding = new ScriptBinding(binding)
         return script.run()
+    }
+
+    /** Fail like Jenkins when no plugin in plugins.txt provides NAME as KIND. */
+    void requirePlugin(String name, String kind) {
+        Map entry = pluginTable[name]
+        if (entry == null) {
+            throw new PipelineError("No such DSL method '${name}': resources/schemas/pipeline-plugins.json " +
+                                    'names no plugin for it')
+        }
+        if (!(kind in (entry.as as List))) {
+            throw new PipelineError(kind == 'option' ? "Invalid option type \"${name}\"" :
+                                    "${name} is not valid as ${kind} (it is: ${entry.as})")
+        }
+        String needed = entry.via ?: entry.plugin
+        if (needed != 'core' && !(needed in installedPlugins)) {
+            throw new PipelineError(kind == 'option' ? "Invalid option type \"${name}\": plugin ${entry.plugin} " +
+                                    'is not in resources/controller/plugins.txt' :
+                                    "No such DSL method '${name}': plugin ${entry.plugin} is not in " +
+                                    'resources/controller/plugins.txt')
+        }
+    }
+
+    /** The temporary directory pwd(tmp: true) names for a directory, as WorkspaceList.tempDir does. */
+    static File tempDirOf(File dir) {
+        return new File(dir.parentFile, dir.name + '@tmp')
     }
 
     void cleanup() {
@@ -88,6 +153,9 @@ class PipelineHarness {
     Closure genericStep(String name) {
         return { Object[] args ->
             record(name, args as List)
+            Map entry = pluginTable[name]
+            String kind = optionsDepth > 0 ? 'option' : (entry.as as List)[0]
+            requirePlugin(name, kind)
             Object last = args ? args[-1] : null
             if (!(last instanceof Closure)) {
                 return null
@@ -99,6 +167,14 @@ class PipelineHarness {
                 body.call()
                 capture.captured().each { k, v -> env[k] = String.valueOf(v) }
                 return null
+            }
+            if (name == 'options') {
+                optionsDepth++
+                try {
+                    return ((Closure) last).call()
+                } finally {
+                    optionsDepth--
+                }
             }
             return ((Closure) last).call()
         }
@@ -128,6 +204,7 @@ class PipelineHarness {
     private void step(String name, Closure impl) {
         binding.setVariable(name, { Object[] args ->
             record(name, args as List)
+            requirePlugin(name, optionsDepth > 0 ? 'option' : 'step')
             impl.call(args as List)
         })
     }
@@ -165,7 +242,9 @@ class PipelineHarness {
             throw new PipelineError(String.valueOf(a[0]))
         }
         step('isUnix') { List a -> unix }
-        step('pwd') { List a -> opts(a, 'tmp').tmp ? tmpDir.path : cwd.path }
+        // WorkspaceList.tempDir: DIR@tmp beside the current directory, so
+        // inside dir('sub') it is WORKSPACE/sub@tmp.
+        step('pwd') { List a -> opts(a, 'tmp').tmp ? tempDirOf(cwd).path : cwd.path }
         step('dir') { List a ->
             File before = cwd
             cwd = resolve(String.valueOf(a[0]))
@@ -208,6 +287,35 @@ class PipelineHarness {
         step('file') { List a -> [$symbol: 'file'] + (a[0] as Map) }
         step('withCredentials') { List a -> withCredentialsImpl(a[0] as List, a[1] as Closure) }
         step('sh') { List a -> shImpl(opts(a, 'script')) }
+        step('readJSON') { List a ->
+            Map o = a[0] as Map
+            // Without returnPojo the plugin returns net.sf.json objects, which
+            // are not plain Maps; the library always asks for plain ones.
+            assert o.returnPojo == true: 'readJSON without returnPojo: true'
+            String text = o.text != null ? o.text : resolve(String.valueOf(o.file)).getText('UTF-8')
+            try {
+                new groovy.json.JsonSlurperClassic().parseText(text)
+            } catch (groovy.json.JsonException e) {
+                throw new PipelineError("readJSON: ${e.message}")
+            }
+        }
+        step('unstable') { List a ->
+            String message = String.valueOf(opts(a, 'message').message)
+            appendLog("WARNING: ${message}")
+            currentBuild.result = 'UNSTABLE'
+            currentBuild.currentResult = 'UNSTABLE'
+            null
+        }
+        step('timeout') { List a ->
+            Object last = a[-1]
+            if (!(last instanceof Closure)) {
+                return null // the Declarative option
+            }
+            if (expireTimeouts) {
+                throw new PipelineError('Timeout has been exceeded')
+            }
+            return (last as Closure).call()
+        }
     }
 
     private static Map<String, String> parseEnvList(List entries) {
@@ -277,6 +385,9 @@ class PipelineHarness {
     }
 
     private Object shImpl(Map o) {
+        shCount++
+        // durable-task keeps its control files in DIR@tmp, so sh creates it.
+        tempDirOf(cwd).mkdirs()
         Map call = [script: String.valueOf(o.script), returnStdout: o.returnStdout ?: false,
                     returnStatus: o.returnStatus ?: false, label: o.label,
                     env: new LinkedHashMap<>(env), cwd: cwd]
