@@ -53,16 +53,22 @@ class SecretRef:
     def resolve(self, environ: Mapping[str, str] | None = None) -> str | None:
         """The secret's value, or None when its source is absent.  A
         ``credentials`` reference resolves only inside Jenkins, where the
-        pipeline step has bound it to an environment variable."""
+        pipeline step has bound it to an environment variable.  The value is
+        registered for redaction, and refused if it holds a control character
+        (a file's final line break is not part of the secret)."""
+        from jenkinsctl.secrets import sensitive
+
         environ = os.environ if environ is None else environ
         if self.env:
-            return environ.get(self.env)
+            return sensitive(environ.get(self.env), f"the secret in environment variable {self.env}")
         if self.file:
             try:
-                return pathlib.Path(self.file).read_text(encoding="utf-8").rstrip("\r\n")
-            except OSError as exc:
-                raise ConfigError(f"cannot read secret file {self.file}: {exc.strerror}",
+                value = pathlib.Path(self.file).read_text(encoding="utf-8").rstrip("\r\n")
+            except (OSError, UnicodeDecodeError) as exc:
+                why = getattr(exc, "strerror", None) or "not UTF-8 text"
+                raise ConfigError(f"cannot read secret file {self.file}: {why}",
                                   hint="check the path and that this user may read it") from None
+            return sensitive(value, f"the secret in file {self.file}")
         return None
 
 
@@ -105,10 +111,21 @@ class AgentGroup:
 
 
 @dataclass(frozen=True)
+class RegistryLogin:
+    """Credentials for one more registry (registry.others)."""
+
+    url: str
+    username: str | SecretRef
+    password: SecretRef
+
+
+@dataclass(frozen=True)
 class RegistryConfig:
     url: str
     username: str | SecretRef | None
     password: SecretRef | None
+    # Each sent only to its own registry; see image.registry_auth.
+    others: tuple[RegistryLogin, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -244,6 +261,10 @@ def _validation_error(err, source: str, positions: Mapping[tuple, tuple[int, int
     path = tuple(err.absolute_path)
     hint = None
     key_path = path
+    # Under a secret-keyed field the value itself may be the secret (a token
+    # pasted in place of a reference): describe it, never echo it.
+    secret_field = any(p in SECRET_KEYS for p in path if isinstance(p, str))
+    shown = "a value that is hidden because the field holds a secret" if secret_field else None
     if err.validator == "additionalProperties" and isinstance(err.instance, dict):
         node = _schema_at(sch, path) or {}
         allowed = sorted(node.get("properties", {}))
@@ -255,26 +276,31 @@ def _validation_error(err, source: str, positions: Mapping[tuple, tuple[int, int
         hint = (f"did you mean '{close[0]}'? " if close else "") + f"valid keys here: {', '.join(allowed)}"
     elif err.validator == "type":
         want = err.validator_value if isinstance(err.validator_value, str) else " or ".join(err.validator_value)
-        message = f"'{_fmt_path(path)}' must be {want}, not {type(err.instance).__name__} ({err.instance!r})"
+        message = f"'{_fmt_path(path)}' must be {want}, not {type(err.instance).__name__} ({shown or repr(err.instance)})"
     elif err.validator in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
         node = _schema_at(sch, path) or {}
         lo = node.get("minimum", node.get("exclusiveMinimum"))
         hi = node.get("maximum", node.get("exclusiveMaximum"))
-        message = f"'{_fmt_path(path)}' is {err.instance}, out of range"
+        message = f"'{_fmt_path(path)}' is {shown or err.instance}, out of range"
         hint = f"use a value from {lo} to {hi}"
     elif err.validator == "enum":
         close = difflib.get_close_matches(str(err.instance), [str(v) for v in err.validator_value], n=1)
-        message = f"'{_fmt_path(path)}' is {err.instance!r}; valid values: {', '.join(map(str, err.validator_value))}"
-        hint = f"did you mean '{close[0]}'?" if close else None
+        message = f"'{_fmt_path(path)}' is {shown or repr(err.instance)}; valid values: " \
+                  f"{', '.join(map(str, err.validator_value))}"
+        hint = f"did you mean '{close[0]}'?" if close and not secret_field else None
     elif err.validator == "required":
         message = f"'{_fmt_path(path)}': {err.message}"
     elif err.validator == "pattern":
         node = _schema_at(sch, path) or {}
-        message = f"'{_fmt_path(path)}' is {err.instance!r}, which is not valid"
+        message = f"'{_fmt_path(path)}' is {shown or repr(err.instance)}, which is not valid"
         hint = node.get("description") or f"it must match {err.validator_value}"
     elif err.validator in ("anyOf", "oneOf") and path and path[-1] in SECRET_KEYS + ("username",):
         message = f"'{_fmt_path(path)}' must be a reference such as {{env: NAME}} or {{file: PATH}}"
         hint = "see the configuration reference in the README"
+    elif secret_field:
+        # jsonschema's own message starts with the offending value.
+        message = f"'{_fmt_path(path)}' is not valid here ({shown}): it fails the '{err.validator}' rule"
+        hint = "a secret is written as a reference: {env: NAME}, {file: PATH} or {credentials: ID}"
     else:
         message = f"'{_fmt_path(path)}': {err.message}"
     line_col = None
@@ -393,7 +419,12 @@ def _secret(value: Any) -> SecretRef | None:
 
 
 def from_document(doc: Mapping[str, Any], source: str = "<defaults>") -> Config:
+    from jenkinsctl.secrets import sensitive_url
+
     c, r, b = doc["controller"], doc["registry"], doc["build"]
+    # A token written into controller.external (https://user:token@host) is
+    # a secret like any other: never printed, wherever the URL shows up.
+    sensitive_url(c["external"])
     targets = {}
     for name, t in doc["deploy"]["targets"].items():
         h = t.get("health") or {}
@@ -412,7 +443,10 @@ def from_document(doc: Mapping[str, Any], source: str = "<defaults>") -> Config:
                                     timeout=c["timeout"], ready_timeout=c["ready_timeout"]),
         agents=tuple(AgentGroup(**{**g, "labels": tuple(g["labels"])}) for g in doc["agents"]),
         registry=RegistryConfig(url=r["url"], username=_secret(r["username"]) or r["username"],
-                                password=_secret(r["password"])),
+                                password=_secret(r["password"]),
+                                others=tuple(RegistryLogin(url=o["url"], username=_secret(o["username"]) or
+                                                           o["username"], password=SecretRef(**o["password"]))
+                                             for o in r.get("others", ()))),
         build=BuildConfig(builder=b["builder"], moving_tags={k: tuple(v) for k, v in b["moving_tags"].items()},
                           keep_images=b["keep_images"], push_attempts=b["push_attempts"]),
         deploy_targets=targets, source=source, document=doc)

@@ -277,9 +277,14 @@ def display_target(target: "DeployTarget") -> str:
 
 
 def write_result(path: str, result: Mapping[str, Any]) -> None:
-    """Write --result atomically, so a reader never sees half a file."""
+    """Write --result atomically, so a reader never sees half a file.
+    Redacted like every other output: it is archived with the build."""
     import json
     import tempfile
+
+    from jenkinsctl.secrets import redact_obj
+
+    result = redact_obj(result)
 
     directory = os.path.dirname(os.path.abspath(path))
     try:

@@ -1,0 +1,135 @@
+"""One place that knows which strings are secret, and removes them from text.
+
+Every secret value jenkinsctl resolves (a ``{env:}`` / ``{file:}``
+reference, a JENKINSCTL_*_PASSWORD variable, the token in a
+``https://user:token@host`` URL) is registered here with ``sensitive()``
+once, when it is read.  ``redact()`` then removes all of them, and
+credentials in URLs and Authorization headers, from any text; the CLI runs
+every message, hint, result and log line through it before they reach the
+console, ``--error-file``, ``--output json`` or ``--result``.  Kamal's
+``sensitive()`` works the same way: wrap once, redacted everywhere.
+
+Secrets are also checked here: a control character (a trailing newline in a
+variable, a NUL) is never legitimate in a password or token, and would
+otherwise end up in an HTTP header, where Python's own error message quotes
+the whole value.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import threading
+from typing import Any
+
+from jenkinsctl.errors import ConfigError
+
+MASK = "********"
+# Shorter values would mask ordinary words and digits in every message; a
+# one- or two-character password is not worth hiding anyway.
+MIN_LENGTH = 3
+
+_lock = threading.Lock()
+_secrets: set[str] = set()
+
+# scheme://user:password@ -> scheme://user:********@
+_URL_USERINFO = re.compile(r"(?P<pre>\b[a-zA-Z][a-zA-Z0-9+.-]*://[^/\s:@]*):(?P<pw>[^/\s@]+)@")
+# Authorization: Bearer X / Basic X, X-Registry-Auth: X, as echoed by servers and libraries.
+# A challenge (WWW-Authenticate: Bearer realm="...") names no secret and stays,
+# and so does prose ("no basic auth credentials"): a value needs 8 characters
+# and something besides lower-case letters.
+_AUTH_HEADER = re.compile(r"(?P<pre>\b(?i:Bearer|Basic|X-Registry-Auth:?)\s+)(?!(?:realm|error|scope|service)=)"
+                          r"(?=[a-z]*[^a-z\s])(?P<val>[A-Za-z0-9._~+/=:-]{8,})")
+
+
+def _control(value: str) -> str | None:
+    for ch in value:
+        if ord(ch) < 0x20 or ord(ch) == 0x7F:
+            return {"\n": "a newline", "\r": "a carriage return", "\t": "a tab", "\0": "a NUL byte"}.get(
+                ch, f"the control character U+{ord(ch):04X}")
+    return None
+
+
+def check_secret(value: str, what: str) -> str:
+    """``value`` if it holds no control character, else a ConfigError that
+    names ``what`` (where it came from) and never the value itself."""
+    bad = _control(value)
+    if bad:
+        where = "at its end" if value.rstrip("\r\n\t ") != value else "inside it"
+        raise ConfigError(f"{what} contains {bad} ({where}); a secret must be a single line without control "
+                          "characters", hint="remove the line break or control character from the variable or "
+                          "file (e.g. printf '%s' TOKEN, not echo), then run again")
+    return value
+
+
+def sensitive(value: str | None, what: str = "a secret") -> str | None:
+    """Check ``value`` and register it for redaction; returns it unchanged."""
+    if value is None or value == "":
+        return value
+    check_secret(value, what)
+    if len(value) >= MIN_LENGTH:
+        with _lock:
+            _secrets.add(value)
+    return value
+
+
+def sensitive_basic(username: str, password: str) -> None:
+    """Register the Basic-auth and registry-auth encodings of a credential
+    pair too: servers and libraries echo the header, not the password."""
+    pair = f"{username}:{password}"
+    with _lock:
+        _secrets.add(base64.b64encode(pair.encode()).decode())
+
+
+def sensitive_url(url: str | None) -> str | None:
+    """Register the password in a URL's user info (a Jenkins API token in
+    ``https://user:token@host``); returns the URL unchanged."""
+    if url:
+        from urllib.parse import unquote, urlsplit
+
+        try:
+            password = urlsplit(url).password
+        except ValueError:
+            password = None
+        if password:
+            sensitive(unquote(password), "the password in a URL")
+            if unquote(password) != password:
+                sensitive(password, "the password in a URL")
+    return url
+
+
+def known() -> frozenset[str]:
+    with _lock:
+        return frozenset(_secrets)
+
+
+def forget_all() -> None:
+    """For tests: start from no registered secrets."""
+    with _lock:
+        _secrets.clear()
+
+
+def redact(text: Any, *extra: str | None) -> Any:
+    """``text`` with every registered secret (and ``extra``), URL passwords
+    and Authorization header values replaced by a mask.  Non-strings pass
+    through unchanged."""
+    if not isinstance(text, str) or not text:
+        return text
+    values = sorted(known() | {e for e in extra if e and len(e) >= MIN_LENGTH}, key=len, reverse=True)
+    for value in values:  # longest first, so a secret containing another is masked whole
+        if value in text:
+            text = text.replace(value, MASK)
+    text = _URL_USERINFO.sub(lambda m: f"{m.group('pre')}:{MASK}@", text)
+    text = _AUTH_HEADER.sub(lambda m: m.group("pre") + MASK, text)
+    return text
+
+
+def redact_obj(obj: Any, *extra: str | None) -> Any:
+    """A copy of a JSON-like structure with every string (keys included) redacted."""
+    if isinstance(obj, str):
+        return redact(obj, *extra)
+    if isinstance(obj, dict):
+        return {redact_obj(k, *extra): redact_obj(v, *extra) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [redact_obj(v, *extra) for v in obj]
+    return obj
