@@ -159,6 +159,7 @@ class DeployTarget:
     secret: SecretRef | None
     timeout: float
     retries: int
+    idempotent: bool = False  # webhook: a POST that may have arrived may be sent again
 
 
 @dataclass(frozen=True)
@@ -434,7 +435,7 @@ def from_document(doc: Mapping[str, Any], source: str = "<defaults>") -> Config:
             volumes=tuple(t["volumes"]),
             health=Health(http=h.get("http"), timeout=h.get("timeout", 60), interval=h.get("interval", 1)),
             keep=t["keep"], compose=t["compose"], service=t["service"], secret=_secret(t["secret"]),
-            timeout=t["timeout"], retries=t["retries"])
+            timeout=t["timeout"], retries=t["retries"], idempotent=t.get("idempotent", False))
     return Config(
         version=doc["version"], project=doc["project"], state_dir=doc["state_dir"],
         engine=EngineConfig(**doc["engine"]),

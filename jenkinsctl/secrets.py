@@ -81,20 +81,41 @@ def sensitive_basic(username: str, password: str) -> None:
         _secrets.add(base64.b64encode(pair.encode()).decode())
 
 
-def sensitive_url(url: str | None) -> str | None:
-    """Register the password in a URL's user info (a Jenkins API token in
-    ``https://user:token@host``); returns the URL unchanged."""
-    if url:
-        from urllib.parse import unquote, urlsplit
+# Path segments after these carry the token in Portainer-style trigger URLs
+# (/api/webhooks/<token>, /api/stacks/webhooks/<token>, /hooks/<token>).
+_TOKEN_PARENTS = ("webhooks", "webhook", "hooks", "hook", "token", "tokens", "trigger", "triggers")
+_UUID = re.compile(r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$")
+_TOKENISH = re.compile(r"^(?=.*[0-9])(?=.*[A-Za-z])[A-Za-z0-9_.~=+-]{20,}$")
 
-        try:
-            password = urlsplit(url).password
-        except ValueError:
-            password = None
-        if password:
-            sensitive(unquote(password), "the password in a URL")
-            if unquote(password) != password:
-                sensitive(password, "the password in a URL")
+
+def url_tokens(url: str) -> list[str]:
+    """The parts of ``url`` that are credentials: the password of its user
+    info, its query values, and path segments that are tokens (a UUID, a
+    long random-looking string, or whatever follows /webhooks/ or /hooks/)."""
+    from urllib.parse import parse_qsl, unquote, urlsplit
+
+    try:
+        u = urlsplit(url)
+        password = u.password
+    except ValueError:
+        return []
+    out = [unquote(password), password] if password else []
+    out += [v for _, v in parse_qsl(u.query, keep_blank_values=False) if len(v) >= 8]
+    segments = [unquote(p) for p in u.path.split("/")]
+    for i, seg in enumerate(segments):
+        after_parent = i > 0 and segments[i - 1].lower() in _TOKEN_PARENTS and len(seg) >= 8
+        if seg and (after_parent or _UUID.match(seg) or _TOKENISH.match(seg)):
+            out.append(seg)
+    return list(dict.fromkeys(out))
+
+
+def sensitive_url(url: str | None) -> str | None:
+    """Register the credentials a URL carries (see ``url_tokens``): a
+    Jenkins API token in ``https://user:token@host``, a Portainer webhook
+    token in its path.  Returns the URL unchanged."""
+    if url:
+        for token in url_tokens(url):
+            sensitive(token, "a credential in a URL")
     return url
 
 
