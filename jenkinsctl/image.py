@@ -786,8 +786,10 @@ def build(client, *, context: str, repository: str, tags: Sequence[str], dockerf
     kind, cli = resolve_builder(client, builder, environ)
     started = time.monotonic()
     if kind == "buildkit":
-        image_id, cached, total = _build_buildkit(cli, client, ctx, df, refs, args, target, labels, pull,
-                                                  no_cache, cache_from, log, environ)
+        # Bare names stay bare: the CLI reads their values from its
+        # environment, so they never show on its argv (ps, /proc/PID/cmdline).
+        image_id, cached, total = _build_buildkit(cli, client, ctx, df, refs, dict(build_args), target, labels,
+                                                  pull, no_cache, cache_from, log, environ)
     else:
         image_id, cached, total = _build_classic(client, ctx, df, refs, args, target, labels, pull,
                                                  no_cache, cache_from, log)
@@ -795,14 +797,30 @@ def build(client, *, context: str, repository: str, tags: Sequence[str], dockerf
                        seconds=round(time.monotonic() - started, 3))
 
 
-_SECRET_ENV = ("JENKINSCTL_REGISTRY_PASSWORD", "JENKINSCTL_REGISTRY_PASSWORD_FILE")
+# What the docker CLI may see of jenkinsctl's environment.  An allow-list,
+# not a deny-list: a pipeline's environment holds bound credentials under
+# any name, and the CLI (and anything it runs) needs none of them.
+_CLI_ENV = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "TZ", "TMPDIR", "TERM", "NO_COLOR", "SSL_CERT_FILE",
+            "SSL_CERT_DIR", "XDG_RUNTIME_DIR", "XDG_CONFIG_HOME", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY",
+            "http_proxy", "https_proxy", "no_proxy")
+_CLI_ENV_PREFIXES = ("LC_", "DOCKER_", "BUILDKIT_")
+
+
+def cli_environment(environ: Mapping[str, str], build_args: Mapping[str, str | None] = {}) -> dict[str, str]:  # noqa: B006
+    """The docker CLI's environment for a build: the allow-listed variables,
+    plus each bare build arg (``--build-arg NAME``) it must read a value from."""
+    env = {k: v for k, v in environ.items() if k in _CLI_ENV or k.startswith(_CLI_ENV_PREFIXES)}
+    for k, v in build_args.items():
+        if v is None and k in environ:
+            env[k] = environ[k]
+    return env
 
 
 def _build_buildkit(cli, client, ctx, df, refs, args, target, labels, pull, no_cache, cache_from, log,
                     environ) -> tuple[str, int, int]:
     import tempfile
 
-    env = {k: v for k, v in environ.items() if k not in _SECRET_ENV}
+    env = cli_environment(environ, args)
     env.update(DOCKER_BUILDKIT="1", BUILDKIT_PROGRESS="plain")
     host = docker_host(client)
     if host:
