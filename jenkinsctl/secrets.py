@@ -18,9 +18,15 @@ the whole value.
 from __future__ import annotations
 
 import base64
+import contextlib
+import os
 import re
+import shutil
+import signal
+import stat
+import tempfile
 import threading
-from typing import Any
+from typing import Any, Iterator, Mapping
 
 from jenkinsctl.errors import ConfigError
 
@@ -154,3 +160,58 @@ def redact_obj(obj: Any, *extra: str | None) -> Any:
     if isinstance(obj, (list, tuple)):
         return [redact_obj(v, *extra) for v in obj]
     return obj
+
+
+# --- files that hold secrets ---------------------------------------------------
+
+
+def _private_base(environ: Mapping[str, str]) -> str | None:
+    """XDG_RUNTIME_DIR when it is this user's private tmpfs (never written to
+    disk, emptied at logout), else None for the system's temp directory."""
+    base = environ.get("XDG_RUNTIME_DIR")
+    if not base:
+        return None
+    try:
+        st = os.stat(base)
+    except OSError:
+        return None
+    if st.st_uid == os.getuid() and stat.S_IMODE(st.st_mode) & 0o077 == 0 and stat.S_ISDIR(st.st_mode):
+        return base
+    return None
+
+
+@contextlib.contextmanager
+def private_tempdir(prefix: str, environ: Mapping[str, str] | None = None) -> Iterator[str]:
+    """A 0700 directory for files that hold secrets (a DOCKER_CONFIG with a
+    login), removed when the block ends, and also when SIGTERM or SIGINT
+    arrives first: Jenkins aborts a build with SIGTERM, whose default action
+    ends the process without running ``finally`` blocks, which would leave
+    the file behind.  The previous handlers run after the removal, so the
+    process still ends (143 for SIGTERM) or raises KeyboardInterrupt as before."""
+    environ = os.environ if environ is None else environ
+    path = tempfile.mkdtemp(prefix=prefix, dir=_private_base(environ))
+    os.chmod(path, 0o700)
+    previous: dict[int, Any] = {}
+
+    def on_signal(signum, frame):
+        shutil.rmtree(path, ignore_errors=True)
+        prev = previous.get(signum)
+        if callable(prev):
+            prev(signum, frame)
+        else:
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+
+    installed = threading.current_thread() is threading.main_thread()
+    if installed:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            if signal.getsignal(sig) != signal.SIG_IGN:  # an ignored signal ends nothing
+                previous[sig] = signal.signal(sig, on_signal)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+        if installed:
+            for sig, prev in previous.items():
+                if signal.getsignal(sig) is on_signal:
+                    signal.signal(sig, prev if prev is not None else signal.SIG_DFL)

@@ -126,3 +126,53 @@ def test_deep_nesting_in_params_env_is_a_clear_config_error(tmp_path):
     r = run("build", "--params-env", "P", env={"P": json.dumps({"image": "x"})[:-1] + ', "tag": ' + deep + "}"})
     assert r.returncode == 2, r.stderr
     assert "unexpected" not in r.stderr
+
+
+STACK_SCRIPT = r"""
+import json, os, pathlib, signal, sys, time
+from jenkinsctl.deploy.stack import StackStrategy
+
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as on a terminal, even when started in the background
+
+class Target:
+    target, timeout = "app", 30
+
+def runner(argv, **kw):
+    config = kw["env"]["DOCKER_CONFIG"]
+    if argv[1] == "login":  # what docker login leaves behind
+        pathlib.Path(config, "config.json").write_text(json.dumps({"auths": {"r:1": {"auth": "dTpw"}}}))
+    if argv[1] == "stack":  # a deploy that is still running when the signal comes
+        print(config, flush=True)
+        time.sleep(60)
+    return type("P", (), {"returncode": 0, "stdout": "", "stderr": ""})()
+
+s = StackStrategy(None, Target(), auth={"username": "u", "password": "p-123", "serveraddress": "r:1"},
+                  runner=runner, docker_cli="docker", environ=dict(os.environ))
+s._stack_deploy(pathlib.Path("compose.yaml"), {"services": {}}, None)
+"""
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
+def test_the_stack_strategys_docker_config_is_removed_on_a_signal(sig, tmp_path):
+    """Jenkins aborts a build with SIGTERM: the DOCKER_CONFIG holding the
+    registry login must not outlive it."""
+    import signal
+
+    runtime = tmp_path / "run"
+    runtime.mkdir(mode=0o700)
+    env = {**os.environ, "PYTHONPATH": ROOT, "XDG_RUNTIME_DIR": str(runtime)}
+    proc = subprocess.Popen([sys.executable, "-c", STACK_SCRIPT], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env, cwd=str(tmp_path))
+    try:
+        config_dir = proc.stdout.readline().strip()
+        assert config_dir.startswith(str(runtime) + "/jenkinsctl-stack-"), (config_dir, proc.stderr.read())
+        assert os.path.isfile(os.path.join(config_dir, "config.json"))
+        assert os.stat(os.path.dirname(config_dir)).st_mode & 0o077 == 0
+        proc.send_signal(getattr(signal, sig))
+        rc = proc.wait(timeout=30)
+    finally:
+        proc.kill()
+    assert rc != 0
+    if sig == "SIGTERM":
+        assert rc == -signal.SIGTERM  # still ends as killed by SIGTERM (143 in a shell)
+    assert list(runtime.iterdir()) == []
