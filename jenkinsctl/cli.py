@@ -98,6 +98,9 @@ def _params_from_env(var: str) -> dict[str, Any]:
         params = json.loads(raw)
     except json.JSONDecodeError as exc:
         raise ConfigError(f"--params-env {var}: not valid JSON: {exc.msg} at column {exc.colno}") from None
+    except RecursionError:
+        raise ConfigError(f"--params-env {var}: the JSON is nested too deeply",
+                          hint="step parameters are strings, lists and maps of strings, a level or two deep") from None
     if not isinstance(params, dict):
         raise ConfigError(f"--params-env {var}: expected a JSON object, got {type(params).__name__}")
     return params
@@ -165,6 +168,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if action.dest in defaults:
                     action.required = False
         args = sub.parse_args(g.rest)
+        if args.params_env and not g.params_env:
+            # Given after the command it would be parsed and then ignored.
+            raise UsageError("--params-env must come before the command",
+                             hint=f"jenkinsctl --params-env {args.params_env} {g.command} ...")
         output, debug, error_file = args.output, args.debug, args.error_file
         _setup_logging(debug)
         ctx = Context(args)

@@ -269,7 +269,7 @@ def _validation_error(err, source: str, positions: Mapping[tuple, tuple[int, int
     if err.validator == "additionalProperties" and isinstance(err.instance, dict):
         node = _schema_at(sch, path) or {}
         allowed = sorted(node.get("properties", {}))
-        unknown = sorted(k for k in err.instance if k not in allowed)
+        unknown = sorted((k for k in err.instance if k not in allowed), key=str)
         bad = unknown[0] if unknown else "?"
         key_path = path + (bad,)
         close = difflib.get_close_matches(str(bad), allowed, n=1)
@@ -316,6 +316,29 @@ def _validation_error(err, source: str, positions: Mapping[tuple, tuple[int, int
         return ConfigError(f"{source}:{line}:{col}: {message}", hint=hint, file=source, line=line,
                            column=col, key=_fmt_path(key_path))
     return ConfigError(f"{source}: {message}", hint=hint, file=source, key=_fmt_path(key_path))
+
+
+def _reject_odd_keys(doc: Any, path: tuple, source: str, positions) -> None:
+    """Every key in the config is a name.  YAML makes ``1:``, ``true:`` and
+    ``null:`` into a number, a boolean and None, which validation cannot
+    compare with names; say so here, with the place."""
+    if isinstance(doc, dict):
+        for key, value in doc.items():
+            if not isinstance(key, str):
+                text = "null" if key is None else str(key).lower() if isinstance(key, bool) else str(key)
+                where = positions.get(path + (text,)) or positions.get(path + (str(key),))
+                loc = f"{source}:{where[0]}:{where[1]}" if where else source
+                inside = f" under '{_fmt_path(path)}'" if path else ""
+                kind = ("a boolean" if isinstance(key, bool) else "null" if key is None
+                        else "a number" if isinstance(key, (int, float)) else f"a {type(key).__name__}")
+                raise ConfigError(f"{loc}: the key {text}{inside} is not a name (YAML reads it as {kind})",
+                                  hint=f"keys are names such as 'project'; quote it ('{text}':) if it is meant "
+                                       "as text", file=source, line=where[0] if where else None,
+                                  key=_fmt_path(path + (text,)))
+            _reject_odd_keys(value, path + (key,), source, positions)
+    elif isinstance(doc, list):
+        for i, value in enumerate(doc):
+            _reject_odd_keys(value, path + (i,), source, positions)
 
 
 def _reject_literal_secrets(doc: Any, path: tuple, source: str, positions) -> None:
@@ -377,6 +400,7 @@ def load_document(path: str | None, env: Mapping[str, str] | None = None) -> tup
             raise ConfigError(f"{source}:1:1: the top level must be a mapping of keys to values, not a "
                               f"{type(doc).__name__}", hint="start with keys such as 'project:' and 'agents:'",
                               file=source, line=1)
+    _reject_odd_keys(doc, (), source, positions)
     _reject_literal_secrets(doc, (), source, positions)
     overrides = {var: env[var] for var in ENV_OVERRIDES if env.get(var)}
     if path is None and not overrides:
