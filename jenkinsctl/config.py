@@ -160,6 +160,8 @@ class DeployTarget:
     timeout: float
     retries: int
     idempotent: bool = False  # webhook: a POST that may have arrived may be sent again
+    # container: NAME -> reference, installed as /run/secrets/NAME (deploy/secret_files.py)
+    secrets: Mapping[str, SecretRef] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -264,7 +266,7 @@ def _validation_error(err, source: str, positions: Mapping[tuple, tuple[int, int
     key_path = path
     # Under a secret-keyed field the value itself may be the secret (a token
     # pasted in place of a reference): describe it, never echo it.
-    secret_field = any(p in SECRET_KEYS for p in path if isinstance(p, str))
+    secret_field = any(p in SECRET_KEYS + ("secrets",) for p in path if isinstance(p, str))
     shown = "a value that is hidden because the field holds a secret" if secret_field else None
     if err.validator == "additionalProperties" and isinstance(err.instance, dict):
         node = _schema_at(sch, path) or {}
@@ -347,7 +349,8 @@ def _reject_literal_secrets(doc: Any, path: tuple, source: str, positions) -> No
     if isinstance(doc, dict):
         for key, value in doc.items():
             p = path + (key,)
-            if key in SECRET_KEYS and isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            named = key in SECRET_KEYS or (path[-1:] == ("secrets",) and isinstance(key, str))
+            if named and isinstance(value, (str, int, float)) and not isinstance(value, bool):
                 where = positions.get(p)
                 loc = f"{source}:{where[0]}:{where[1]}" if where else source
                 env = "JENKINSCTL_" + "_".join(str(x).upper() for x in p if isinstance(x, str))
@@ -459,7 +462,8 @@ def from_document(doc: Mapping[str, Any], source: str = "<defaults>") -> Config:
             volumes=tuple(t["volumes"]),
             health=Health(http=h.get("http"), timeout=h.get("timeout", 60), interval=h.get("interval", 1)),
             keep=t["keep"], compose=t["compose"], service=t["service"], secret=_secret(t["secret"]),
-            timeout=t["timeout"], retries=t["retries"], idempotent=t.get("idempotent", False))
+            timeout=t["timeout"], retries=t["retries"], idempotent=t.get("idempotent", False),
+            secrets={k: SecretRef(**v) for k, v in (t.get("secrets") or {}).items()})
     return Config(
         version=doc["version"], project=doc["project"], state_dir=doc["state_dir"],
         engine=EngineConfig(**doc["engine"]),
