@@ -95,7 +95,8 @@ def test_user_token_in_controller_external_is_never_printed(tmp_path):
     cfg.write_text(f"version: 1\nstate_dir: {tmp_path}/state\n"
                    f"controller:\n  external: 'http://admin:{TOKEN}@127.0.0.1:9/'\n")
     for args in (("validate", str(cfg)), ("-o", "json", "validate", str(cfg)),
-                 ("-c", str(cfg), "-o", "json", "doctor")):
+                 ("-c", str(cfg), "-o", "json", "doctor"), ("-c", str(cfg), "doctor"),
+                 ("-c", str(cfg), "-o", "json", "status"), ("-c", str(cfg), "status")):
         r = run(*args)
         assert TOKEN not in r.stdout + r.stderr, (args, r.stdout, r.stderr)
     r = run("validate", str(cfg))
