@@ -933,7 +933,7 @@ def _login_pair(username, password, what: str, environ: Mapping[str, str]) -> tu
 
 
 def registry_auth(config, environ: Mapping[str, str] | None = None, *,
-                  registry: str | None = None) -> dict[str, str] | None:
+                  registry: str | None = None, bound_for: str | None = None) -> dict[str, str] | None:
     """Credentials for the engine's push to ``registry``, as a docker-py auth_config.
 
     Credentials belong to one registry and go to no other: the main ones
@@ -945,10 +945,19 @@ def registry_auth(config, environ: Mapping[str, str] | None = None, *,
     means ``registry.url`` itself.  None is returned for a registry without
     configured credentials: the engine then uses what the user's docker
     config holds, if anything.  Never read from argv.
+
+    ``bound_for``: in a pipeline step, the credentials Jenkins bound for the
+    step (its ``credentialsId``) belong to the registry of the image the same
+    step names, so the JENKINSCTL_REGISTRY_* variables count for that
+    registry instead of registry.url.
     """
     environ = os.environ if environ is None else environ
     reg = getattr(config, "registry", None)
     main_url = reg.url if reg is not None else None
+    if bound_for is not None and (environ.get("JENKINSCTL_REGISTRY_PASSWORD")
+                                  or environ.get("JENKINSCTL_REGISTRY_PASSWORD_FILE")):
+        main_url = bound_for or DOCKER_HUB
+        reg = dataclasses.replace(reg, url=main_url, username=None, password=None) if reg is not None else None
     if registry is not None and registry_host(registry) != registry_host(main_url):
         for other in getattr(reg, "others", ()) or ():
             if registry_host(other.url) == registry_host(registry):
@@ -998,10 +1007,14 @@ def _auth(username: str, password: str, server: str | None) -> dict[str, str]:
     return auth
 
 
-def image_auth(config, environ: Mapping[str, str] | None, repository: Reference) -> dict[str, str] | None:
+def image_auth(config, environ: Mapping[str, str] | None, repository: Reference, *,
+               step: bool = False) -> dict[str, str] | None:
     """The credentials to send with a push or pull of ``repository``: those
-    configured for its registry, else none (Docker Hub included)."""
-    return registry_auth(config, environ, registry=repository.domain)
+    configured for its registry, else none (Docker Hub included).  With
+    ``step`` (parameters from a pipeline step), the credentials the step
+    bound are for ``repository``'s registry (see registry_auth)."""
+    return registry_auth(config, environ, registry=repository.domain,
+                         bound_for=repository.domain if step else None)
 
 
 def check_no_secrets(auth: Mapping[str, str] | None, **fields: Mapping[str, str | None]) -> None:

@@ -199,6 +199,20 @@ def test_registry_credentials_go_only_to_their_registry():
     assert "ghcr.io" in e.value.message
 
 
+def test_a_steps_bound_credentials_are_for_the_steps_image_only():
+    """dockerBuildPush(image: 'reg.example:5000/app', credentialsId: ...)
+    binds JENKINSCTL_REGISTRY_*: they go to that image's registry (Docker
+    Hub for a bare name), never registry.url's password to it."""
+    conf = Conf("cfg-user", SecretRef(env="CFG_PW"))
+    env = {"JENKINSCTL_REGISTRY_USERNAME": "bound", "JENKINSCTL_REGISTRY_PASSWORD": "bound-pw", "CFG_PW": "cfg-pw"}
+    got = image.image_auth(conf, env, parse_repository("reg.example:5000/app"), step=True)
+    assert got == {"username": "bound", "password": "bound-pw", "serveraddress": "reg.example:5000"}
+    assert image.image_auth(conf, env, parse_repository("team/app"), step=True)["password"] == "bound-pw"
+    # Nothing bound: the configured credentials stay with registry.url.
+    assert image.image_auth(conf, {"CFG_PW": "cfg-pw"}, parse_repository("reg.example:5000/app"), step=True) is None
+    assert image.image_auth(conf, env, parse_repository("reg.example:5000/app")) is None
+
+
 def test_a_push_refused_for_want_of_credentials_says_why():
     hint = image._permanent_hint("unauthorized: authentication required", parse_repository("team/app"), False)
     assert "Docker Hub" in hint and "registry.others" in hint
