@@ -279,7 +279,8 @@ def _validation_error(err, source: str, positions: Mapping[tuple, tuple[int, int
         hint = (f"did you mean '{close[0]}'? " if close else "") + f"valid keys here: {', '.join(allowed)}"
     elif err.validator == "type":
         want = err.validator_value if isinstance(err.validator_value, str) else " or ".join(err.validator_value)
-        message = f"'{_fmt_path(path)}' must be {want}, not {type(err.instance).__name__} ({shown or repr(err.instance)})"
+        what = shown or repr(err.instance)
+        message = f"'{_fmt_path(path)}' must be {want}, not {type(err.instance).__name__} ({what})"
     elif err.validator in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
         node = _schema_at(sch, path) or {}
         lo = node.get("minimum", node.get("exclusiveMinimum"))

@@ -60,7 +60,7 @@ def stderr_sink(strip_ansi: bool | None = None) -> LineSink:
     def sink(line: str) -> None:
         if strip_ansi:
             line = _ANSI.sub("", line)
-        sys.stderr.write(line + "\n")
+        sys.stderr.write(redact(line) + "\n")  # a RUN step may echo a secret
         sys.stderr.flush()
 
     return sink
@@ -806,7 +806,8 @@ _CLI_ENV = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "TZ", "TMPDIR", "TERM", "
 _CLI_ENV_PREFIXES = ("LC_", "DOCKER_", "BUILDKIT_")
 
 
-def cli_environment(environ: Mapping[str, str], build_args: Mapping[str, str | None] = {}) -> dict[str, str]:  # noqa: B006
+def cli_environment(environ: Mapping[str, str],
+                    build_args: Mapping[str, str | None] = {}) -> dict[str, str]:  # noqa: B006 - never mutated
     """The docker CLI's environment for a build: the allow-listed variables,
     plus each bare build arg (``--build-arg NAME``) it must read a value from."""
     env = {k: v for k, v in environ.items() if k in _CLI_ENV or k.startswith(_CLI_ENV_PREFIXES)}

@@ -189,9 +189,9 @@ def test_push_without_tag_pushes_the_default_tag_of_the_working_tree(registry, f
     git(tmp_path, "commit", "-q", "-m", "x")
     sha12 = git(tmp_path, "rev-parse", "HEAD")[:12]
     repo = fresh_image(registry.url, sha12)
-    r = jenkinsctl("push", "--image", repo, "-o", "json", env={**registry_env(registry, registry.url), "BRANCH_NAME": "PR-1"},
-                   cwd=str(tmp_path))
+    env = registry_env(registry, registry.url)
+    r = jenkinsctl("push", "--image", repo, "-o", "json", env={**env, "BRANCH_NAME": "PR-1"}, cwd=str(tmp_path))
     assert r.rc == 0, r.stderr
     assert r.json["tags"] == [sha12] and registry.manifest_digest(PATH, sha12) == r.json["digest"]
-    r = jenkinsctl("push", "--image", repo, env={**registry_env(registry, registry.url), "BUILD_NUMBER": "5"}, cwd=str(tmp_path))
+    r = jenkinsctl("push", "--image", repo, env={**env, "BUILD_NUMBER": "5"}, cwd=str(tmp_path))
     assert r.rc == 2 and f"{sha12}-b5" in r.stderr and "hint: build it first" in r.stderr

@@ -17,7 +17,8 @@ from jenkinsctl.config import from_document, load_document, schema
 from jenkinsctl.errors import ConfigError, JenkinsctlError, UsageError
 from jenkinsctl.steps import params_to_defaults
 
-SETTINGS = settings(max_examples=100, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+SETTINGS = settings(max_examples=100, deadline=None, database=None,
+                    suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 # Keys a user could plausibly write, mixed with ones the YAML loader makes
 # from unquoted scalars (1, true, null, 1.5): the mix is where TypeErrors hid.
@@ -136,9 +137,9 @@ def test_deeply_nested_params_env_is_exit_2(depth, monkeypatch, capsys):
 
 
 @SETTINGS
-@given(raw=st.one_of(st.text(st.characters(blacklist_characters="\x00"), max_size=40), st.recursive(scalars, lambda i: st.lists(i, max_size=3) |
-                                                       st.dictionaries(st.text(max_size=5), i, max_size=3),
-                                                       max_leaves=10).map(json.dumps)))
+@given(raw=st.one_of(st.text(st.characters(blacklist_characters="\x00"), max_size=40),
+                    st.recursive(scalars, lambda i: st.lists(i, max_size=3) |
+                                 st.dictionaries(st.text(max_size=5), i, max_size=3), max_leaves=10).map(json.dumps)))
 def test_any_params_env_value_is_parameters_or_exit_2(raw, monkeypatch):
     """Parsing and validating --params-env never crashes."""
     monkeypatch.setenv("FUZZ_PARAMS", raw)
