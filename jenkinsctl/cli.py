@@ -193,12 +193,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("error: interrupted\n")
         return 130
-    except RecursionError:
-        # Only input can nest deeply enough for this (a YAML or JSON document
-        # thousands of levels deep); it is bad input, not a bug.
-        return _fail(ConfigError("the input is nested too deeply to process",
-                                 hint="a configuration or --params-env document is at most a few levels deep; "
-                                      "check the file or variable for runaway nesting"), output, debug, error_file)
     except Exception as exc:  # noqa: BLE001 - the one place that catches everything
         err = JenkinsctlError(f"unexpected {type(exc).__name__}: {exc}",
                               hint="run again with --debug for the traceback, and report it")
