@@ -433,6 +433,7 @@ def load_document(path: str | None, env: Mapping[str, str] | None = None) -> tup
         bad = jsonschema.exceptions.best_match(errors)
         raise ConfigError(f"environment: {bad.message} (at {_fmt_path(tuple(bad.absolute_path))})",
                           hint="check the JENKINSCTL_* variables: " + ", ".join(ENV_OVERRIDES))
+    _register_url_secrets(doc)
     names = [g["name"] for g in doc["agents"]]
     for i, name in enumerate(names):
         if names.index(name) != i:
@@ -443,17 +444,26 @@ def load_document(path: str | None, env: Mapping[str, str] | None = None) -> tup
     return doc, source
 
 
+def _register_url_secrets(doc: Mapping[str, Any]) -> None:
+    """Tokens written into URLs (https://user:token@host in
+    controller.external, Portainer's /api/webhooks/<token> in a webhook
+    target) are secrets like any other: registered, so no output shows
+    them, `validate`'s included."""
+    from jenkinsctl.secrets import sensitive_url
+
+    sensitive_url((doc.get("controller") or {}).get("external"))
+    for t in ((doc.get("deploy") or {}).get("targets") or {}).values():
+        if isinstance(t, dict) and t.get("strategy") == "webhook" and isinstance(t.get("target"), str):
+            sensitive_url(t["target"])
+
+
 def _secret(value: Any) -> SecretRef | None:
     return SecretRef(**value) if isinstance(value, dict) else None
 
 
 def from_document(doc: Mapping[str, Any], source: str = "<defaults>") -> Config:
-    from jenkinsctl.secrets import sensitive_url
-
     c, r, b = doc["controller"], doc["registry"], doc["build"]
-    # A token written into controller.external (https://user:token@host) is
-    # a secret like any other: never printed, wherever the URL shows up.
-    sensitive_url(c["external"])
+    _register_url_secrets(doc)
     targets = {}
     for name, t in doc["deploy"]["targets"].items():
         h = t.get("health") or {}

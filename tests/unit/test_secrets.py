@@ -177,3 +177,12 @@ def test_the_stack_strategys_docker_config_is_removed_on_a_signal(sig, tmp_path)
     if sig == "SIGTERM":
         assert rc == -signal.SIGTERM  # still ends as killed by SIGTERM (143 in a shell)
     assert list(runtime.iterdir()) == []
+
+
+def test_validate_never_prints_a_webhook_token_in_the_url_path(tmp_path):
+    cfg = tmp_path / "j.yaml"
+    cfg.write_text("deploy:\n  targets:\n    p: {strategy: webhook, target: "
+                   "'https://portainer.example:9443/api/webhooks/638e6967-8cf5-4a18-9d87-13b5ee67bb41'}\n")
+    r = run("validate", str(cfg))
+    assert r.returncode == 0, r.stderr
+    assert "638e6967" not in r.stdout and "/api/webhooks/********" in r.stdout
