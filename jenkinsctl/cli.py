@@ -18,6 +18,7 @@ from typing import Any, Sequence
 from jenkinsctl import __version__
 from jenkinsctl.commands import COMMANDS
 from jenkinsctl.errors import ConfigError, JenkinsctlError, UsageError
+from jenkinsctl.secrets import redact, redact_obj
 
 log = logging.getLogger("jenkinsctl")
 
@@ -99,27 +100,38 @@ def _params_from_env(var: str) -> dict[str, Any]:
         params = json.loads(raw)
     except json.JSONDecodeError as exc:
         raise ConfigError(f"--params-env {var}: not valid JSON: {exc.msg} at column {exc.colno}") from None
+    except RecursionError:
+        raise ConfigError(f"--params-env {var}: the JSON is nested too deeply",
+                          hint="step parameters are strings, lists and maps of strings, a level or two deep") from None
     if not isinstance(params, dict):
         raise ConfigError(f"--params-env {var}: expected a JSON object, got {type(params).__name__}")
     return params
 
 
 def _emit(ctx_output: str, result: Any, module) -> None:
+    # Results pass through the redaction too: `validate` prints the config and
+    # `status` / `doctor` the controller URL, which may carry user:token.
+    result = redact_obj(result)
     if ctx_output == "json":
         json.dump(result, sys.stdout, indent=2, sort_keys=True, default=str)
         sys.stdout.write("\n")
         return
     render = getattr(module, "render", None)
-    text = render(result) if render else (None if result is None else str(result))
+    text = redact(render(result) if render else (None if result is None else str(result)))
     if text:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
     sys.stdout.flush()
 
 
+class _RedactingFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
+
+
 def _setup_logging(debug: bool) -> None:
     # Logs go to stderr so stdout stays a clean result (or one JSON document).
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(message)s"))
+    handler.setFormatter(_RedactingFormatter("%(message)s"))
     root = logging.getLogger("jenkinsctl")
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if debug else logging.INFO)
@@ -158,6 +170,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if action.dest in defaults:
                     action.required = False
         args = sub.parse_args(g.rest)
+        if args.params_env and not g.params_env:
+            # Given after the command it would be parsed and then ignored.
+            raise UsageError("--params-env must come before the command",
+                             hint=f"jenkinsctl --params-env {args.params_env} {g.command} ...")
         output, debug, error_file = args.output, args.debug, args.error_file
         _setup_logging(debug)
         ctx = Context(args)
@@ -169,7 +185,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # deploy's outcome) sets exc.result; it is printed like a success.
         if getattr(exc, "result", None) is not None and module is not None:
             if output == "json":
-                json.dump({**exc.result, "error": exc.to_dict()}, sys.stdout, indent=2, sort_keys=True, default=str)
+                json.dump(redact_obj({**exc.result, "error": exc.to_dict()}), sys.stdout, indent=2, sort_keys=True,
+                          default=str)
                 sys.stdout.write("\n")
                 output = "json-done"
             else:
@@ -182,27 +199,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         err = JenkinsctlError(f"unexpected {type(exc).__name__}: {exc}",
                               hint="run again with --debug for the traceback, and report it")
         if debug:
-            import traceback
-
-            traceback.print_exc()
+            _print_traceback(exc)
         return _fail(err, output, debug, error_file)
 
 
-def _fail(exc: JenkinsctlError, output: str, debug: bool, error_file: str | None) -> int:
-    if debug and exc.__traceback__ is not None and exc.exit_code != 1:
-        import traceback
+def _print_traceback(exc: BaseException) -> None:
+    import traceback
 
-        traceback.print_exception(type(exc), exc, exc.__traceback__)
-    sys.stderr.write(f"error: {exc.message}\n")
-    if exc.hint:
-        sys.stderr.write(f"hint: {exc.hint}\n")
+    sys.stderr.write(redact("".join(traceback.format_exception(type(exc), exc, exc.__traceback__))))
+
+
+def _fail(exc: JenkinsctlError, output: str, debug: bool, error_file: str | None) -> int:
+    """Report ``exc`` on every channel.  This is the boundary every error text
+    crosses, so the redaction happens here, once, for all of them."""
+    if debug and exc.__traceback__ is not None and exc.exit_code != 1:
+        _print_traceback(exc)
+    details = redact_obj(exc.to_dict())
+    sys.stderr.write(f"error: {details['message']}\n")
+    if details.get("hint"):
+        sys.stderr.write(f"hint: {details['hint']}\n")
     if output == "json":
-        json.dump({"error": exc.to_dict()}, sys.stdout, indent=2, sort_keys=True, default=str)
+        json.dump({"error": details}, sys.stdout, indent=2, sort_keys=True, default=str)
         sys.stdout.write("\n")
     if error_file:
         try:
             with open(error_file, "w", encoding="utf-8") as fh:
-                json.dump(exc.to_dict(), fh, default=str)
+                json.dump(details, fh, default=str)
         except OSError as write_err:
             sys.stderr.write(f"error: could not write --error-file {error_file}: {write_err}\n")
     return exc.exit_code

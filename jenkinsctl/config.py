@@ -53,16 +53,22 @@ class SecretRef:
     def resolve(self, environ: Mapping[str, str] | None = None) -> str | None:
         """The secret's value, or None when its source is absent.  A
         ``credentials`` reference resolves only inside Jenkins, where the
-        pipeline step has bound it to an environment variable."""
+        pipeline step has bound it to an environment variable.  The value is
+        registered for redaction, and refused if it holds a control character
+        (a file's final line break is not part of the secret)."""
+        from jenkinsctl.secrets import sensitive
+
         environ = os.environ if environ is None else environ
         if self.env:
-            return environ.get(self.env)
+            return sensitive(environ.get(self.env), f"the secret in environment variable {self.env}")
         if self.file:
             try:
-                return pathlib.Path(self.file).read_text(encoding="utf-8").rstrip("\r\n")
-            except OSError as exc:
-                raise ConfigError(f"cannot read secret file {self.file}: {exc.strerror}",
+                value = pathlib.Path(self.file).read_text(encoding="utf-8").rstrip("\r\n")
+            except (OSError, UnicodeDecodeError) as exc:
+                why = getattr(exc, "strerror", None) or "not UTF-8 text"
+                raise ConfigError(f"cannot read secret file {self.file}: {why}",
                                   hint="check the path and that this user may read it") from None
+            return sensitive(value, f"the secret in file {self.file}")
         return None
 
 
@@ -105,10 +111,21 @@ class AgentGroup:
 
 
 @dataclass(frozen=True)
+class RegistryLogin:
+    """Credentials for one more registry (registry.others)."""
+
+    url: str
+    username: str | SecretRef
+    password: SecretRef
+
+
+@dataclass(frozen=True)
 class RegistryConfig:
     url: str
     username: str | SecretRef | None
     password: SecretRef | None
+    # Each sent only to its own registry; see image.registry_auth.
+    others: tuple[RegistryLogin, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -142,6 +159,9 @@ class DeployTarget:
     secret: SecretRef | None
     timeout: float
     retries: int
+    idempotent: bool = False  # webhook: a POST that may have arrived may be sent again
+    # container: NAME -> reference, installed as /run/secrets/NAME (deploy/secret_files.py)
+    secrets: Mapping[str, SecretRef] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -244,10 +264,14 @@ def _validation_error(err, source: str, positions: Mapping[tuple, tuple[int, int
     path = tuple(err.absolute_path)
     hint = None
     key_path = path
+    # Under a secret-keyed field the value itself may be the secret (a token
+    # pasted in place of a reference): describe it, never echo it.
+    secret_field = any(p in SECRET_KEYS + ("secrets",) for p in path if isinstance(p, str))
+    shown = "a value that is hidden because the field holds a secret" if secret_field else None
     if err.validator == "additionalProperties" and isinstance(err.instance, dict):
         node = _schema_at(sch, path) or {}
         allowed = sorted(node.get("properties", {}))
-        unknown = sorted(k for k in err.instance if k not in allowed)
+        unknown = sorted((k for k in err.instance if k not in allowed), key=str)
         bad = unknown[0] if unknown else "?"
         key_path = path + (bad,)
         close = difflib.get_close_matches(str(bad), allowed, n=1)
@@ -255,26 +279,32 @@ def _validation_error(err, source: str, positions: Mapping[tuple, tuple[int, int
         hint = (f"did you mean '{close[0]}'? " if close else "") + f"valid keys here: {', '.join(allowed)}"
     elif err.validator == "type":
         want = err.validator_value if isinstance(err.validator_value, str) else " or ".join(err.validator_value)
-        message = f"'{_fmt_path(path)}' must be {want}, not {type(err.instance).__name__} ({err.instance!r})"
+        what = shown or repr(err.instance)
+        message = f"'{_fmt_path(path)}' must be {want}, not {type(err.instance).__name__} ({what})"
     elif err.validator in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
         node = _schema_at(sch, path) or {}
         lo = node.get("minimum", node.get("exclusiveMinimum"))
         hi = node.get("maximum", node.get("exclusiveMaximum"))
-        message = f"'{_fmt_path(path)}' is {err.instance}, out of range"
+        message = f"'{_fmt_path(path)}' is {shown or err.instance}, out of range"
         hint = f"use a value from {lo} to {hi}"
     elif err.validator == "enum":
         close = difflib.get_close_matches(str(err.instance), [str(v) for v in err.validator_value], n=1)
-        message = f"'{_fmt_path(path)}' is {err.instance!r}; valid values: {', '.join(map(str, err.validator_value))}"
-        hint = f"did you mean '{close[0]}'?" if close else None
+        message = f"'{_fmt_path(path)}' is {shown or repr(err.instance)}; valid values: " \
+                  f"{', '.join(map(str, err.validator_value))}"
+        hint = f"did you mean '{close[0]}'?" if close and not secret_field else None
     elif err.validator == "required":
         message = f"'{_fmt_path(path)}': {err.message}"
     elif err.validator == "pattern":
         node = _schema_at(sch, path) or {}
-        message = f"'{_fmt_path(path)}' is {err.instance!r}, which is not valid"
+        message = f"'{_fmt_path(path)}' is {shown or repr(err.instance)}, which is not valid"
         hint = node.get("description") or f"it must match {err.validator_value}"
     elif err.validator in ("anyOf", "oneOf") and path and path[-1] in SECRET_KEYS + ("username",):
         message = f"'{_fmt_path(path)}' must be a reference such as {{env: NAME}} or {{file: PATH}}"
         hint = "see the configuration reference in the README"
+    elif secret_field:
+        # jsonschema's own message starts with the offending value.
+        message = f"'{_fmt_path(path)}' is not valid here ({shown}): it fails the '{err.validator}' rule"
+        hint = "a secret is written as a reference: {env: NAME}, {file: PATH} or {credentials: ID}"
     else:
         message = f"'{_fmt_path(path)}': {err.message}"
     line_col = None
@@ -291,13 +321,37 @@ def _validation_error(err, source: str, positions: Mapping[tuple, tuple[int, int
     return ConfigError(f"{source}: {message}", hint=hint, file=source, key=_fmt_path(key_path))
 
 
+def _reject_odd_keys(doc: Any, path: tuple, source: str, positions) -> None:
+    """Every key in the config is a name.  YAML makes ``1:``, ``true:`` and
+    ``null:`` into a number, a boolean and None, which validation cannot
+    compare with names; say so here, with the place."""
+    if isinstance(doc, dict):
+        for key, value in doc.items():
+            if not isinstance(key, str):
+                text = "null" if key is None else str(key).lower() if isinstance(key, bool) else str(key)
+                where = positions.get(path + (text,)) or positions.get(path + (str(key),))
+                loc = f"{source}:{where[0]}:{where[1]}" if where else source
+                inside = f" under '{_fmt_path(path)}'" if path else ""
+                kind = ("a boolean" if isinstance(key, bool) else "null" if key is None
+                        else "a number" if isinstance(key, (int, float)) else f"a {type(key).__name__}")
+                raise ConfigError(f"{loc}: the key {text}{inside} is not a name (YAML reads it as {kind})",
+                                  hint=f"keys are names such as 'project'; quote it ('{text}':) if it is meant "
+                                       "as text", file=source, line=where[0] if where else None,
+                                  key=_fmt_path(path + (text,)))
+            _reject_odd_keys(value, path + (key,), source, positions)
+    elif isinstance(doc, list):
+        for i, value in enumerate(doc):
+            _reject_odd_keys(value, path + (i,), source, positions)
+
+
 def _reject_literal_secrets(doc: Any, path: tuple, source: str, positions) -> None:
     """A literal password in a config file ends up in git, backups and
     `validate` output; only references are accepted."""
     if isinstance(doc, dict):
         for key, value in doc.items():
             p = path + (key,)
-            if key in SECRET_KEYS and isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            named = key in SECRET_KEYS or (path[-1:] == ("secrets",) and isinstance(key, str))
+            if named and isinstance(value, (str, int, float)) and not isinstance(value, bool):
                 where = positions.get(p)
                 loc = f"{source}:{where[0]}:{where[1]}" if where else source
                 env = "JENKINSCTL_" + "_".join(str(x).upper() for x in p if isinstance(x, str))
@@ -352,6 +406,7 @@ def load_document(path: str | None, env: Mapping[str, str] | None = None, *,
             raise ConfigError(f"{source}:1:1: the top level must be a mapping of keys to values, not a "
                               f"{type(doc).__name__}", hint="start with keys such as 'project:' and 'agents:'",
                               file=source, line=1)
+    _reject_odd_keys(doc, (), source, positions)
     _reject_literal_secrets(doc, (), source, positions)
     overrides = {var: env[var] for var in ENV_OVERRIDES if env.get(var)}
     if path is None and not overrides:
@@ -380,6 +435,7 @@ def load_document(path: str | None, env: Mapping[str, str] | None = None, *,
         bad = jsonschema.exceptions.best_match(errors)
         raise ConfigError(f"environment: {bad.message} (at {_fmt_path(tuple(bad.absolute_path))})",
                           hint="check the JENKINSCTL_* variables: " + ", ".join(ENV_OVERRIDES))
+    _register_url_secrets(doc)
     names = [g["name"] for g in doc["agents"]]
     for i, name in enumerate(names):
         if names.index(name) != i:
@@ -390,12 +446,26 @@ def load_document(path: str | None, env: Mapping[str, str] | None = None, *,
     return doc, source
 
 
+def _register_url_secrets(doc: Mapping[str, Any]) -> None:
+    """Tokens written into URLs (https://user:token@host in
+    controller.external, Portainer's /api/webhooks/<token> in a webhook
+    target) are secrets like any other: registered, so no output shows
+    them, `validate`'s included."""
+    from jenkinsctl.secrets import sensitive_url
+
+    sensitive_url((doc.get("controller") or {}).get("external"))
+    for t in ((doc.get("deploy") or {}).get("targets") or {}).values():
+        if isinstance(t, dict) and t.get("strategy") == "webhook" and isinstance(t.get("target"), str):
+            sensitive_url(t["target"])
+
+
 def _secret(value: Any) -> SecretRef | None:
     return SecretRef(**value) if isinstance(value, dict) else None
 
 
 def from_document(doc: Mapping[str, Any], source: str = "<defaults>") -> Config:
     c, r, b = doc["controller"], doc["registry"], doc["build"]
+    _register_url_secrets(doc)
     targets = {}
     for name, t in doc["deploy"]["targets"].items():
         h = t.get("health") or {}
@@ -405,7 +475,8 @@ def from_document(doc: Mapping[str, Any], source: str = "<defaults>") -> Config:
             volumes=tuple(t["volumes"]),
             health=Health(http=h.get("http"), timeout=h.get("timeout", 60), interval=h.get("interval", 1)),
             keep=t["keep"], compose=t["compose"], service=t["service"], secret=_secret(t["secret"]),
-            timeout=t["timeout"], retries=t["retries"])
+            timeout=t["timeout"], retries=t["retries"], idempotent=t.get("idempotent", False),
+            secrets={k: SecretRef(**v) for k, v in (t.get("secrets") or {}).items()})
     return Config(
         version=doc["version"], project=doc["project"], state_dir=doc["state_dir"],
         engine=EngineConfig(**doc["engine"]),
@@ -414,7 +485,10 @@ def from_document(doc: Mapping[str, Any], source: str = "<defaults>") -> Config:
                                     timeout=c["timeout"], ready_timeout=c["ready_timeout"]),
         agents=tuple(AgentGroup(**{**g, "labels": tuple(g["labels"])}) for g in doc["agents"]),
         registry=RegistryConfig(url=r["url"], username=_secret(r["username"]) or r["username"],
-                                password=_secret(r["password"])),
+                                password=_secret(r["password"]),
+                                others=tuple(RegistryLogin(url=o["url"], username=_secret(o["username"]) or
+                                                           o["username"], password=SecretRef(**o["password"]))
+                                             for o in r.get("others", ()))),
         build=BuildConfig(builder=b["builder"], moving_tags={k: tuple(v) for k, v in b["moving_tags"].items()},
                           keep_images=b["keep_images"], push_attempts=b["push_attempts"]),
         deploy_targets=targets, source=source, document=doc)

@@ -36,6 +36,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from jenkinsctl.errors import BuildError, EngineError, RegistryError, UsageError
 from jenkinsctl.refs import Reference, parse, parse_repository, validate_tag
+from jenkinsctl.secrets import check_secret, redact, sensitive, sensitive_basic
 
 LineSink = Callable[[str], None]
 
@@ -59,7 +60,7 @@ def stderr_sink(strip_ansi: bool | None = None) -> LineSink:
     def sink(line: str) -> None:
         if strip_ansi:
             line = _ANSI.sub("", line)
-        sys.stderr.write(line + "\n")
+        sys.stderr.write(redact(line) + "\n")  # a RUN step may echo a secret
         sys.stderr.flush()
 
     return sink
@@ -785,8 +786,10 @@ def build(client, *, context: str, repository: str, tags: Sequence[str], dockerf
     kind, cli = resolve_builder(client, builder, environ)
     started = time.monotonic()
     if kind == "buildkit":
-        image_id, cached, total = _build_buildkit(cli, client, ctx, df, refs, args, target, labels, pull,
-                                                  no_cache, cache_from, log, environ)
+        # Bare names stay bare: the CLI reads their values from its
+        # environment, so they never show on its argv (ps, /proc/PID/cmdline).
+        image_id, cached, total = _build_buildkit(cli, client, ctx, df, refs, dict(build_args), target, labels,
+                                                  pull, no_cache, cache_from, log, environ)
     else:
         image_id, cached, total = _build_classic(client, ctx, df, refs, args, target, labels, pull,
                                                  no_cache, cache_from, log)
@@ -794,14 +797,31 @@ def build(client, *, context: str, repository: str, tags: Sequence[str], dockerf
                        seconds=round(time.monotonic() - started, 3))
 
 
-_SECRET_ENV = ("JENKINSCTL_REGISTRY_PASSWORD", "JENKINSCTL_REGISTRY_PASSWORD_FILE")
+# What the docker CLI may see of jenkinsctl's environment.  An allow-list,
+# not a deny-list: a pipeline's environment holds bound credentials under
+# any name, and the CLI (and anything it runs) needs none of them.
+_CLI_ENV = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "TZ", "TMPDIR", "TERM", "NO_COLOR", "SSL_CERT_FILE",
+            "SSL_CERT_DIR", "XDG_RUNTIME_DIR", "XDG_CONFIG_HOME", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY",
+            "http_proxy", "https_proxy", "no_proxy")
+_CLI_ENV_PREFIXES = ("LC_", "DOCKER_", "BUILDKIT_")
+
+
+def cli_environment(environ: Mapping[str, str],
+                    build_args: Mapping[str, str | None] = {}) -> dict[str, str]:  # noqa: B006 - never mutated
+    """The docker CLI's environment for a build: the allow-listed variables,
+    plus each bare build arg (``--build-arg NAME``) it must read a value from."""
+    env = {k: v for k, v in environ.items() if k in _CLI_ENV or k.startswith(_CLI_ENV_PREFIXES)}
+    for k, v in build_args.items():
+        if v is None and k in environ:
+            env[k] = environ[k]
+    return env
 
 
 def _build_buildkit(cli, client, ctx, df, refs, args, target, labels, pull, no_cache, cache_from, log,
                     environ) -> tuple[str, int, int]:
     import tempfile
 
-    env = {k: v for k, v in environ.items() if k not in _SECRET_ENV}
+    env = cli_environment(environ, args)
     env.update(DOCKER_BUILDKIT="1", BUILDKIT_PROGRESS="plain")
     host = docker_host(client)
     if host:
@@ -895,31 +915,73 @@ def _build_classic(client, ctx, df, refs, args, target, labels, pull, no_cache, 
 # --- registry credentials ---------------------------------------------------------------
 
 
-def registry_auth(config, environ: Mapping[str, str] | None = None, *,
-                  registry: str | None = None) -> dict[str, str] | None:
-    """Credentials for the engine's push, as a docker-py auth_config.
+DOCKER_HUB = "docker.io"
+_HUB_ALIASES = ("", "docker.io", "index.docker.io", "registry-1.docker.io")
 
-    JENKINSCTL_REGISTRY_USERNAME, and JENKINSCTL_REGISTRY_PASSWORD or the
-    file named by JENKINSCTL_REGISTRY_PASSWORD_FILE, win over the config's
-    registry.username / registry.password references.  None when no
-    credentials are configured (the engine then uses what the user's docker
-    config holds, if anything).  Never read from argv.
+
+def registry_host(domain: str | None) -> str:
+    """The registry a reference's domain names, for comparing: lower case,
+    and Docker Hub's aliases (a name with no registry part among them) as
+    docker.io."""
+    d = (domain or "").strip().lower().rstrip("/")
+    return DOCKER_HUB if d in _HUB_ALIASES else d
+
+
+def _login_pair(username, password, what: str, environ: Mapping[str, str]) -> tuple[str | None, str | None]:
+    user = username if isinstance(username, str) or username is None else username.resolve(environ)
+    pw = password.resolve(environ) if password is not None else None
+    return user, pw
+
+
+def registry_auth(config, environ: Mapping[str, str] | None = None, *,
+                  registry: str | None = None, bound_for: str | None = None) -> dict[str, str] | None:
+    """Credentials for the engine's push to ``registry``, as a docker-py auth_config.
+
+    Credentials belong to one registry and go to no other: the main ones
+    (JENKINSCTL_REGISTRY_USERNAME, and JENKINSCTL_REGISTRY_PASSWORD or the
+    file named by JENKINSCTL_REGISTRY_PASSWORD_FILE, which win over
+    registry.username / registry.password) only to ``registry.url``; each
+    ``registry.others`` entry's only to its own ``url``.  ``registry`` is
+    the image's registry (``Reference.domain``; "" is Docker Hub); None
+    means ``registry.url`` itself.  None is returned for a registry without
+    configured credentials: the engine then uses what the user's docker
+    config holds, if anything.  Never read from argv.
+
+    ``bound_for``: in a pipeline step, the credentials Jenkins bound for the
+    step (its ``credentialsId``) belong to the registry of the image the same
+    step names, so the JENKINSCTL_REGISTRY_* variables count for that
+    registry instead of registry.url.
     """
     environ = os.environ if environ is None else environ
     reg = getattr(config, "registry", None)
+    main_url = reg.url if reg is not None else None
+    if bound_for is not None and (environ.get("JENKINSCTL_REGISTRY_PASSWORD")
+                                  or environ.get("JENKINSCTL_REGISTRY_PASSWORD_FILE")):
+        main_url = bound_for or DOCKER_HUB
+        reg = dataclasses.replace(reg, url=main_url, username=None, password=None) if reg is not None else None
+    if registry is not None and registry_host(registry) != registry_host(main_url):
+        for other in getattr(reg, "others", ()) or ():
+            if registry_host(other.url) == registry_host(registry):
+                username, password = _login_pair(other.username, other.password, other.url, environ)
+                if not username or password is None:
+                    raise RegistryError(f"the credentials for registry {other.url} (registry.others) are not "
+                                        "all set", hint="set the variable or file its username/password name")
+                return _auth(username, password, other.url)
+        return None
     username = environ.get("JENKINSCTL_REGISTRY_USERNAME") or None
     if username is None and reg is not None and reg.username is not None:
         username = reg.username if isinstance(reg.username, str) else reg.username.resolve(environ)
-    password = environ.get("JENKINSCTL_REGISTRY_PASSWORD") or None
+    password = sensitive(environ.get("JENKINSCTL_REGISTRY_PASSWORD") or None, "JENKINSCTL_REGISTRY_PASSWORD")
     source = "JENKINSCTL_REGISTRY_PASSWORD"
     if password is None and environ.get("JENKINSCTL_REGISTRY_PASSWORD_FILE"):
         path = environ["JENKINSCTL_REGISTRY_PASSWORD_FILE"]
         source = f"JENKINSCTL_REGISTRY_PASSWORD_FILE ({path})"
         try:
             with open(path, encoding="utf-8") as fh:
-                password = fh.read().rstrip("\r\n") or None
-        except OSError as exc:
-            raise RegistryError(f"cannot read the registry password file {path}: {exc.strerror}",
+                password = sensitive(fh.read().rstrip("\r\n") or None, f"the registry password file {path}")
+        except (OSError, UnicodeDecodeError) as exc:
+            why = getattr(exc, "strerror", None) or "not UTF-8 text"
+            raise RegistryError(f"cannot read the registry password file {path}: {why}",
                                 hint="check JENKINSCTL_REGISTRY_PASSWORD_FILE and the file's permissions") from None
     if password is None and reg is not None and reg.password is not None:
         password = reg.password.resolve(environ)
@@ -933,11 +995,27 @@ def registry_auth(config, environ: Mapping[str, str] | None = None, *,
         raise RegistryError(f"registry user '{username}' has no password",
                             hint="set JENKINSCTL_REGISTRY_PASSWORD or JENKINSCTL_REGISTRY_PASSWORD_FILE, "
                                  "or registry.password: {env: NAME} / {file: PATH}")
+    return _auth(username, password, main_url)
+
+
+def _auth(username: str, password: str, server: str | None) -> dict[str, str]:
+    check_secret(username, "the registry user name")
+    sensitive(password, "the registry password")
+    sensitive_basic(username, password)
     auth = {"username": username, "password": password}
-    server = registry or (reg.url if reg is not None else None)
     if server:
         auth["serveraddress"] = server
     return auth
+
+
+def image_auth(config, environ: Mapping[str, str] | None, repository: Reference, *,
+               step: bool = False) -> dict[str, str] | None:
+    """The credentials to send with a push or pull of ``repository``: those
+    configured for its registry, else none (Docker Hub included).  With
+    ``step`` (parameters from a pipeline step), the credentials the step
+    bound are for ``repository``'s registry (see registry_auth)."""
+    return registry_auth(config, environ, registry=repository.domain,
+                         bound_for=repository.domain if step else None)
 
 
 def check_no_secrets(auth: Mapping[str, str] | None, **fields: Mapping[str, str | None]) -> None:
@@ -1050,10 +1128,6 @@ class PushStream:
 def backoff(attempt: int) -> float:
     """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
     return PUSH_BACKOFF[min(attempt, len(PUSH_BACKOFF)) - 1]
-
-
-def _redact(text: str, secret: str | None) -> str:
-    return text.replace(secret, "********") if secret and len(secret) >= 3 else text
 
 
 def push(client, *, repository: str, tags: Sequence[str], auth: Mapping[str, str] | None,
@@ -1185,7 +1259,7 @@ def _push_one(api, repo: Reference, tag: str, auth, attempts: int, log: LineSink
         try:
             for entry in api.push(repo.repository, tag=tag, stream=True, decode=True, auth_config=auth):
                 for line in attempt_stream.feed(entry):
-                    log(_redact(line, secret))
+                    log(redact(line, secret))
             error = attempt_stream.error
             if error is None and attempt_stream.digest is None:
                 error = "the engine ended the push without a digest (EOF)"
@@ -1200,10 +1274,10 @@ def _push_one(api, repo: Reference, tag: str, auth, attempts: int, log: LineSink
                 stream.layer_state[ident] = state
         if error is None:  # the engine's stream already printed "TAG: digest: ..."
             return attempt_stream.digest, stream, attempt
-        error = _redact(error, secret)
+        error = redact(error, secret)
         kind = classify_push_error(error)
         if kind == "permanent":
-            raise RegistryError(f"push of {ref} failed: {error}", hint=_permanent_hint(error, repo),
+            raise RegistryError(f"push of {ref} failed: {error}", hint=_permanent_hint(error, repo, auth is not None),
                                 reference=ref, attempts=attempt, retryable=False)
         if attempt == attempts:
             raise RegistryError(f"push of {ref} failed after {attempt} attempts: {error}",
@@ -1216,9 +1290,15 @@ def _push_one(api, repo: Reference, tag: str, auth, attempts: int, log: LineSink
     raise AssertionError("unreachable")
 
 
-def _permanent_hint(error: str, repo: Reference) -> str:
+def _permanent_hint(error: str, repo: Reference, sent_auth: bool = True) -> str:
     low = error.lower()
-    if any(w in low for w in ("unauthorized", "authentication required", "401", "no basic auth")):
+    auth_failed = any(w in low for w in ("unauthorized", "authentication required", "401", "no basic auth"))
+    if auth_failed and not sent_auth:
+        where = repo.domain or "Docker Hub"
+        return (f"jenkinsctl sent no credentials to {where}: credentials go only to the registry they are "
+                f"configured for (registry.url, or an entry of registry.others); add {where} under "
+                "registry.others with its own username and password, or push to registry.url")
+    if auth_failed:
         return ("the registry rejected the credentials: check JENKINSCTL_REGISTRY_USERNAME and "
                 "JENKINSCTL_REGISTRY_PASSWORD(_FILE), or registry.username/password in the config")
     if any(w in low for w in ("denied", "forbidden", "403")):

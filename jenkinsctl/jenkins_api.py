@@ -342,7 +342,12 @@ def _client_class():
             super().__init__(url, username=username, password=password, timeout=timeout)
             self._display = _display_url(url)
             self._username = username or "anonymous"
-            self._secret = password or ""
+            from jenkinsctl.secrets import sensitive, sensitive_url
+
+            # Registered for the CLI's redaction, and refused with a clean
+            # error if it would make an invalid Authorization header.
+            self._secret = sensitive(password, "the controller password") or ""
+            sensitive_url(url)
             self._crumb_lock = threading.RLock()
             self.requests = 0  # count of HTTP requests sent, for tests and benchmarks
 
@@ -439,9 +444,9 @@ def _client_class():
                                 x_error=self._redact(x_error) if x_error else None, url=self._display)
 
         def _redact(self, text: str) -> str:
-            if self._secret and len(self._secret) >= 3:
-                text = text.replace(self._secret, "***")
-            return text
+            from jenkinsctl.secrets import redact
+
+            return redact(text, self._secret)
 
     return _Client
 

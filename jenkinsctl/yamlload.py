@@ -18,6 +18,10 @@ from jenkinsctl.errors import ConfigError
 # A config that expands to more nodes than this is an alias bomb, not a
 # config: the largest realistic file is a few hundred nodes.
 MAX_EXPANDED_NODES = 20_000
+# The schema nests five levels; far deeper is a mistake or an attack, and
+# every recursive walk after parsing (validation, defaults) would hit
+# Python's recursion limit on it.
+MAX_DEPTH = 64
 
 Path = tuple  # a key path such as ("agents", 0, "name")
 
@@ -71,6 +75,29 @@ def _expanded_size(node: yaml.Node, memo: dict[int, int]) -> int:
     return memo[key]
 
 
+def _too_deep(root: yaml.Node) -> yaml.Node | None:
+    """The first node nested deeper than MAX_DEPTH, found without recursion."""
+    stack = [(root, 1)]
+    seen: set[int] = set()
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            return node
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            stack.extend((v, depth + 1) for pair in node.value for v in pair)
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend((v, depth + 1) for v in node.value)
+    return None
+
+
+def _depth_error(source: str, mark: yaml.Mark | None) -> ConfigError:
+    return _mark_error(source, mark, f"values are nested more than {MAX_DEPTH} levels deep",
+                       hint="a configuration nests a few levels; look for runaway brackets or indentation")
+
+
 def _positions(node: yaml.Node, path: Path, out: dict[Path, tuple[int, int]]) -> None:
     """Record (line, column), 1-based, for every key path in the document."""
     if isinstance(node, yaml.MappingNode):
@@ -106,9 +133,17 @@ def load_yaml(data: bytes, source: str) -> tuple[Any, dict[Path, tuple[int, int]
         text = text[1:]
     loader = _Loader(text)
     try:
-        root = loader.get_single_node()
+        try:
+            root = loader.get_single_node()
+        except RecursionError:
+            # PyYAML's composer recurses once per level.
+            raise _depth_error(source, getattr(loader, "marks", [None])[-1] if getattr(loader, "marks", None)
+                               else None) from None
         if root is None:
             return None, {}
+        deep = _too_deep(root)
+        if deep is not None:
+            raise _depth_error(source, deep.start_mark)
         if _expanded_size(root, {}) > MAX_EXPANDED_NODES:
             raise ConfigError(f"{source}: the document expands to more than {MAX_EXPANDED_NODES} values "
                               "through aliases", hint="this looks like an alias bomb; write the values out or "

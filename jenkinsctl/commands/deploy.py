@@ -75,7 +75,7 @@ def run(args, ctx):
     config = ctx.config
     target = resolve_target(args, config)
     ref = refs.parse(args.image)
-    auth = imagelib.registry_auth(config, os.environ, registry=ref.domain or None)
+    auth = imagelib.image_auth(config, os.environ, ref, step=bool(getattr(args, "params_env", None)))
     client = None if (target.strategy == "webhook" and ref.digest) else engine_client(config)
     image = resolve_image(client, args.image, auth)
     strategy = make_strategy(target, config=config, client=client, auth=auth)

@@ -74,7 +74,7 @@ def run(args, ctx):
     explicit = [refs.validate_tag(t) for t in args.tag]
     conf = settings(ctx)
     moving = image.moving_tags(image.current_branch(".", environ), conf.build.moving_tags)
-    auth = image.registry_auth(conf, environ, registry=repo.domain or None)
+    auth = image.image_auth(conf, environ, repo, step=bool(getattr(args, "params_env", None)))
     client = image.LazyEngine(conf.engine.host, timeout=conf.engine.timeout, tls=conf.engine.tls)
     tags = explicit or [_default_tag(image.engine_api(client, auth), repo, environ)]
     result = image.push(client, repository=repo.repository, tags=tags, auth=auth,

@@ -40,7 +40,7 @@ def run(args, ctx):
     kwargs, conf = prepare(args, ctx, environ)
     repo = refs.parse_repository(kwargs["repository"])
     target = resolve_target(args, conf) if args.to else None
-    auth = imagelib.registry_auth(conf, environ, registry=repo.domain or None)
+    auth = imagelib.image_auth(conf, environ, repo, step=bool(getattr(args, "params_env", None)))
     moving = [t for t in imagelib.moving_tags(imagelib.current_branch(args.context, environ),
                                               conf.build.moving_tags) if t not in kwargs["tags"]]
     strategy = None

@@ -247,9 +247,12 @@ def pull_by_digest(client, image: ImageRef, auth: dict | None) -> str:
     except docker.errors.APIError as exc:
         last_error = getattr(exc, "explanation", None) or str(exc)
     if last_error:
-        raise RegistryError(f"cannot pull {image.pinned}: {last_error}",
-                            hint="check that the digest was pushed to this registry and that the registry "
-                                 "credentials (JENKINSCTL_REGISTRY_USERNAME/PASSWORD) are set")
+        hint = ("check that the digest was pushed to this registry and that the registry "
+                "credentials (JENKINSCTL_REGISTRY_USERNAME/PASSWORD) are set")
+        if auth is None:
+            hint = ("jenkinsctl sent no credentials for this image: they go only to registry.url and the "
+                    "registry.others entries; " + hint)
+        raise RegistryError(f"cannot pull {image.pinned}: {last_error}", hint=hint)
     try:
         return client.images.get(image.pinned).id
     except docker.errors.ImageNotFound:
@@ -281,9 +284,14 @@ def display_target(target: "DeployTarget") -> str:
 
 
 def write_result(path: str, result: Mapping[str, Any]) -> None:
-    """Write --result atomically, so a reader never sees half a file."""
+    """Write --result atomically, so a reader never sees half a file.
+    Redacted like every other output: it is archived with the build."""
     import json
     import tempfile
+
+    from jenkinsctl.secrets import redact_obj
+
+    result = redact_obj(result)
 
     directory = os.path.dirname(os.path.abspath(path))
     try:

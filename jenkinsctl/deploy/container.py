@@ -344,6 +344,9 @@ class ContainerStrategy:
             e = _endpoint(ep, self.cname if aliases else None, static_ip)
             self.api.connect_container_to_network(cid, net, aliases=e.get("Aliases") or None,
                                                   ipv4_address=(e.get("IPAMConfig") or {}).get("IPv4Address"))
+        from jenkinsctl.deploy.secret_files import install_secret_files
+
+        install_secret_files(self.api, cid, self.target, self.environ)  # files, not Env: see secret_files
         return cid
 
     def _gate(self, cid: str, spec: dict[str, Any], *, via_container_ip: bool, what: str) -> dict[str, Any]:

@@ -15,7 +15,8 @@ examples/pyapp) are left as they are by Swarm: same task, same container.
 
 Registry credentials reach the nodes through ``--with-registry-auth``: the
 CLI reads them from a per-run ``DOCKER_CONFIG`` directory filled by
-``docker login --password-stdin`` (never argv) and removed afterwards.
+``docker login --password-stdin`` (never argv) and removed afterwards, on
+SIGTERM and SIGINT too (see secrets.private_tempdir).
 
 The outcome comes from the service's ``UpdateStatus``: ``completed``,
 ``rollback_completed`` (the new tasks failed their health check and Swarm
@@ -33,7 +34,6 @@ import os
 import pathlib
 import shutil
 import subprocess
-import tempfile
 import time
 from typing import Any, Callable, Mapping
 
@@ -178,9 +178,11 @@ class StackStrategy:
     # --- docker stack deploy ----------------------------------------------------
 
     def _stack_deploy(self, compose: pathlib.Path, pin: Mapping[str, Any], image: ImageRef) -> None:
-        tmp = tempfile.mkdtemp(prefix="jenkinsctl-stack-")
-        try:
-            os.chmod(tmp, 0o700)
+        from jenkinsctl.secrets import private_tempdir
+
+        # The login below writes user:password into config_dir: private, and
+        # removed even when the build is aborted with SIGTERM.
+        with private_tempdir("jenkinsctl-stack-", self.environ) as tmp:
             config_dir = os.path.join(tmp, "docker-config")
             os.mkdir(config_dir, 0o700)
             pin_path = os.path.join(tmp, "pin.yaml")
@@ -202,8 +204,6 @@ class StackStrategy:
             finally:
                 if registry:
                     self._run([self.docker_cli, "logout", registry], what="docker logout", env=env, check=False)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
 
     def _run(self, argv: list[str], *, what: str, env: Mapping[str, str] | None = None, stdin: str | None = None,
              cwd: str | None = None, check: bool = True, error=DeployError) -> str:

@@ -3,12 +3,18 @@
 
 * The secret is sent as ``Authorization: Bearer ...``.  It comes from the
   target's ``secret`` reference, else JENKINSCTL_WEBHOOK_SECRET, else the
-  file named by JENKINSCTL_WEBHOOK_SECRET_FILE; never from a flag.  It is
-  removed from every message, as are the URL's query string and user info
-  (Portainer-style URLs carry their token there).
-* 5xx answers and connection errors are retried, up to the target's
-  ``retries`` attempts, waiting 1 s, 2 s, 4 s... between them; a 4xx fails
-  at once (retrying cannot fix a bad token or payload).
+  file named by JENKINSCTL_WEBHOOK_SECRET_FILE; never from a flag.  Over
+  plain http:// it is readable on the wire, so that is warned about.
+* The secret, the URL's user info, query values and token-like path
+  segments (Portainer's ``/api/webhooks/<token>``) are registered as
+  secrets: no message, result or log line shows them.
+* A POST that may have reached the receiver is not sent again: a deploy
+  trigger is not idempotent in general, and a second one could deploy
+  twice.  Connection failures before the request left (refused, no route,
+  DNS) are retried, up to the target's ``retries`` attempts, waiting 1 s,
+  2 s, 4 s...; 5xx answers and failures after sending are retried only
+  when the target says ``idempotent: true``.  A 4xx fails at once
+  (retrying cannot fix a bad token or payload).
 * Each attempt has a timeout (the target's ``timeout``, at most 30 s).
 """
 
@@ -26,6 +32,7 @@ from typing import Callable, Mapping
 from jenkinsctl.deploy import DeployOutcome, ImageRef
 from jenkinsctl.deploy.health import display_url
 from jenkinsctl.errors import ConfigError, DeployError
+from jenkinsctl.secrets import redact, sensitive, sensitive_basic, sensitive_url
 
 log = logging.getLogger("jenkinsctl.deploy")
 
@@ -42,14 +49,15 @@ def webhook_secret(target, environ: Mapping[str, str]) -> str | None:
                               hint="set the variable or file it names (in Jenkins: bind the credential)")
         return value
     if environ.get(SECRET_ENV):
-        return environ[SECRET_ENV]
+        return sensitive(environ[SECRET_ENV], SECRET_ENV)
     path = environ.get(SECRET_FILE_ENV)
     if path:
         try:
             with open(path, encoding="utf-8") as fh:
-                return fh.read().rstrip("\r\n") or None
-        except OSError as exc:
-            raise ConfigError(f"cannot read {SECRET_FILE_ENV} ({path}): {exc.strerror}",
+                return sensitive(fh.read().rstrip("\r\n") or None, f"{SECRET_FILE_ENV} ({path})")
+        except (OSError, UnicodeDecodeError) as exc:
+            why = getattr(exc, "strerror", None) or "not UTF-8 text"
+            raise ConfigError(f"cannot read {SECRET_FILE_ENV} ({path}): {why}",
                               hint="check the path and that this user may read it") from None
     return None
 
@@ -61,7 +69,8 @@ class WebhookStrategy:
                  sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic,
                  backoff: float = 1.0) -> None:
         self.target = target
-        self.url = target.target
+        self.url = sensitive_url(target.target)
+        self.idempotent = bool(getattr(target, "idempotent", False))
         self.environ = os.environ if environ is None else environ
         self.sleep = sleep
         self.clock = clock
@@ -79,10 +88,13 @@ class WebhookStrategy:
         attempts = max(1, int(self.target.retries))
         timeout = min(float(self.target.timeout), MAX_ATTEMPT_TIMEOUT)
         shown = display_url(self.url)
+        if secret and urllib.parse.urlsplit(self.url).scheme == "http":
+            log.warning("webhook %s: the Bearer token goes over plain http:// and can be read on the way; "
+                        "use https://", shown)
         history: list[str] = []
         for attempt in range(1, attempts + 1):
-            status, text = self._post(body, headers, timeout)
-            text = _redact(text, secret)
+            status, text, sent = self._post(body, headers, timeout)
+            text = redact(text, secret)
             if status is not None and 200 <= status < 300:
                 return DeployOutcome(self.name, shown, "triggered", image.pinned, image.digest, None,
                                      round(self.clock() - start, 3),
@@ -91,6 +103,12 @@ class WebhookStrategy:
             if status is not None and status < 500:
                 raise DeployError(f"webhook {shown} refused the deploy: HTTP {status}: {text[:500]}",
                                   hint=_hint_4xx(status), status=status, attempts=attempt)
+            if sent and not self.idempotent:
+                what = f"answered HTTP {status}" if status else "failed after the request was sent"
+                raise DeployError(f"webhook {shown} {what}: {text[:500]}; not sent again, since the receiver may "
+                                  "have acted on it", hint="check whether the receiver deployed; set idempotent: "
+                                  "true on the target if a repeated trigger is harmless, so it is retried",
+                                  status=status, attempts=attempt)
             if attempt < attempts:
                 wait = self.backoff * (2 ** (attempt - 1))
                 log.info("webhook %s: %s; retrying in %gs", shown, history[-1], wait)
@@ -103,9 +121,11 @@ class WebhookStrategy:
                           hint="deploy the previous digest again: jenkinsctl deploy --image REPO@sha256:... "
                                "--to webhook:URL")
 
-    def _post(self, body: bytes, headers: Mapping[str, str], timeout: float) -> tuple[int | None, str]:
-        """(status, body) or (None, connection error).  http.client, not
-        urllib: no redirects followed with the secret, no proxy surprises."""
+    def _post(self, body: bytes, headers: Mapping[str, str], timeout: float) -> tuple[int | None, str, bool]:
+        """(status, body, sent) or (None, connection error, sent): ``sent``
+        is False only when the connection failed before any byte of the
+        request left.  http.client, not urllib: no redirects followed with
+        the secret, no proxy surprises."""
         u = urllib.parse.urlsplit(self.url)
         path = (u.path or "/") + (f"?{u.query}" if u.query else "")
         if u.scheme == "https":
@@ -117,21 +137,24 @@ class WebhookStrategy:
         if u.username:
             import base64
 
-            cred = f"{urllib.parse.unquote(u.username)}:{urllib.parse.unquote(u.password or '')}"
+            user, password = urllib.parse.unquote(u.username), urllib.parse.unquote(u.password or "")
+            sensitive_basic(user, password)  # receivers echo the header, not the password
+            cred = f"{user}:{password}"
             hdrs.setdefault("Authorization", "Basic " + base64.b64encode(cred.encode()).decode())
+        try:
+            conn.connect()
+        except (OSError, http.client.HTTPException) as exc:
+            conn.close()
+            return None, f"{type(exc).__name__}: {exc}", False
         try:
             conn.request("POST", path, body=body, headers=hdrs)
             resp = conn.getresponse()
             text = resp.read(4096).decode("utf-8", errors="replace").strip()
-            return resp.status, text
+            return resp.status, text, True
         except (OSError, http.client.HTTPException) as exc:
-            return None, f"{type(exc).__name__}: {exc}"
+            return None, f"{type(exc).__name__}: {exc}", True
         finally:
             conn.close()
-
-
-def _redact(text: str, secret: str | None) -> str:
-    return text.replace(secret, "********") if secret else text
 
 
 def _hint_4xx(status: int) -> str:

@@ -84,4 +84,5 @@ def swarm(docker_client):
 
 @pytest.fixture
 def cli_env(registry) -> dict[str, str]:
-    return dict(registry.env)
+    # Credentials go only to registry.url, so name the test registry there.
+    return {**registry.env, "JENKINSCTL_REGISTRY_URL": registry.url}

@@ -21,6 +21,12 @@ pytestmark = pytest.mark.engine
 PATH = "jenkinsctl-test/push"  # one repository, so the session uploads each layer once
 
 
+def registry_env(registry, url: str) -> dict[str, str]:
+    """The CLI environment for pushing to ``url`` with ``registry``'s
+    credentials: they are sent only to the configured registry.url."""
+    return {**registry.env, "JENKINSCTL_REGISTRY_URL": url}
+
+
 def build_small(client, size: int = 256 * 1024) -> str:
     """A FROM scratch image with one fresh random layer; returns its id."""
     buf = io.BytesIO()
@@ -52,7 +58,7 @@ def fresh_image(docker_client, image_tracker):
 
 def test_push_reports_the_digest_and_a_repush_uploads_no_layer(registry, fault_proxy, fresh_image):
     repo = fresh_image(registry.url, "v1")
-    env = {**registry.env, "BRANCH_NAME": "PR-1"}  # a branch that sets no moving tag
+    env = {**registry_env(registry, registry.url), "BRANCH_NAME": "PR-1"}  # a branch that sets no moving tag
     first = jenkinsctl("push", "--image", repo, "--tag", "v1", "-o", "json", env=env)
     assert first.rc == 0, first.stderr
     result = first.json
@@ -62,6 +68,7 @@ def test_push_reports_the_digest_and_a_repush_uploads_no_layer(registry, fault_p
 
     # The same image again, through the proxy that counts the bytes sent.
     via = fresh_image(fault_proxy.url, "v1")
+    env = {**registry_env(registry, fault_proxy.url), "BRANCH_NAME": "PR-1"}
     again = jenkinsctl("push", "--image", via, "--tag", "v1", "-o", "json", env=env)
     assert again.rc == 0, again.stderr
     assert again.json["digest"] == result["digest"]
@@ -73,7 +80,7 @@ def test_push_reports_the_digest_and_a_repush_uploads_no_layer(registry, fault_p
 def test_moving_tag_is_pushed_only_after_the_immutable_tag(registry, fault_proxy, fresh_image):
     repo = fresh_image(fault_proxy.url, "abc123def456-b9")
     r = jenkinsctl("push", "--image", repo, "--tag", "abc123def456-b9", "-o", "json",
-                   env={**registry.env, "BRANCH_NAME": "main"})
+                   env={**registry_env(registry, fault_proxy.url), "BRANCH_NAME": "main"})
     assert r.rc == 0, r.stderr
     assert r.json["tags"] == ["abc123def456-b9", "latest"]
     puts = [rec.path.rsplit("/", 1)[1] for rec in fault_proxy.requests if rec.method == "PUT" and "/manifests/" in rec.path]
@@ -83,7 +90,7 @@ def test_moving_tag_is_pushed_only_after_the_immutable_tag(registry, fault_proxy
     # A branch that is not configured for it sets no moving tag.
     fault_proxy.clear()
     r = jenkinsctl("push", "--image", repo, "--tag", "abc123def456-b9", "-o", "json",
-                   env={**registry.env, "BRANCH_NAME": "feature/x"})
+                   env={**registry_env(registry, fault_proxy.url), "BRANCH_NAME": "feature/x"})
     assert r.rc == 0 and r.json["tags"] == ["abc123def456-b9"]
 
 
@@ -130,7 +137,7 @@ def test_connection_reset_on_the_manifest_is_retried_by_jenkinsctl(registry, fau
 @pytest.mark.parametrize("how", ["registry-401", "wrong-password"])
 def test_401_fails_at_once_and_the_password_appears_nowhere(how, registry, fault_proxy, fresh_image, tmp_path):
     repo = fresh_image(fault_proxy.url, "denied")
-    env = dict(registry.env)
+    env = dict(registry_env(registry, fault_proxy.url))
     if how == "registry-401":
         fault_proxy.strip_auth()  # the registry itself answers 401 to the right password
     else:
@@ -156,7 +163,7 @@ def test_401_fails_at_once_and_the_password_appears_nowhere(how, registry, fault
 def test_missing_local_image_is_reported_before_any_registry_traffic(registry, fault_proxy):
     repo = f"{fault_proxy.url}/{PATH}"
     r = jenkinsctl("push", "--image", repo, "--tag", f"never-built-{uuid.uuid4().hex[:6]}",
-                   env={**registry.env, "BRANCH_NAME": "main"})
+                   env={**registry_env(registry, fault_proxy.url), "BRANCH_NAME": "main"})
     assert r.rc == 5 and "no local image" in r.stderr and "hint: build it first" in r.stderr
     assert fault_proxy.requests == []
 
@@ -182,9 +189,9 @@ def test_push_without_tag_pushes_the_default_tag_of_the_working_tree(registry, f
     git(tmp_path, "commit", "-q", "-m", "x")
     sha12 = git(tmp_path, "rev-parse", "HEAD")[:12]
     repo = fresh_image(registry.url, sha12)
-    r = jenkinsctl("push", "--image", repo, "-o", "json", env={**registry.env, "BRANCH_NAME": "PR-1"},
-                   cwd=str(tmp_path))
+    env = registry_env(registry, registry.url)
+    r = jenkinsctl("push", "--image", repo, "-o", "json", env={**env, "BRANCH_NAME": "PR-1"}, cwd=str(tmp_path))
     assert r.rc == 0, r.stderr
     assert r.json["tags"] == [sha12] and registry.manifest_digest(PATH, sha12) == r.json["digest"]
-    r = jenkinsctl("push", "--image", repo, env={**registry.env, "BUILD_NUMBER": "5"}, cwd=str(tmp_path))
+    r = jenkinsctl("push", "--image", repo, env={**env, "BUILD_NUMBER": "5"}, cwd=str(tmp_path))
     assert r.rc == 2 and f"{sha12}-b5" in r.stderr and "hint: build it first" in r.stderr

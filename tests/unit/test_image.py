@@ -12,8 +12,9 @@ import subprocess
 import pytest
 
 from jenkinsctl import image
-from jenkinsctl.config import BuildConfig, RegistryConfig, SecretRef
+from jenkinsctl.config import BuildConfig, RegistryConfig, RegistryLogin, SecretRef
 from jenkinsctl.errors import RegistryError, UsageError
+from jenkinsctl.refs import parse_repository
 
 NOW = dt.datetime(2025, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
 
@@ -171,11 +172,50 @@ def test_registry_auth_password_file_and_config_refs(tmp_path):
     pw = tmp_path / "pw"
     pw.write_text("from-file\n")
     env = {"JENKINSCTL_REGISTRY_USERNAME": "u", "JENKINSCTL_REGISTRY_PASSWORD_FILE": str(pw)}
-    assert image.registry_auth(Conf(), env, registry="r:1")["password"] == "from-file"
-    assert image.registry_auth(Conf(), env, registry="r:1")["serveraddress"] == "r:1"
+    assert image.registry_auth(Conf(), env, registry="127.0.0.1:5000")["password"] == "from-file"
+    assert image.registry_auth(Conf(), env)["serveraddress"] == "127.0.0.1:5000"
     conf = Conf(SecretRef(env="U"), SecretRef(env="P"))
     assert image.registry_auth(conf, {"U": "cu", "P": "cp"})["username"] == "cu"
     assert image.registry_auth(Conf(), {}) is None
+
+
+def test_registry_credentials_go_only_to_their_registry():
+    """An image on another registry, or on Docker Hub (no registry part),
+    gets none of registry.url's credentials; registry.others entries get
+    their own and nobody else's."""
+    others = (RegistryLogin(url="ghcr.io", username="gh-user", password=SecretRef(env="GH_PW")),)
+    conf = Conf()
+    conf.registry = RegistryConfig(url="127.0.0.1:5000", username=None, password=None, others=others)
+    env = {"JENKINSCTL_REGISTRY_USERNAME": "u", "JENKINSCTL_REGISTRY_PASSWORD": "main-secret",
+           "GH_PW": "gh-secret"}
+    for name in ("team/app", "library/app", "docker.io/team/app", "index.docker.io/team/app",
+                 "127.0.0.1:5001/team/app", "127.0.0.1/team/app", "evil.example:5000/team/app"):
+        assert image.image_auth(conf, env, parse_repository(name)) is None, name
+    assert image.image_auth(conf, env, parse_repository("127.0.0.1:5000/team/app"))["password"] == "main-secret"
+    gh = image.image_auth(conf, env, parse_repository("GHCR.io/team/app"))
+    assert gh == {"username": "gh-user", "password": "gh-secret", "serveraddress": "ghcr.io"}
+    with pytest.raises(RegistryError) as e:
+        image.image_auth(conf, {}, parse_repository("ghcr.io/team/app"))
+    assert "ghcr.io" in e.value.message
+
+
+def test_a_steps_bound_credentials_are_for_the_steps_image_only():
+    """dockerBuildPush(image: 'reg.example:5000/app', credentialsId: ...)
+    binds JENKINSCTL_REGISTRY_*: they go to that image's registry (Docker
+    Hub for a bare name), never registry.url's password to it."""
+    conf = Conf("cfg-user", SecretRef(env="CFG_PW"))
+    env = {"JENKINSCTL_REGISTRY_USERNAME": "bound", "JENKINSCTL_REGISTRY_PASSWORD": "bound-pw", "CFG_PW": "cfg-pw"}
+    got = image.image_auth(conf, env, parse_repository("reg.example:5000/app"), step=True)
+    assert got == {"username": "bound", "password": "bound-pw", "serveraddress": "reg.example:5000"}
+    assert image.image_auth(conf, env, parse_repository("team/app"), step=True)["password"] == "bound-pw"
+    # Nothing bound: the configured credentials stay with registry.url.
+    assert image.image_auth(conf, {"CFG_PW": "cfg-pw"}, parse_repository("reg.example:5000/app"), step=True) is None
+    assert image.image_auth(conf, env, parse_repository("reg.example:5000/app")) is None
+
+
+def test_a_push_refused_for_want_of_credentials_says_why():
+    hint = image._permanent_hint("unauthorized: authentication required", parse_repository("team/app"), False)
+    assert "Docker Hub" in hint and "registry.others" in hint
 
 
 def test_registry_auth_half_configured_is_an_error_without_the_secret(tmp_path):

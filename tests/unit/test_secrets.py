@@ -1,0 +1,188 @@
+"""Secrets never appear in errors: the one redaction helper, control
+characters refused without echoing the value, config errors on secret
+fields, and user:token in controller.external."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from jenkinsctl import cli, secrets
+from jenkinsctl.config import SecretRef, load_document
+from jenkinsctl.errors import ConfigError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+TOKEN = "11aa22bb33cc44dd55ee66ff77"
+
+
+@pytest.fixture(autouse=True)
+def _fresh():
+    secrets.forget_all()
+    yield
+    secrets.forget_all()
+
+
+def run(*args: str, env: dict[str, str] | None = None, cwd: str | None = None) -> subprocess.CompletedProcess:
+    full = {k: v for k, v in os.environ.items() if not k.startswith("JENKINSCTL_")}
+    full.update(env or {})
+    full["PYTHONPATH"] = ROOT + os.pathsep + full.get("PYTHONPATH", "")
+    return subprocess.run([sys.executable, "-m", "jenkinsctl", *args], capture_output=True, text=True, env=full,
+                          cwd=cwd, timeout=120, stdin=subprocess.DEVNULL)
+
+
+def test_redact_masks_registered_secrets_url_passwords_and_auth_headers():
+    secrets.sensitive("hunter2-secret")
+    text = ("login hunter2-secret failed; https://admin:" + TOKEN + "@ci.example/job; "
+            "Authorization: Bearer abcDEF123456; Basic dXNlcjpwYXNzd29yZA==")
+    out = secrets.redact(text)
+    for leaked in ("hunter2-secret", TOKEN, "abcDEF123456", "dXNlcjpwYXNzd29yZA=="):
+        assert leaked not in out
+    assert "https://admin:********@ci.example/job" in out
+    # Prose and challenges are not secrets.
+    keep = 'no basic auth credentials; WWW-Authenticate: Bearer realm="https://auth.example/token"'
+    assert secrets.redact(keep) == keep
+
+
+def test_redact_obj_reaches_nested_values_and_keys():
+    secrets.sensitive("s3cr3t-value")
+    doc = {"a": ["x s3cr3t-value y", {"s3cr3t-value": 1}], "n": 3}
+    assert "s3cr3t-value" not in json.dumps(secrets.redact_obj(doc))
+
+
+@pytest.mark.parametrize("value", ["tok-en\n", "tok\r\nX-Evil: 1", "tok\x00en", "tok\ten"])
+def test_control_characters_in_a_secret_are_refused_without_the_value(value, tmp_path):
+    with pytest.raises(ConfigError) as e:
+        SecretRef(env="MY_TOKEN").resolve({"MY_TOKEN": value})
+    text = json.dumps(e.value.to_dict())
+    assert "MY_TOKEN" in text and "tok" not in text
+    if value.rstrip("\r\n") == value.rstrip():
+        return  # in a file, trailing line breaks end the secret rather than belong to it
+    f = tmp_path / "secret"
+    f.write_text(value + "\n")
+    with pytest.raises(ConfigError) as e:
+        SecretRef(file=str(f)).resolve({})
+    assert "tok" not in json.dumps(e.value.to_dict())
+
+
+def test_a_files_final_line_break_is_not_part_of_the_secret(tmp_path):
+    f = tmp_path / "secret"
+    f.write_text("pa55word\n")
+    assert SecretRef(file=str(f)).resolve({}) == "pa55word"
+    assert "pa55word" in secrets.known()
+
+
+@pytest.mark.parametrize("snippet", [
+    "registry:\n  password: {env: 'not a name " + TOKEN + "'}\n",
+    "controller:\n  password: {env: 1122334455667788}\n",
+    "deploy:\n  targets:\n    h: {strategy: webhook, target: 'https://h/x', secret: {file: ['" + TOKEN + "']}}\n",
+])
+def test_config_errors_on_secret_fields_never_echo_the_value(snippet, tmp_path):
+    cfg = tmp_path / "j.yaml"
+    cfg.write_text("version: 1\n" + snippet)
+    with pytest.raises(ConfigError) as e:
+        load_document(str(cfg), env={})
+    text = json.dumps(e.value.to_dict())
+    assert TOKEN not in text and "1122334455667788" not in text, text
+    assert "j.yaml:" in e.value.message
+
+
+def test_user_token_in_controller_external_is_never_printed(tmp_path):
+    cfg = tmp_path / "j.yaml"
+    cfg.write_text(f"version: 1\nstate_dir: {tmp_path}/state\n"
+                   f"controller:\n  external: 'http://admin:{TOKEN}@127.0.0.1:9/'\n")
+    for args in (("validate", str(cfg)), ("-o", "json", "validate", str(cfg)),
+                 ("-c", str(cfg), "-o", "json", "doctor"), ("-c", str(cfg), "doctor"),
+                 ("-c", str(cfg), "-o", "json", "status"), ("-c", str(cfg), "status")):
+        r = run(*args)
+        assert TOKEN not in r.stdout + r.stderr, (args, r.stdout, r.stderr)
+    r = run("validate", str(cfg))
+    assert r.returncode == 0 and "admin:********@127.0.0.1:9" in r.stdout
+
+
+def test_every_error_channel_is_redacted(monkeypatch, tmp_path, capsys):
+    """An unexpected exception quoting a resolved secret (as http.client's
+    'Invalid header value' did) is masked on the console, in -o json and
+    in --error-file."""
+    from jenkinsctl.commands import validate
+
+    def boom(args, ctx):
+        secrets.sensitive(TOKEN)
+        raise ValueError(f"Invalid header value b'Bearer {TOKEN}'")
+
+    monkeypatch.setattr(validate, "run", boom)
+    err_file = tmp_path / "err.json"
+    rc = cli.main(["-o", "json", "--error-file", str(err_file), "validate"])
+    out = capsys.readouterr()
+    assert rc == 1
+    assert TOKEN not in out.out + out.err + err_file.read_text()
+    assert "Invalid header value" in out.err
+
+
+def test_deep_nesting_in_params_env_is_a_clear_config_error(tmp_path):
+    deep = "[" * 5000 + "]" * 5000
+    r = run("--params-env", "P", "build", env={"P": json.dumps({"image": "x"})[:-1] + ', "tag": ' + deep + "}"})
+    assert r.returncode == 2, r.stderr
+    assert "unexpected" not in r.stderr and "nested too deeply" in r.stderr
+
+
+STACK_SCRIPT = r"""
+import json, os, pathlib, signal, sys, time
+from jenkinsctl.deploy.stack import StackStrategy
+
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as on a terminal, even when started in the background
+
+class Target:
+    target, timeout = "app", 30
+
+def runner(argv, **kw):
+    config = kw["env"]["DOCKER_CONFIG"]
+    if argv[1] == "login":  # what docker login leaves behind
+        pathlib.Path(config, "config.json").write_text(json.dumps({"auths": {"r:1": {"auth": "dTpw"}}}))
+    if argv[1] == "stack":  # a deploy that is still running when the signal comes
+        print(config, flush=True)
+        time.sleep(60)
+    return type("P", (), {"returncode": 0, "stdout": "", "stderr": ""})()
+
+s = StackStrategy(None, Target(), auth={"username": "u", "password": "p-123", "serveraddress": "r:1"},
+                  runner=runner, docker_cli="docker", environ=dict(os.environ))
+s._stack_deploy(pathlib.Path("compose.yaml"), {"services": {}}, None)
+"""
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
+def test_the_stack_strategys_docker_config_is_removed_on_a_signal(sig, tmp_path):
+    """Jenkins aborts a build with SIGTERM: the DOCKER_CONFIG holding the
+    registry login must not outlive it."""
+    import signal
+
+    runtime = tmp_path / "run"
+    runtime.mkdir(mode=0o700)
+    env = {**os.environ, "PYTHONPATH": ROOT, "XDG_RUNTIME_DIR": str(runtime)}
+    proc = subprocess.Popen([sys.executable, "-c", STACK_SCRIPT], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env, cwd=str(tmp_path))
+    try:
+        config_dir = proc.stdout.readline().strip()
+        assert config_dir.startswith(str(runtime) + "/jenkinsctl-stack-"), (config_dir, proc.stderr.read())
+        assert os.path.isfile(os.path.join(config_dir, "config.json"))
+        assert os.stat(os.path.dirname(config_dir)).st_mode & 0o077 == 0
+        proc.send_signal(getattr(signal, sig))
+        rc = proc.wait(timeout=30)
+    finally:
+        proc.kill()
+    assert rc != 0
+    if sig == "SIGTERM":
+        assert rc == -signal.SIGTERM  # still ends as killed by SIGTERM (143 in a shell)
+    assert list(runtime.iterdir()) == []
+
+
+def test_validate_never_prints_a_webhook_token_in_the_url_path(tmp_path):
+    cfg = tmp_path / "j.yaml"
+    cfg.write_text("deploy:\n  targets:\n    p: {strategy: webhook, target: "
+                   "'https://portainer.example:9443/api/webhooks/638e6967-8cf5-4a18-9d87-13b5ee67bb41'}\n")
+    r = run("validate", str(cfg))
+    assert r.returncode == 0, r.stderr
+    assert "638e6967" not in r.stdout and "/api/webhooks/********" in r.stdout
