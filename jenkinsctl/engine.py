@@ -273,15 +273,17 @@ def _probe(path: str, environ: Mapping[str, str]) -> DockerCLI | None:
 
 def probe_cli(path: str, environ: Mapping[str, str] | None = None) -> DockerCLI | None:
     """``path`` probed, or None if it is no docker CLI.  The answer is cached
-    on disk, keyed by the binary's path, size and mtime and by DOCKER_CONFIG
-    (where the CLI finds its plugins), because running the Go CLI twice
+    on disk, keyed by the binary's path, size and mtime, DOCKER_CONFIG
+    (where the CLI finds its plugins) and DOCKER_API_VERSION (which pins
+    the version the CLI speaks), because running the Go CLI twice
     costs more than an unchanged BuildKit build."""
     environ = os.environ if environ is None else environ
     try:
         st = os.stat(path)
     except OSError:
         return None
-    key = f"{os.path.realpath(path)}:{st.st_size}:{st.st_mtime_ns}:{environ.get('DOCKER_CONFIG', '')}"
+    key = (f"{os.path.realpath(path)}:{st.st_size}:{st.st_mtime_ns}:{environ.get('DOCKER_CONFIG', '')}:"
+           f"{environ.get('DOCKER_API_VERSION', '')}")
     cache_file = _probe_cache_path()
     cache: dict = {}
     try:

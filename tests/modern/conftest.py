@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.support.agent import agent_image  # noqa: F401
 from tests.support.engine import IN_CI
 
 

@@ -14,8 +14,10 @@ Why it runs the way it does (each trap was hit on these machines):
 * ``ip netns exec`` mounts a fresh ``/sys``: the cgroup hierarchies are
   gone inside, and dockerd says "Devices cgroup isn't mounted".  The host's
   cgroup mounts (v1, hybrid or v2) are mounted again in the root.
-* Without the root bind-mounted onto itself before ``chroot``, ``docker
-  load`` fails with "remount /, flags: 0x84000: invalid argument".
+* Without the root bind-mounted onto itself, ``docker load`` fails with
+  "remount /, flags: 0x84000: invalid argument".  The daemon enters the root
+  with ``pivot_root``, not ``chroot``: under a chroot, ``docker exec`` (and
+  so every HEALTHCHECK) fails with 'chdir to cwd ... no such file'.
 * The rootfs is cached (``/var/cache/jenkinsctl-test``) and shared; each
   run has its own data-root and /run, bind-mounted in a mount namespace of
   its own, so concurrent runs never see each other's state.
@@ -132,7 +134,7 @@ def cgroup_mounts(mountinfo: str) -> tuple[list[tuple[str, str, str]], list[tupl
 
 def start_script(root: pathlib.Path, state: pathlib.Path, mountinfo: str, *, min_api: str = MIN_API) -> str:
     """The shell run as ``ip netns exec NS unshare --mount ... sh -c SCRIPT``:
-    mounts in the engine's own mount namespace, then dockerd in the chroot."""
+    mounts in the engine's own mount namespace, then dockerd in the root (pivot_root)."""
     mounts, links = cgroup_mounts(mountinfo)
     r = str(root)
     lines = [
@@ -156,8 +158,19 @@ def start_script(root: pathlib.Path, state: pathlib.Path, mountinfo: str, *, min
             lines.append(f'mkdir -p "$R/sys/fs/cgroup/{rel}" && mount -t {fstype} {o}{fstype} "$R/sys/fs/cgroup/{rel}"')
         for name, target in links:
             lines.append(f'ln -s {target} "$R/sys/fs/cgroup/{name}"')
+    # pivot_root, not chroot: after setns() into a container's mount
+    # namespace (docker exec, health checks) the kernel puts the process at
+    # that namespace's root.  Under a chroot that is still the host's /, and
+    # runc exec fails with 'chdir to cwd ("/app") ... no such file'.
+    lines += [
+        'mkdir -p "$R/.oldroot"',
+        'cd "$R"',
+        "pivot_root . .oldroot",
+        "cd /",
+        "umount -l /.oldroot",
+    ]
     lines.append(
-        'exec chroot "$R" /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin '
+        'exec /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin '
         f"DOCKER_MIN_API_VERSION={min_api} dockerd --host unix:///run/docker.sock --pidfile /run/docker.pid "
         "--data-root /var/lib/docker --exec-root /run/docker --storage-driver overlay2 --log-level warn")
     return "\n".join(lines) + "\n"
@@ -234,7 +247,7 @@ class ModernEngine:
         """DOCKER_HOST for clients on the host."""
         return "unix://" + self.socket
 
-    # Inside the chroot the socket is /run/docker.sock: that is the path to
+    # Inside the root the socket is /run/docker.sock: that is the path to
     # bind-mount into containers (DooD) started on this engine.
     socket_in_engine = "/run/docker.sock"
 
@@ -318,7 +331,7 @@ def _wait_socket(eng: ModernEngine, deadline: float, log_path: pathlib.Path) -> 
 
 def start_modern_engine(*, log=print, registry_auth: bool = True) -> ModernEngine:
     """Start the engine (and its registry) in a namespace of its own."""
-    for tool in ("ip", "unshare", "chroot", "debootstrap"):
+    for tool in ("ip", "unshare", "pivot_root", "debootstrap"):
         if shutil.which(tool) is None:
             raise RuntimeError(f"{tool} is missing: run scripts/bootstrap")
     if os.geteuid() != 0:
