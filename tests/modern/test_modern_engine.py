@@ -190,9 +190,10 @@ def test_an_old_cli_gets_the_clear_version_error(modern_engine, webapp_base, tmp
 
 def test_dood_build_and_push_from_an_agent_on_the_modern_engine(modern_engine, modern_client, agent_image, keystore):
     """An agent on the modern engine with that engine's socket mounted runs
-    what a job runs: jenkinsctl build and push through the socket.  Needs
-    the Debian 13 agent image (CLI 26.1 + buildx); with an older agent CLI
-    the engine refuses it, and jenkinsctl must say so clearly."""
+    what a job runs: jenkinsctl build and push through the socket.  With the
+    Debian 13 agent image (CLI 26.1 + buildx) the build is BuildKit through
+    buildx; with an older agent CLI, which the engine refuses, jenkinsctl
+    says so and builds with the classic builder (docker-py negotiates)."""
     from jenkinsctl.agent_image import agent_container_kwargs, install_agent_keys
     from tests.support.agent import agent_group
 
@@ -211,24 +212,29 @@ def test_dood_build_and_push_from_an_agent_on_the_modern_engine(modern_engine, m
             "set -e; d=$(mktemp -d); cd $d; "
             "printf 'FROM debian:bookworm-slim\\nRUN echo built-in-agent > /marker\\n' > Dockerfile; "
             f"jenkinsctl -o json build . --image {reg.url}/modern/dood --tag b1 > build.json; "
-            f"jenkinsctl -o json push --image {reg.url}/modern/dood --tag b1")
+            f"jenkinsctl -o json push --image {reg.url}/modern/dood --tag b1 > push.json; "
+            "echo '=== build'; cat build.json; echo '=== push'; cat push.json")
         env = {"JENKINSCTL_REGISTRY_USERNAME": reg.username, "JENKINSCTL_REGISTRY_PASSWORD": reg.password}
         code, out = _exec_when_ready(container, job, env)
         text = out.decode(errors="replace")
-        agent_api = container.exec_run(["docker", "version", "--format", "{{.Client.APIVersion}}"],
-                                       user="jenkins").output.decode().split()[0]
-        if api_tuple(agent_api) < (1, 44):
-            # The agent image still carries a CLI the engine refuses: the job
-            # must fail with the clear version error, not a build hint.
-            assert code == 3 and "1.44" in text and "too old" in text and "Dockerfile" not in text, text
-            pytest.xfail(f"the agent image's docker CLI speaks API {agent_api}; a DooD build on an engine that "
-                         "refuses API < 1.44 needs the Debian 13 agent image")
         assert code == 0, text
-        pushed = json.loads(text[text.index("{"):])
+        build = json.loads(text.split("=== build", 1)[1].split("=== push", 1)[0])
+        pushed = json.loads(text.split("=== push", 1)[1])
         assert reg.manifest_digest("modern/dood", "b1") == pushed["digest"]
         marker = modern_client.containers.run(f"{reg.url}/modern/dood:b1", ["cat", "/marker"], remove=True,
                                               labels=LABELS)
         assert marker.decode().strip() == "built-in-agent"
+
+        agent_api = container.exec_run(["docker", "version", "--format", "{{.Client.APIVersion}}"],
+                                       user="jenkins").output.decode().split()[0]
+        if api_tuple(agent_api) >= (1, 44):
+            assert build["builder"] == "buildkit", text
+        else:
+            # The agent's own CLI is refused by this engine; jenkinsctl did
+            # not use it and said why.
+            code, out = container.exec_run(["docker", "version"], user="jenkins")
+            assert code != 0 and b"is too old" in out
+            assert build["builder"] == "classic" and "too old" in text and "classic builder" in text, text
     finally:
         container.remove(force=True)
 
