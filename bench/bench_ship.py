@@ -250,7 +250,7 @@ def ship_on(eng, runs: int, work: str) -> tuple:
             ship.append(t)
             v = bump(ctx, env)
             argv, benv = eng.plain_build(f"{repo}:plain-{v}", ctx)
-            t1, _p = run(argv, dict(benv, DOCKER_CONFIG=dockercfg))
+            t1, _p = run(argv, benv)   # the login's DOCKER_CONFIG only for the push: it would hide buildx
             t2, _p = run([eng.cli.path, "push", f"{repo}:plain-{v}"], env_d)
             plain.append(t1 + t2)
             bump(ctx, env)
