@@ -1,13 +1,18 @@
 #!/usr/bin/env python3
 """Benchmark: what jenkinsctl adds over the docker CLI for build and push.
 
-    .venv/bin/python bench/bench_build_push.py [--runs N] [--files N]
+    .venv/bin/python bench/bench_build_push.py [--runs N] [--files N] [--engines host,modern]
 
-1. `jenkinsctl build` of an unchanged context / `DOCKER_BUILDKIT=1 docker
-   build` of the same context (target <= 1.10).
+On each engine (bench/engines.py: the host's, and Debian 13's 26.1 refusing
+API < 1.44), against the plain CLI jenkinsctl would pick for it:
+
+1. `jenkinsctl build` of an unchanged context / the plain BuildKit build
+   (`docker buildx build`, or `DOCKER_BUILDKIT=1 docker build` for a CLI
+   without buildx) of the same context (target <= 1.10).
 2. `jenkinsctl push` of an unchanged image / `docker push` of the same
    (target <= 1.10), and the layer bytes the unchanged push uploaded
-   (target 0), counted by a pass-through proxy in front of the registry.
+   (target 0), counted by a pass-through proxy in front of the registry
+   (host engine only: the modern engine's registry is in its namespace).
 
 Runs alternate between the two commands and the median is reported, so
 load from other work on the machine hits both alike.  Needs the engine,
@@ -29,9 +34,8 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from jenkinsctl.image import find_buildkit_cli  # noqa: E402
+from bench.engines import NAMES, STARTERS, Engine, engines_arg  # noqa: E402
 from tests.support.faultproxy import FaultProxy  # noqa: E402
-from tests.support.registry import start_registry  # noqa: E402
 
 JENKINSCTL = [os.path.join(ROOT, ".venv", "bin", "jenkinsctl")]
 if not os.access(JENKINSCTL[0], os.X_OK):
@@ -78,31 +82,18 @@ def alternate(a, b, runs: int) -> tuple[list[float], list[float]]:
     return ta, tb
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--runs", type=int, default=9)
-    ap.add_argument("--files", type=int, default=300)
-    opts = ap.parse_args()
-
-    cli = find_buildkit_cli()
-    if cli is None:
-        raise SystemExit("no docker CLI that can use BuildKit")
-    # An installed jenkinsctl runs from bytecode; PYTHONDONTWRITEBYTECODE (set
-    # in some CI images) would recompile it on every run, so it is dropped.
-    base_env = {k: v for k, v in os.environ.items()
-                if not k.startswith("JENKINSCTL_") and k != "PYTHONDONTWRITEBYTECODE"}
-    reg = start_registry(auth=True)
-    tmp = tempfile.mkdtemp(prefix="jenkinsctl-bench-")
+def measure(eng: Engine, opts, tmp: str) -> list[tuple]:
+    """The build and push figures on one engine."""
+    reg, cli = eng.registry, eng.cli.path
     ctx = os.path.join(tmp, "ctx")
-    dockercfg = os.path.join(tmp, "docker-config")
+    dockercfg = os.path.join(tmp, f"docker-config-{eng.name}")
     repo = f"{reg.url}/jenkinsctl-test/bench"
     rows = []
+    eng.load("debian:bookworm-slim")
     try:
-        make_context(ctx, opts.files)
         # --- build ---------------------------------------------------------------
-        env_bk = dict(base_env, DOCKER_BUILDKIT="1")
-        env_j = dict(base_env, BRANCH_NAME="bench", **reg.env)
-        docker_build = [cli, "build", "--progress=plain", "-t", f"{repo}:docker", "--label", LABEL, ctx]
+        env_j = dict(eng.env, BRANCH_NAME="bench")
+        docker_build, env_bk = eng.plain_build(f"{repo}:docker", ctx, "--label", LABEL)
         j_build = [*JENKINSCTL, "build", ctx, "--image", repo, "--tag", "bench", "--label", LABEL,
                    "--builder", "buildkit", "-o", "json"]
         timed(docker_build, env_bk)  # warm: the cache holds every step
@@ -110,12 +101,12 @@ def main() -> int:
         assert json.loads(p.stdout)["builder"] == "buildkit"
         tj, td = alternate(lambda: timed(j_build, env_j)[0], lambda: timed(docker_build, env_bk)[0], opts.runs)
         cached = json.loads(timed(j_build, env_j)[1].stdout)
-        rows.append(("build, unchanged context", statistics.median(tj), statistics.median(td), 1.10,
+        rows.append((f"{eng.name}: build, unchanged", statistics.median(tj), statistics.median(td), 1.10,
                      f"{cached['cached_steps']}/{cached['total_steps']} steps cached"))
 
         # --- push ------------------------------------------------------------------
         os.makedirs(dockercfg)
-        env_d = dict(base_env, DOCKER_CONFIG=dockercfg)
+        env_d = dict(eng.env, DOCKER_CONFIG=dockercfg)
         subprocess.run([cli, "login", "--username", reg.username, "--password-stdin", reg.url], env=env_d,
                        input=reg.password, text=True, check=True, capture_output=True)
         j_push = [*JENKINSCTL, "push", "--image", repo, "--tag", "bench", "-o", "json"]
@@ -124,31 +115,57 @@ def main() -> int:
         first = json.loads(p.stdout)
         timed(docker_push, env_d)
         tj, td = alternate(lambda: timed(j_push, env_j)[0], lambda: timed(docker_push, env_d)[0], opts.runs)
-        # Bytes: the same unchanged push through a pass-through counting proxy.
-        with FaultProxy(("127.0.0.1", reg.port)) as proxy:
-            subprocess.run([cli, "tag", f"{repo}:bench", f"{proxy.url}/jenkinsctl-test/bench:bench"], check=True)
-            _, p = timed([*JENKINSCTL, "push", "--image", f"{proxy.url}/jenkinsctl-test/bench", "--tag", "bench",
-                          "-o", "json"], env_j)
-            again = json.loads(p.stdout)
-            uploaded = proxy.uploaded_bytes()
-            subprocess.run([cli, "rmi", f"{proxy.url}/jenkinsctl-test/bench:bench"], capture_output=True)
-        rows.append(("push, unchanged image", statistics.median(tj), statistics.median(td), 1.10,
+        if eng.name == "host":
+            # Bytes: the same unchanged push through a pass-through counting
+            # proxy (the modern engine's registry is inside its namespace).
+            with FaultProxy(("127.0.0.1", reg.port)) as proxy:
+                eng.docker("tag", f"{repo}:bench", f"{proxy.url}/jenkinsctl-test/bench:bench")
+                _, p = timed([*JENKINSCTL, "push", "--image", f"{proxy.url}/jenkinsctl-test/bench", "--tag",
+                              "bench", "-o", "json"], env_j)
+                again = json.loads(p.stdout)
+                uploaded = f"layer bytes uploaded {proxy.uploaded_bytes()}"
+                eng.docker("rmi", f"{proxy.url}/jenkinsctl-test/bench:bench", check=False)
+        else:
+            again = json.loads(timed(j_push, env_j)[1].stdout)
+            uploaded = "bytes not counted"
+        rows.append((f"{eng.name}: push, unchanged", statistics.median(tj), statistics.median(td), 1.10,
                      f"layers pushed {again['layers_pushed']}, existing {again['layers_existing']}, "
-                     f"layer bytes uploaded {uploaded} (first push: {first['layers_pushed']} layers)"))
+                     f"{uploaded} (first push: {first['layers_pushed']} layers)"))
     finally:
-        subprocess.run([cli, "logout", reg.url], env=dict(base_env, DOCKER_CONFIG=dockercfg), capture_output=True)
+        subprocess.run([cli, "logout", reg.url], env=dict(eng.env, DOCKER_CONFIG=dockercfg), capture_output=True)
         for tag in ("docker", "bench"):
-            subprocess.run([cli, "rmi", f"{repo}:{tag}"], capture_output=True)
-        reg.stop()
+            eng.docker("rmi", f"{repo}:{tag}", check=False)
+    return rows
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--runs", type=int, default=9)
+    ap.add_argument("--files", type=int, default=300)
+    ap.add_argument("--engines", type=engines_arg, default=list(NAMES),
+                    help="comma list of host,modern (default: both)")
+    opts = ap.parse_args()
+
+    tmp = tempfile.mkdtemp(prefix="jenkinsctl-bench-")
+    rows, described = [], []
+    try:
+        make_context(os.path.join(tmp, "ctx"), opts.files)
+        for name in opts.engines:
+            with STARTERS[name]() as eng:
+                described.append(eng.describe())
+                rows += measure(eng, opts, tmp)
+    finally:
         subprocess.run(["rm", "-rf", tmp])
 
-    startup = statistics.median(timed([*JENKINSCTL, "--version"], base_env)[0] for _ in range(opts.runs))
-    print(f"docker CLI: {cli}; {opts.runs} alternating runs each, medians; context: {opts.files} files")
-    print(f"{'figure':<26} {'jenkinsctl':>11} {'docker':>9} {'added':>8} {'ratio':>7} {'target':>7}  notes")
+    startup = statistics.median(timed([*JENKINSCTL, "--version"], dict(os.environ))[0] for _ in range(opts.runs))
+    for d in described:
+        print(d)
+    print(f"{opts.runs} alternating runs each, medians; context: {opts.files} files")
+    print(f"{'figure':<28} {'jenkinsctl':>11} {'docker':>9} {'added':>8} {'ratio':>7} {'target':>7}  notes")
     for name, j, d, target, notes in rows:
         ratio = j / d
         mark = "ok" if ratio <= target else "MISSED"
-        print(f"{name:<26} {j:>10.3f}s {d:>8.3f}s {j - d:>+7.3f}s {ratio:>7.2f} {'<=' + format(target, '.2f'):>7}"
+        print(f"{name:<28} {j:>10.3f}s {d:>8.3f}s {j - d:>+7.3f}s {ratio:>7.2f} {'<=' + format(target, '.2f'):>7}"
               f"  {mark}; {notes}")
     print(f"for scale: python startup {startup:.3f}s (median; `{JENKINSCTL[0]} --version`), load average "
           f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")

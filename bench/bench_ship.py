@@ -16,6 +16,13 @@
    every 10 ms; failed probes and the longest gap are reported per
    redeploy, next to jenkinsctl's own switch_ms.
 
+3. On each engine (bench/engines.py: the host's, and Debian 13's 26.1
+   refusing API < 1.44 as Docker 29 does): `jenkinsctl ship` after a
+   one-line change of a small app built FROM the example, against the
+   plain CLI jenkinsctl picks for that engine doing the same build + push
+   (`docker buildx build` or `DOCKER_BUILDKIT=1 docker build`, then
+   `docker push`), and `ship --to container:...` for scale.
+
 Medians over the runs, so load from other work on the machine hits both
 sides alike.  Needs the engine, debian:bookworm-slim and
 /usr/bin/docker-registry (scripts/bootstrap).  Not a test: prints a table.
@@ -75,7 +82,16 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=int, default=3, help="cold builds and warm ships measured (default 3)")
     ap.add_argument("--redeploys", type=int, default=6, help="redeploys under the probe loop (default 6)")
+    ap.add_argument("--engines", default="host,modern",
+                    help="engines for section 3 (bench/engines.py), comma list of host,modern (default: both)")
+    ap.add_argument("--only-engines", action="store_true", help="run section 3 only")
     opts = ap.parse_args()
+    from bench.engines import engines_arg
+
+    engines = engines_arg(opts.engines)
+    if opts.only_engines:
+        section3(engines, opts.runs)
+        return 0
 
     reg = start_registry(auth=True)
     work = tempfile.mkdtemp(prefix="jenkinsctl-bench-ship-")
@@ -179,7 +195,99 @@ def main() -> int:
             subprocess.run([DOCKER, "image", "rm", "-f", *set(out)], capture_output=True)
         reg.stop()
         shutil.rmtree(work, ignore_errors=True)
+    section3(engines, opts.runs)
     return 0
+
+
+SMALL_BASE = "jenkinsctl-bench/webapp-base:1"
+
+
+def small_app(path: str, env: dict) -> None:
+    """An app FROM the example (built once on the host, where apt reaches
+    the mirror): the modern engine's namespace has no route to it."""
+    os.makedirs(path)
+    with open(os.path.join(path, "Dockerfile"), "w") as fh:
+        fh.write(f"FROM {SMALL_BASE}\nCOPY VERSION /app/VERSION\n"
+                 'RUN ["python3", "-c", "open(\'/tmp/built\', \'w\').write(\'yes\')"]\n')
+    with open(os.path.join(path, "VERSION"), "w") as fh:
+        fh.write("1.0.0\n")
+    run(GIT + ["init", "-q", "-b", "main"], env, cwd=path)
+    run(GIT + ["add", "-A"], env, cwd=path)
+    run(GIT + ["commit", "-q", "-m", "1.0.0"], env, cwd=path)
+
+
+def ship_on(eng, runs: int, work: str) -> tuple:
+    """jenkinsctl ship after a one-line change on ``eng``, against the plain
+    CLI's build + push of the same change."""
+    import random
+
+    reg = eng.registry
+    eng.load(SMALL_BASE)
+    name = f"jcbench-{eng.name}-{uuid.uuid4().hex[:6]}"
+    port = free_port() if eng.http_host == "127.0.0.1" else random.randint(20000, 40000)
+    repo = f"{reg.url}/bench/small"
+    env = dict(eng.env, JENKINSCTL_CONFIG=os.path.join(work, f"{eng.name}.yaml"))
+    with open(env["JENKINSCTL_CONFIG"], "w") as fh:
+        fh.write(f"version: 1\nproject: jenkinsctl-bench\ndeploy:\n  targets:\n    app:\n"
+                 f"      strategy: container\n      target: {name}\n      ports: ['{eng.http_host}:{port}:8080']\n"
+                 f"      health: {{http: 'http://{eng.http_host}:{port}/health', timeout: 60, interval: 0.5}}\n"
+                 f"      keep: 2\n")
+    ctx = os.path.join(work, f"small-{eng.name}")
+    small_app(ctx, env)
+    dockercfg = os.path.join(work, f"docker-config-{eng.name}")
+    os.makedirs(dockercfg)
+    env_d = dict(eng.env, DOCKER_CONFIG=dockercfg)
+    subprocess.run([eng.cli.path, "login", "--username", reg.username, "--password-stdin", reg.url], env=env_d,
+                   input=reg.password, text=True, check=True, capture_output=True)
+    ship, plain, deploy = [], [], []
+    try:
+        for _ in range(2):  # warm-up: the first pushes and the container
+            bump(ctx, env)
+            run(JENKINSCTL + ["ship", ctx, "--image", repo, "--to", "app"], env)
+        for i in range(runs):
+            v = bump(ctx, env)
+            t, _p = run(JENKINSCTL + ["-o", "json", "ship", ctx, "--image", repo], env)
+            ship.append(t)
+            v = bump(ctx, env)
+            argv, benv = eng.plain_build(f"{repo}:plain-{v}", ctx)
+            t1, _p = run(argv, benv)   # the login's DOCKER_CONFIG only for the push: it would hide buildx
+            t2, _p = run([eng.cli.path, "push", f"{repo}:plain-{v}"], env_d)
+            plain.append(t1 + t2)
+            bump(ctx, env)
+            t, _p = run(JENKINSCTL + ["-o", "json", "ship", ctx, "--image", repo, "--to", "app"], env)
+            deploy.append(t)
+        wait_http(eng.http_host, port)
+    finally:
+        eng.docker("rm", "-f", name, *[f"{name}.v{i}" for i in range(40)], check=False)
+        ids = eng.docker("images", "-q", repo, check=False).stdout.split()
+        if ids:
+            eng.docker("image", "rm", "-f", *set(ids), check=False)
+        subprocess.run([eng.cli.path, "logout", reg.url], env=env_d, capture_output=True)
+    return ship, plain, deploy
+
+
+def section3(engines: list[str], runs: int) -> None:
+    from bench.engines import STARTERS
+
+    work = tempfile.mkdtemp(prefix="jenkinsctl-bench-ship3-")
+    results = []
+    try:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("JENKINSCTL_")}
+        env.pop("DOCKER_HOST", None)
+        run([DOCKER, "build", "-q", "-t", SMALL_BASE, EXAMPLE], {**env, "DOCKER_BUILDKIT": "1"})
+        for name in engines:
+            with STARTERS[name]() as eng:
+                results.append((eng.describe(), *ship_on(eng, runs, work)))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print(f"\n3. ship after a one-line change, on each engine: jenkinsctl / the plain CLI's build + push "
+          f"({runs} runs, medians)")
+    for desc, ship, plain, deploy in results:
+        s, p, d = statistics.median(ship), statistics.median(plain), statistics.median(deploy)
+        print(f"   {desc}")
+        print(f"     plain build + docker push        median {p:6.2f} s   runs {fmt(plain)}")
+        print(f"     jenkinsctl ship (build + push)   median {s:6.2f} s   runs {fmt(ship)}   ratio {s / p:.2f}")
+        print(f"     jenkinsctl ship --to container:  median {d:6.2f} s   runs {fmt(deploy)}")
 
 
 def fmt(xs) -> str:

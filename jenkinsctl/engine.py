@@ -6,10 +6,16 @@ timeout always applies and an unreachable engine is one clear error.
 
 from __future__ import annotations
 
+import json
 import os
-from typing import TYPE_CHECKING
+import re
+import shutil
+import socket
+import subprocess
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Mapping
 
-from jenkinsctl.errors import EngineError
+from jenkinsctl.errors import EngineError, EngineVersionError
 
 if TYPE_CHECKING:  # docker is imported lazily: --help must not load it
     import docker
@@ -66,16 +72,23 @@ def client(host: str | None = None, *, timeout: int = 120, tls: bool = False) ->
 
     host = host or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
     try:
+        # version="auto": docker-py asks the engine (unversioned /version)
+        # and then speaks the engine's own API version, so one client works
+        # with 20.10 (up to 1.41) and with engines that refuse anything
+        # below 1.44 (Docker 29).  A pinned version would fail on one of them.
         if host.startswith("ssh://"):
             # The ssh client binary reuses the user's ssh config and agent.
-            c = docker.DockerClient(base_url=host, timeout=timeout, use_ssh_client=True)
+            c = docker.DockerClient(base_url=host, timeout=timeout, use_ssh_client=True, version="auto")
         elif tls or os.environ.get("DOCKER_TLS_VERIFY"):
             env = dict(os.environ, DOCKER_HOST=host, DOCKER_TLS_VERIFY="1")
-            c = docker.from_env(environment=env, timeout=timeout)
+            c = docker.from_env(environment=env, timeout=timeout, version="auto")
         else:
-            c = docker.DockerClient(base_url=host, timeout=timeout)
+            c = docker.DockerClient(base_url=host, timeout=timeout, version="auto")
         c.ping()
     except docker.errors.DockerException as exc:
+        refused = version_refusal(str(exc), client=f"docker-py {docker.__version__}", host=host)
+        if refused is not None:
+            raise refused from None
         raise engine_unreachable(host, exc) from None
     except OSError as exc:
         raise engine_unreachable(host, exc) from None
@@ -97,4 +110,277 @@ def engine_unreachable(host: str, exc: BaseException) -> EngineError:
 def api_error(action: str, exc: BaseException) -> EngineError:
     """Turn a docker.errors.APIError into an EngineError naming the action."""
     explanation = getattr(exc, "explanation", None) or str(exc)
+    refused = version_refusal(explanation, client="docker-py")
+    if refused is not None:
+        return refused
     return EngineError(f"{action}: {explanation}")
+
+
+# --- API versions ------------------------------------------------------------------------
+
+
+def api_tuple(version: str) -> tuple[int, ...]:
+    """"1.44" -> (1, 44); "26.1.5+dfsg1" -> (26, 1, 5)."""
+    return tuple(int(x) for x in re.findall(r"\d+", version or "")[:3])
+
+
+@dataclass(frozen=True)
+class EngineVersion:
+    """What an engine's /version says about the API versions it accepts."""
+
+    version: str      # the engine's release, e.g. "26.1.5+dfsg1"
+    api: str          # the newest API version it speaks
+    min_api: str      # the oldest it accepts: "1.12" for 20.10, "1.44" for Docker 29
+    os: str = "linux"
+
+    @classmethod
+    def from_json(cls, data: Mapping) -> "EngineVersion":
+        return cls(version=str(data.get("Version") or "?"), api=str(data.get("ApiVersion") or "0"),
+                   min_api=str(data.get("MinAPIVersion") or "1.12"), os=str(data.get("Os") or "linux"))
+
+    def accepts(self, api: str) -> bool:
+        return api_tuple(self.min_api) <= api_tuple(api)
+
+    def describe(self) -> str:
+        return f"{self.version}, API {self.min_api} to {self.api}"
+
+
+def _raw_get(host: str, path: str, timeout: float = 10.0) -> tuple[int, bytes] | None:
+    """One unversioned GET over a plain socket (unix:// or tcp:// without
+    TLS), without importing docker-py; None when that is not possible."""
+    try:
+        if host.startswith("unix://"):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.settimeout(timeout)
+            s.connect(host[len("unix://"):])
+        elif host.startswith("tcp://"):
+            h, _, p = host[len("tcp://"):].rstrip("/").rpartition(":")
+            s = socket.create_connection((h.strip("[]"), int(p)), timeout=timeout)
+        else:
+            return None
+        with s:
+            s.sendall(f"GET {path} HTTP/1.0\r\nHost: docker\r\n\r\n".encode())
+            data = b""
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+    except (OSError, ValueError):
+        return None
+    head, _, body = data.partition(b"\r\n\r\n")
+    m = re.match(rb"HTTP/\d\.\d (\d{3})", head)
+    return (int(m.group(1)), body) if m else None
+
+
+def engine_version(client=None, *, host: str | None = None) -> EngineVersion:
+    """The engine's versions, from GET /version: over a plain socket when
+    ``host`` is unix:// or tcp:// (no docker-py import), else from the
+    docker-py ``client``."""
+    if host:
+        got = _raw_get(host, "/version")
+        if got is not None and got[0] == 200:
+            try:
+                return EngineVersion.from_json(json.loads(got[1]))
+            except ValueError:
+                pass
+    if client is None:
+        raise EngineError(f"cannot ask the engine at {host} for its version",
+                          hint="check that the engine runs and DOCKER_HOST points at it", host=host)
+    try:
+        return EngineVersion.from_json(client.version())
+    except EngineError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - docker-py raises several kinds
+        raise EngineError(f"cannot ask the engine for its version: {exc}",
+                          hint="check that the engine runs and DOCKER_HOST points at it") from None
+
+
+_REFUSAL = re.compile(
+    r"client version (?P<client>\d+\.\d+) is too (?P<kind>old|new)\.?\s*"
+    r"(?:Minimum|Maximum) supported API version is (?P<engine>\d+\.\d+)", re.IGNORECASE)
+
+NEWER_CLI_HINT = ("use a docker CLI that speaks API {need} or newer (Docker 25+, e.g. Debian 13's docker-cli "
+                  "with docker-buildx; JENKINSCTL_DOCKER_CLI names one); inside an agent, rebuild the agent "
+                  "image with 'jenkinsctl agent-image'")
+
+
+def parse_version_refusal(text: str) -> tuple[str, str, str] | None:
+    """("old" | "new", client API, engine's min or max API) when ``text``
+    carries the engine's refusal of a client's API version, e.g.
+    "client version 1.41 is too old. Minimum supported API version is 1.44"."""
+    m = _REFUSAL.search(text or "")
+    return (m.group("kind").lower(), m.group("client"), m.group("engine")) if m else None
+
+
+def version_refusal(text: str, *, client: str, host: str | None = None) -> EngineVersionError | None:
+    """The EngineVersionError for a refusal in ``text`` (None if there is
+    none): which client, which versions, and the fix."""
+    parsed = parse_version_refusal(text)
+    if parsed is None:
+        return None
+    kind, client_api, engine_api = parsed
+    where = f" at {host}" if host else ""
+    if kind == "old":
+        return EngineVersionError(
+            f"the Docker engine{where} refused {client}: it speaks API {client_api}, the engine accepts "
+            f"{engine_api} and newer", hint=NEWER_CLI_HINT.format(need=engine_api),
+            client=client, client_api=client_api, engine_min_api=engine_api, host=host)
+    return EngineVersionError(
+        f"the Docker engine{where} refused {client}: it asked for API {client_api}, the engine speaks "
+        f"{engine_api} at most", hint="let the client negotiate the version: unset DOCKER_API_VERSION",
+        client=client, client_api=client_api, engine_max_api=engine_api, host=host)
+
+
+def cli_refused(cli: "DockerCLI", engine: EngineVersion, host: str | None) -> EngineVersionError:
+    """A docker CLI the engine would refuse, named before it is run."""
+    where = f" at {host}" if host else ""
+    return EngineVersionError(
+        f"the docker CLI {cli.describe()} is too old for the Docker engine{where} ({engine.describe()}): "
+        f"the engine refuses clients below API {engine.min_api}",
+        hint=NEWER_CLI_HINT.format(need=engine.min_api), client=cli.path, client_version=cli.version,
+        client_api=cli.api, engine_version=engine.version, engine_min_api=engine.min_api, host=host)
+
+
+# --- docker CLIs -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DockerCLI:
+    """One docker CLI binary, as probed: its release, the newest API it
+    speaks (it negotiates down to older engines, never below its own) and
+    whether it has the buildx plugin."""
+
+    path: str
+    version: str
+    api: str
+    buildx: bool
+
+    @property
+    def builtin_buildkit(self) -> bool:
+        """CLIs 18.09 to 22 build with BuildKit themselves (DOCKER_BUILDKIT=1);
+        from 23 on that needs buildx ("the buildx component is missing")."""
+        return (18, 9) <= api_tuple(self.version) < (23,)
+
+    @property
+    def can_buildkit(self) -> bool:
+        return self.buildx or self.builtin_buildkit
+
+    def describe(self) -> str:
+        return f"{self.path} ({self.version}, API {self.api})"
+
+
+def _probe_cache_path() -> str:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "jenkinsctl", "docker-cli-probe.json")
+
+
+def _probe(path: str, environ: Mapping[str, str]) -> DockerCLI | None:
+    # DOCKER_HOST at nothing: the client half of `docker version` is printed
+    # without any engine, so the probe is the same for every engine.
+    env = dict(environ, DOCKER_HOST="unix:///nonexistent/jenkinsctl-probe.sock")
+    env.pop("DOCKER_CONTEXT", None)
+    try:
+        out = subprocess.run([path, "version", "--format", "{{.Client.Version}} {{.Client.APIVersion}}"],
+                             capture_output=True, text=True, timeout=15, env=env, stdin=subprocess.DEVNULL).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    parts = out.strip().splitlines()[0].split() if out.strip() else []
+    if len(parts) != 2 or not api_tuple(parts[1]):
+        return None
+    buildx = False
+    if api_tuple(parts[0]) >= (19, 3):  # CLI plugins exist from 19.03 on
+        try:
+            buildx = subprocess.run([path, "buildx", "version"], capture_output=True, timeout=15, env=env,
+                                    stdin=subprocess.DEVNULL).returncode == 0
+        except (OSError, subprocess.TimeoutExpired):
+            buildx = False
+    return DockerCLI(path=path, version=parts[0], api=parts[1], buildx=buildx)
+
+
+def probe_cli(path: str, environ: Mapping[str, str] | None = None) -> DockerCLI | None:
+    """``path`` probed, or None if it is no docker CLI.  The answer is cached
+    on disk, keyed by the binary's path, size and mtime, DOCKER_CONFIG
+    (where the CLI finds its plugins) and DOCKER_API_VERSION (which pins
+    the version the CLI speaks), because running the Go CLI twice
+    costs more than an unchanged BuildKit build."""
+    environ = os.environ if environ is None else environ
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    key = (f"{os.path.realpath(path)}:{st.st_size}:{st.st_mtime_ns}:{environ.get('DOCKER_CONFIG', '')}:"
+           f"{environ.get('DOCKER_API_VERSION', '')}")
+    cache_file = _probe_cache_path()
+    cache: dict = {}
+    try:
+        with open(cache_file, encoding="utf-8") as fh:
+            loaded = json.load(fh)
+        cache = loaded if isinstance(loaded, dict) else {}
+        hit = cache.get(key)
+        if isinstance(hit, dict):
+            return DockerCLI(**{**hit, "path": path})
+        if hit is False:
+            return None
+    except (OSError, ValueError, TypeError):
+        pass
+    cli = _probe(path, environ)
+    try:
+        os.makedirs(os.path.dirname(cache_file), exist_ok=True)
+        cache[key] = asdict(cli) if cli else False
+        tmp = f"{cache_file}.{os.getpid()}"
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(cache, fh)
+        os.replace(tmp, cache_file)
+    except OSError:
+        pass
+    return cli
+
+
+def docker_clis(environ: Mapping[str, str] | None = None) -> list[DockerCLI]:
+    """JENKINSCTL_DOCKER_CLI alone when set; else every distinct ``docker``
+    on PATH, in PATH order."""
+    environ = os.environ if environ is None else environ
+    if environ.get("JENKINSCTL_DOCKER_CLI"):
+        path = shutil.which(environ["JENKINSCTL_DOCKER_CLI"], path=environ.get("PATH"))
+        cli = probe_cli(path, environ) if path else None
+        return [cli] if cli else []
+    out, seen = [], set()
+    for d in environ.get("PATH", os.defpath).split(os.pathsep):
+        cand = os.path.join(d or ".", "docker")
+        if not (os.path.isfile(cand) and os.access(cand, os.X_OK)):
+            continue
+        real = os.path.realpath(cand)
+        if real in seen:
+            continue
+        seen.add(real)
+        cli = probe_cli(cand, environ)
+        if cli:
+            out.append(cli)
+    return out
+
+
+def pick_cli(clis: list[DockerCLI], engine: EngineVersion | None, *, buildkit: bool) -> DockerCLI | None:
+    """The CLI to use against ``engine``: never one whose newest API is below
+    the engine's minimum.  For a BuildKit build, the first with buildx (the
+    engine's own builder and cache through the docker driver), else the
+    first that has BuildKit built in; otherwise the first the engine accepts."""
+    ok = [c for c in clis if engine is None or engine.accepts(c.api)]
+    if not buildkit:
+        return ok[0] if ok else None
+    return next((c for c in ok if c.buildx), None) or next((c for c in ok if c.builtin_buildkit), None)
+
+
+def engine_cli(client, environ: Mapping[str, str] | None = None, *, host: str | None = None) -> str:
+    """The docker CLI for commands that only the CLI has (``docker stack
+    deploy``): the first on PATH (or JENKINSCTL_DOCKER_CLI) that the engine
+    accepts.  EngineVersionError when every one is too old."""
+    environ = os.environ if environ is None else environ
+    clis = docker_clis(environ)
+    if not clis:
+        return shutil.which("docker", path=environ.get("PATH")) or "docker"  # the runner reports it missing
+    engine = engine_version(client, host=host)
+    cli = pick_cli(clis, engine, buildkit=False)
+    if cli is None:
+        raise cli_refused(max(clis, key=lambda c: api_tuple(c.api)), engine, host)
+    return cli.path

@@ -60,6 +60,14 @@ class EngineError(JenkinsctlError):
     category = "engine"
 
 
+class EngineVersionError(EngineError):
+    """The engine and a client share no API version: Docker 29 refuses
+    clients older than API 1.44 (Debian 12's CLI 20.10 speaks 1.41).  The
+    fix is a newer client, never a change to the Dockerfile."""
+
+    category = "engine-version"
+
+
 class BuildError(JenkinsctlError):
     """An image build failed."""
 

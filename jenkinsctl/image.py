@@ -319,6 +319,18 @@ class EngineAPI:
 
     def __init__(self, host: str, timeout: float = 120) -> None:
         self.host, self.timeout = host, timeout
+        self._prefix: str | None = None
+
+    def _version_prefix(self) -> str:
+        """``/vX.Y`` with the engine's own API version (from /_ping), as
+        docker-py's version="auto" does: one client for 20.10 (1.41 at most)
+        and engines that refuse anything below 1.44.  Unversioned paths are
+        deprecated by the engine and would be its choice, not ours."""
+        if self._prefix is None:
+            headers = _raw_ping(self.host, timeout=self.timeout)
+            api = (headers or {}).get("api-version", "")
+            self._prefix = f"/v{api}" if re.fullmatch(r"\d+\.\d+", api) else ""
+        return self._prefix
 
     @staticmethod
     def supports(host: str | None, tls: bool = False) -> bool:
@@ -349,7 +361,7 @@ class EngineAPI:
 
         from jenkinsctl.engine import engine_unreachable
 
-        url = quote(path, safe="/:@") + ("?" + urlencode(query) if query else "")
+        url = quote(self._version_prefix() + path, safe="/:@") + ("?" + urlencode(query) if query else "")
         conn = self._connection()
         try:
             conn.request(method, url, headers=dict(headers or {}))
@@ -364,6 +376,11 @@ class EngineAPI:
                 message = json.loads(body).get("message") or ""
             except (ValueError, AttributeError):
                 message = body.decode("utf-8", "replace").strip()
+            from jenkinsctl.engine import version_refusal
+
+            refused = version_refusal(message, client="jenkinsctl's push client", host=self.host)
+            if refused is not None:
+                raise refused
             raise EngineAPIError(resp.status, message or resp.reason)
         return conn, resp
 
@@ -475,21 +492,19 @@ def _raw_ping(host: str, timeout: float = 5.0) -> dict[str, str] | None:
     return {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in head[1:])}
 
 
+def _engine_version(client):
+    """The engine's versions (API range and OS): over a plain socket for a
+    LazyEngine, so a BuildKit build never imports docker-py."""
+    from jenkinsctl.engine import engine_version
+
+    host = docker_host(client) if isinstance(client, LazyEngine) and not client.tls else None
+    return engine_version(client, host=host)
+
+
 def _engine_api(client) -> tuple[str, str]:
     """(API version, OS type) of the engine."""
-    host = docker_host(client) if isinstance(client, LazyEngine) and not client.tls else None
-    if host:
-        headers = _raw_ping(host)
-        if headers and "api-version" in headers:
-            return headers["api-version"], headers.get("ostype", "linux")
-    try:
-        v = client.version()
-    except EngineError:
-        raise  # already says where and what to do
-    except Exception as exc:  # noqa: BLE001 - docker-py raises several kinds
-        raise EngineError(f"cannot ask the engine for its version: {exc}",
-                          hint="check that the engine runs and DOCKER_HOST points at it") from None
-    return v.get("ApiVersion", "0"), (v.get("Os") or "linux")
+    v = _engine_version(client)
+    return v.api, v.os
 
 
 def _version_tuple(v: str) -> tuple[int, ...]:
@@ -500,112 +515,65 @@ _cli_cache: dict[str, str | None] = {}
 
 
 def find_buildkit_cli(environ: Mapping[str, str] | None = None) -> str | None:
-    """A docker CLI that can build with BuildKit, or None.
+    """The first docker CLI that can build with BuildKit at all, whatever
+    the engine: one with the buildx plugin, else one older than 23 (BuildKit
+    built in).  ``resolve_builder`` also checks the engine accepts it."""
+    from jenkinsctl.engine import docker_clis, pick_cli
 
-    JENKINSCTL_DOCKER_CLI wins.  Otherwise every ``docker`` on PATH is tried
-    in order: a CLI older than 23 has BuildKit built in; a newer one needs
-    the buildx plugin (without it, ``DOCKER_BUILDKIT=1 docker build`` fails
-    with "BuildKit is enabled but the buildx component is missing").  Here,
-    for example, the 28.x CLI first on PATH has no buildx and Debian's
-    /usr/bin/docker 20.10 is the one that works.
-    """
     environ = os.environ if environ is None else environ
     key = environ.get("JENKINSCTL_DOCKER_CLI", "") + "|" + environ.get("PATH", "")
-    if key in _cli_cache:
-        return _cli_cache[key]
-    found = None
-    if environ.get("JENKINSCTL_DOCKER_CLI"):
-        found = shutil.which(environ["JENKINSCTL_DOCKER_CLI"])
-    else:
-        seen: set[str] = set()
-        for d in environ.get("PATH", os.defpath).split(os.pathsep):
-            cand = os.path.join(d or ".", "docker")
-            if not (os.path.isfile(cand) and os.access(cand, os.X_OK)):
-                continue
-            real = os.path.realpath(cand)
-            if real in seen:
-                continue
-            seen.add(real)
-            if _cli_has_buildkit(cand):
-                found = cand
-                break
-    _cli_cache[key] = found
-    return found
-
-
-def _probe_cache_path() -> str:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "jenkinsctl", "docker-cli.json")
+    if key not in _cli_cache:
+        cli = pick_cli(docker_clis(environ), None, buildkit=True)
+        _cli_cache[key] = cli.path if cli else None
+    return _cli_cache[key]
 
 
 def _cli_has_buildkit(cli: str) -> bool:
-    """Probe once per CLI binary: the answer is cached on disk keyed by the
-    binary's path, size and mtime, because running the Go CLI two or three
-    times costs more than an unchanged BuildKit build."""
-    import json
+    from jenkinsctl.engine import probe_cli
 
-    try:
-        st = os.stat(cli)
-        key = f"{os.path.realpath(cli)}:{st.st_size}:{st.st_mtime_ns}"
-    except OSError:
-        return False
-    path = _probe_cache_path()
-    try:
-        with open(path, encoding="utf-8") as fh:
-            cache = json.load(fh)
-        if isinstance(cache, dict) and isinstance(cache.get(key), bool):
-            return cache[key]
-    except (OSError, ValueError):
-        cache = {}
-    ok = _probe_cli(cli)
-    try:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        cache = cache if isinstance(cache, dict) else {}
-        cache[key] = ok
-        tmp = f"{path}.{os.getpid()}"
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(cache, fh)
-        os.replace(tmp, path)
-    except OSError:
-        pass
-    return ok
+    probed = probe_cli(cli)
+    return bool(probed and probed.can_buildkit)
 
 
-def _probe_cli(cli: str) -> bool:
-    try:
-        out = subprocess.run([cli, "--version"], capture_output=True, text=True, timeout=10).stdout
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    version = _version_tuple(out.partition(",")[0])
-    if not version:
-        return False
-    if version < (23,):
-        return version >= (18, 9)
-    # 23+: BuildKit is the buildx plugin; without it the build fails.
-    try:
-        return subprocess.run([cli, "buildx", "version"], capture_output=True, timeout=10).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        return False
+def resolve_builder(client, builder: str = "auto", environ: Mapping[str, str] | None = None,
+                    log: LineSink = _discard) -> tuple[str, Any]:
+    """("buildkit", DockerCLI) or ("classic", None) for ``builder``.
 
+    Every ``docker`` on PATH (or JENKINSCTL_DOCKER_CLI alone) is probed:
+    its API version, and whether it has buildx.  A CLI whose newest API is
+    below the engine's MinAPIVersion is never picked (Docker 29 would
+    refuse it); among the others the first with buildx wins, a pre-23 CLI
+    with built-in BuildKit is the fallback.  When only refused CLIs can
+    build with BuildKit, an explicit choice (--builder buildkit,
+    JENKINSCTL_DOCKER_CLI) is an EngineVersionError and auto falls back to
+    the classic builder, whose docker-py negotiates the version.
+    """
+    from jenkinsctl.engine import api_tuple, cli_refused, docker_clis, pick_cli
 
-def resolve_builder(client, builder: str = "auto", environ: Mapping[str, str] | None = None) -> tuple[str, str | None]:
-    """("buildkit", CLI path) or ("classic", None) for ``builder``."""
     if builder not in ("auto", "buildkit", "classic"):
         raise UsageError(f"unknown builder '{builder}'", hint="use auto, buildkit or classic")
     if builder == "classic":
         return "classic", None
-    cli = find_buildkit_cli(environ)
-    if cli is None:
+    environ = os.environ if environ is None else environ
+    capable = [c for c in docker_clis(environ) if c.can_buildkit]
+    if not capable:
         if builder == "buildkit":
             raise UsageError("--builder buildkit: no docker CLI that can use BuildKit was found",
                              hint="install Docker's CLI (with the buildx plugin for CLI 23+), set "
                                   "JENKINSCTL_DOCKER_CLI to one, or use --builder classic")
         return "classic", None
-    api, os_type = _engine_api(client)
-    if os_type.lower() != "linux" or _version_tuple(api) < (1, 31):
+    engine = _engine_version(client)
+    if engine.os.lower() != "linux" or api_tuple(engine.api) < (1, 31):
         if builder == "buildkit":
-            raise UsageError(f"--builder buildkit: the engine (API {api}, {os_type}) has no BuildKit",
+            raise UsageError(f"--builder buildkit: the engine (API {engine.api}, {engine.os}) has no BuildKit",
                              hint="BuildKit needs a Linux engine with API 1.31 or later; use --builder classic")
+        return "classic", None
+    cli = pick_cli(capable, engine, buildkit=True)
+    if cli is None:
+        refused = cli_refused(max(capable, key=lambda c: api_tuple(c.api)), engine, docker_host(client))
+        if builder == "buildkit" or environ.get("JENKINSCTL_DOCKER_CLI"):
+            raise refused
+        log(f"note: {refused.message}; building with the classic builder instead")
         return "classic", None
     return "buildkit", cli
 
@@ -783,7 +751,7 @@ def build(client, *, context: str, repository: str, tags: Sequence[str], dockerf
         parse(c)
     ctx, df = _check_build_inputs(context, dockerfile)
     args = {k: (environ.get(k) if v is None else v) for k, v in build_args.items()}
-    kind, cli = resolve_builder(client, builder, environ)
+    kind, cli = resolve_builder(client, builder, environ, log)
     started = time.monotonic()
     if kind == "buildkit":
         # Bare names stay bare: the CLI reads their values from its
@@ -817,52 +785,92 @@ def cli_environment(environ: Mapping[str, str],
     return env
 
 
-def _build_buildkit(cli, client, ctx, df, refs, args, target, labels, pull, no_cache, cache_from, log,
-                    environ) -> tuple[str, int, int]:
-    import tempfile
+def buildkit_argv(cli, *, iidfile: str, refs: Sequence[str], context: str, dockerfile: str | None = None,
+                  build_args: Mapping[str, str | None] = {}, labels: Mapping[str, str] = {},  # noqa: B006
+                  target: str | None = None, pull: bool = False, no_cache: bool = False,
+                  cache_from: Sequence[str] = ()) -> list[str]:
+    """The argv of a BuildKit build with the probed ``cli`` (a DockerCLI).
 
-    env = cli_environment(environ, args)
+    With buildx: ``docker buildx build --builder default``, the docker
+    driver, so the build runs on the engine's own BuildKit and its cache
+    and the image lands in the engine's image store, whatever builder the
+    user selected with ``docker buildx use``.  Without buildx (a CLI older
+    than 23): ``docker build``, run with DOCKER_BUILDKIT=1."""
+    if cli.buildx:
+        cmd = [cli.path, "buildx", "build", "--builder", "default"]
+    else:
+        cmd = [cli.path, "build"]
+    cmd += ["--progress=plain", "--iidfile", iidfile]
+    for r in refs:
+        cmd += ["--tag", r]
+    if dockerfile:
+        cmd += ["--file", dockerfile]
+    for kv in _kv_list(build_args):
+        cmd += ["--build-arg", kv]
+    for kv in _kv_list(labels):
+        cmd += ["--label", kv]
+    if target:
+        cmd += ["--target", target]
+    if pull:
+        cmd.append("--pull")
+    if no_cache:
+        cmd.append("--no-cache")
+    for c in cache_from:
+        cmd += ["--cache-from", c]
+    cmd.append(context)
+    return cmd
+
+
+def buildkit_env(environ: Mapping[str, str], host: str | None,
+                 build_args: Mapping[str, str | None] = {}) -> dict[str, str]:  # noqa: B006 - never mutated
+    """The CLI's environment: the allow-listed variables and the bare build
+    args' values (``cli_environment``), plain progress, and the same engine
+    as the client."""
+    env = cli_environment(environ, build_args)
     env.update(DOCKER_BUILDKIT="1", BUILDKIT_PROGRESS="plain")
-    host = docker_host(client)
     if host:
         env["DOCKER_HOST"] = host
         env.pop("DOCKER_CONTEXT", None)
+    return env
+
+
+def _build_buildkit(cli, client, ctx, df, refs, args, target, labels, pull, no_cache, cache_from, log,
+                    environ) -> tuple[str, int, int]:
+    import collections
+    import tempfile
+
+    from jenkinsctl.engine import version_refusal
+
+    host = docker_host(client)
+    env = buildkit_env(environ, host, args)
     with tempfile.TemporaryDirectory(prefix="jenkinsctl-build-") as tmp:
         iidfile = os.path.join(tmp, "iid")
-        cmd = [cli, "build", "--progress=plain", "--iidfile", iidfile]
-        for r in refs:
-            cmd += ["--tag", r]
-        if df:
-            cmd += ["--file", df]
-        for kv in _kv_list(args):
-            cmd += ["--build-arg", kv]
-        for kv in _kv_list(labels):
-            cmd += ["--label", kv]
-        if target:
-            cmd += ["--target", target]
-        if pull:
-            cmd.append("--pull")
-        if no_cache:
-            cmd.append("--no-cache")
-        for c in cache_from:
-            cmd += ["--cache-from", c]
-        cmd.append(ctx)
+        cmd = buildkit_argv(cli, iidfile=iidfile, refs=refs, context=ctx, dockerfile=df, build_args=args,
+                            labels=labels, target=target, pull=pull, no_cache=no_cache, cache_from=cache_from)
         progress = BuildKitProgress()
+        last = collections.deque(maxlen=50)
         try:
             proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                     env=env)
         except OSError as exc:
-            raise BuildError(f"cannot run {cli}: {exc.strerror}", hint="check JENKINSCTL_DOCKER_CLI / PATH") from None
+            raise BuildError(f"cannot run {cli.path}: {exc.strerror}",
+                             hint="check JENKINSCTL_DOCKER_CLI / PATH") from None
         assert proc.stdout is not None
         try:
             for raw in proc.stdout:
                 line = raw.decode("utf-8", "replace").rstrip("\r\n")
                 progress.feed(line)
+                last.append(line)
                 if not _BK_VERTEX_ID.match(line):  # 20.10 prints each vertex's digest: noise
                     log(line)
         finally:
             rc = proc.wait()
         if rc != 0:
+            # The engine refusing the CLI's API version is no build failure:
+            # no Dockerfile change fixes it.
+            refused = version_refusal("\n".join(last), client=f"the docker CLI {cli.describe()}", host=host)
+            if refused is not None:
+                raise refused
             step, tail, summary = progress.failure()
             raise _build_failed(step, tail, summary or f"docker build exited with status {rc}", "buildkit")
         try:

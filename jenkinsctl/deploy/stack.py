@@ -70,10 +70,28 @@ class StackStrategy:
         self.sleep = sleep
         self.runner = runner
         self.cwd = pathlib.Path(cwd or os.getcwd())
-        self.docker_cli = docker_cli or shutil.which("docker", path=self.environ.get("PATH")) or "docker"
+        self._docker_cli = docker_cli
         self.timeout = float(target.timeout)
         self.poll = 0.5
         self._seen: dict[str, list[str]] = {}  # task id -> health output lines (see observe)
+
+    @property
+    def docker_cli(self) -> str:
+        """The CLI for ``docker stack``: the first on PATH that the engine
+        accepts (one whose API is below the engine's MinAPIVersion would be
+        refused, as Docker 29 refuses Debian 12's 20.10), chosen on first use."""
+        if self._docker_cli is None:
+            from jenkinsctl.engine import engine_cli
+
+            self._docker_cli = engine_cli(self.client, self.environ, host=self._engine_host())
+        return self._docker_cli
+
+    def _engine_host(self) -> str | None:
+        if self.client is None:
+            return self.environ.get("DOCKER_HOST")
+        from jenkinsctl.image import docker_host
+
+        return docker_host(self.client)
 
     # --- the interface ----------------------------------------------------------
 
@@ -189,6 +207,10 @@ class StackStrategy:
             with open(pin_path, "w", encoding="utf-8") as fh:
                 json.dump(pin, fh, indent=2)  # JSON is YAML, and needs no quoting rules
             env = dict(self.environ, DOCKER_CONFIG=config_dir)
+            host = self._engine_host()
+            if host:  # the CLI talks to the engine the client does
+                env["DOCKER_HOST"] = host
+                env.pop("DOCKER_CONTEXT", None)
             registry = None
             if self.auth and self.auth.get("username"):
                 registry = self.auth.get("serveraddress") or _registry_of(image.repository)
@@ -218,6 +240,11 @@ class StackStrategy:
             raise Timeout(f"{what}: no answer within {max(30.0, self.timeout):g}s") from None
         if check and proc.returncode != 0:
             text = (proc.stderr or proc.stdout or "").strip()
+            from jenkinsctl.engine import version_refusal
+
+            refused = version_refusal(text, client=f"the docker CLI {argv[0]}", host=self._engine_host())
+            if refused is not None:  # a newer CLI fixes it, not the compose file
+                raise refused
             raise error(f"{what} failed (exit {proc.returncode}): {text}",
                         hint=_hint_for(text, self.stack))
         return proc.stdout or ""

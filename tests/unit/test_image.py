@@ -523,11 +523,14 @@ def test_push_validates_before_anything_runs():
 # --- which builder --------------------------------------------------------------------------
 
 
-def fake_cli(directory, version, buildx_ok):
+def fake_cli(directory, version, buildx_ok, api="1.41"):
+    """A docker CLI that answers the probe: `docker version --format ...`
+    prints the client half (as the real one does with no engine), and
+    `docker buildx version` succeeds only with the plugin."""
     directory.mkdir(parents=True, exist_ok=True)
     p = directory / "docker"
     p.write_text("#!/bin/sh\n"
-                 f'if [ "$1" = "--version" ]; then echo "Docker version {version}, build x"; exit 0; fi\n'
+                 f'if [ "$1" = "version" ]; then echo "{version} {api}"; echo "Cannot connect" >&2; exit 1; fi\n'
                  f'if [ "$1" = "buildx" ]; then exit {0 if buildx_ok else 1}; fi\nexit 9\n')
     p.chmod(p.stat().st_mode | stat.S_IEXEC)
     return str(p)
@@ -547,7 +550,9 @@ def test_find_buildkit_cli_skips_a_new_cli_without_buildx(tmp_path):
     fake_cli(tmp_path / "c", "28.2.2", buildx_ok=True)
     assert image.find_buildkit_cli({"PATH": str(tmp_path / "c")}) == str(tmp_path / "c" / "docker")
     assert image.find_buildkit_cli({"PATH": str(tmp_path / "a")}) is None
-    assert image.find_buildkit_cli({"PATH": "", "JENKINSCTL_DOCKER_CLI": new}) == new
+    # JENKINSCTL_DOCKER_CLI alone is considered; a 23+ CLI without buildx cannot use BuildKit.
+    assert image.find_buildkit_cli({"PATH": path, "JENKINSCTL_DOCKER_CLI": new}) is None
+    assert image.find_buildkit_cli({"PATH": "", "JENKINSCTL_DOCKER_CLI": old}) == old
 
 
 def test_cli_probe_is_cached_until_the_binary_changes(tmp_path):

@@ -1,0 +1,165 @@
+"""API-version negotiation without an engine: the refusal parser, the
+choice of a docker CLI against an engine's MinAPIVersion, the BuildKit
+argv, and a refusal during a build becoming EngineVersionError."""
+
+from __future__ import annotations
+
+import stat
+
+import pytest
+
+from jenkinsctl import image
+from jenkinsctl.engine import (DockerCLI, EngineVersion, cli_refused, parse_version_refusal, pick_cli,
+                               version_refusal)
+from jenkinsctl.errors import BuildError, EngineError, EngineVersionError
+
+# What dockerd 26.1 with DOCKER_MIN_API_VERSION=1.44 (and Docker 29) answers
+# the 20.10 CLI, as the CLI prints it.
+REFUSAL_26 = ("Error response from daemon: client version 1.41 is too old. Minimum supported API version is 1.44, "
+              "please upgrade your client to a newer version")
+REFUSAL_API = "client version 1.41 is too old. Minimum supported API version is 1.44"
+TOO_NEW = "Error response from daemon: client version 1.45 is too new. Maximum supported API version is 1.41"
+
+MODERN = EngineVersion(version="26.1.5+dfsg1", api="1.45", min_api="1.44")
+OLD_ENGINE = EngineVersion(version="20.10.24+dfsg1", api="1.41", min_api="1.12")
+CLI_20 = DockerCLI("/usr/bin/docker", "20.10.24+dfsg1", "1.41", buildx=False)
+CLI_28 = DockerCLI("/usr/local/bin/docker", "28.2.2", "1.50", buildx=False)
+CLI_26 = DockerCLI("/opt/trixie/docker", "26.1.5+dfsg1", "1.45", buildx=True)
+
+
+@pytest.fixture(autouse=True)
+def _private_probe_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    image._cli_cache.clear()
+
+
+@pytest.mark.parametrize("text,expected", [
+    (REFUSAL_26, ("old", "1.41", "1.44")),
+    (REFUSAL_API, ("old", "1.41", "1.44")),
+    ("ERROR: failed to solve: " + REFUSAL_API.upper(), ("old", "1.41", "1.44")),
+    (TOO_NEW, ("new", "1.45", "1.41")),
+    ("build failed at [2/3] RUN false: exit code 1", None),
+    ("", None),
+])
+def test_parse_version_refusal(text, expected):
+    assert parse_version_refusal(text) == expected
+
+
+def test_a_refusal_is_an_engine_version_error_naming_both_versions_and_the_fix():
+    err = version_refusal(REFUSAL_26, client="the docker CLI /usr/bin/docker", host="unix:///run/docker.sock")
+    assert isinstance(err, EngineVersionError) and isinstance(err, EngineError)
+    assert err.exit_code == 3 and err.category == "engine-version"
+    assert "/usr/bin/docker" in err.message and "1.41" in err.message and "1.44" in err.message
+    assert "unix:///run/docker.sock" in err.message
+    assert "jenkinsctl agent-image" in err.hint and "API 1.44 or newer" in err.hint
+    assert "Dockerfile" not in err.message + err.hint
+    assert err.details["client_api"] == "1.41" and err.details["engine_min_api"] == "1.44"
+    assert version_refusal("no such image", client="x") is None
+
+
+def test_a_forced_too_new_version_points_at_negotiation():
+    err = version_refusal(TOO_NEW, client="docker-py")
+    assert "1.45" in err.message and "1.41" in err.message and "DOCKER_API_VERSION" in err.hint
+
+
+def test_cli_refused_names_cli_and_engine_versions():
+    err = cli_refused(CLI_20, MODERN, "unix:///x.sock")
+    assert "20.10.24+dfsg1" in err.message and "API 1.41" in err.message
+    assert "26.1.5+dfsg1" in err.message and "1.44" in err.message and "unix:///x.sock" in err.message
+    assert "agent-image" in err.hint
+
+
+def test_pick_cli_never_picks_one_below_the_engines_minimum():
+    assert MODERN.accepts("1.45") and MODERN.accepts("1.50") and not MODERN.accepts("1.41")
+    # On the old engine everything is accepted: buildx first, else built-in BuildKit (20.10).
+    assert pick_cli([CLI_28, CLI_20], OLD_ENGINE, buildkit=True) == CLI_20
+    assert pick_cli([CLI_28, CLI_20, CLI_26], OLD_ENGINE, buildkit=True) == CLI_26
+    # On the modern one the 20.10 CLI is out; the 28.x without buildx cannot use BuildKit.
+    assert pick_cli([CLI_28, CLI_20], MODERN, buildkit=True) is None
+    assert pick_cli([CLI_28, CLI_20, CLI_26], MODERN, buildkit=True) == CLI_26
+    # For docker stack: the first accepted one.
+    assert pick_cli([CLI_20, CLI_28], MODERN, buildkit=False) == CLI_28
+    assert pick_cli([CLI_20], MODERN, buildkit=False) is None
+    assert pick_cli([CLI_20], None, buildkit=False) == CLI_20
+
+
+def test_buildkit_argv_uses_buildx_on_the_engines_own_builder_else_docker_build():
+    kw = dict(iidfile="/t/iid", refs=["r/a:1", "r/a:2"], context="/ctx", dockerfile="/ctx/D",
+              build_args={"A": "1", "B": None}, labels={"l": "v"}, target="t", pull=True, no_cache=True,
+              cache_from=["r/a:0"])
+    tail = ["--progress=plain", "--iidfile", "/t/iid", "--tag", "r/a:1", "--tag", "r/a:2", "--file", "/ctx/D",
+            "--build-arg", "A=1", "--build-arg", "B", "--label", "l=v", "--target", "t", "--pull", "--no-cache",
+            "--cache-from", "r/a:0", "/ctx"]
+    assert image.buildkit_argv(CLI_26, **kw) == ["/opt/trixie/docker", "buildx", "build", "--builder", "default",
+                                                 *tail]
+    assert image.buildkit_argv(CLI_20, **kw) == ["/usr/bin/docker", "build", *tail]
+    env = image.buildkit_env({"JENKINSCTL_REGISTRY_PASSWORD": "s", "DOCKER_CONTEXT": "c", "PATH": "/bin"},
+                             "unix:///e.sock")
+    assert env == {"PATH": "/bin", "DOCKER_BUILDKIT": "1", "BUILDKIT_PROGRESS": "plain",
+                   "DOCKER_HOST": "unix:///e.sock"}
+
+
+def fake_cli(directory, version, api, *, buildx=False, build_output=None):
+    """A docker CLI answering the probe; its builds print ``build_output``
+    and fail."""
+    directory.mkdir(parents=True, exist_ok=True)
+    p = directory / "docker"
+    body = ["#!/bin/sh",
+            f'if [ "$1" = "version" ]; then echo "{version} {api}"; exit 1; fi',
+            f'if [ "$1" = "buildx" ] && [ "$2" = "version" ]; then exit {0 if buildx else 1}; fi']
+    if build_output is not None:
+        body.append(f"echo '#1 [internal] load build definition'; echo '{build_output}'; exit 1")
+    body.append("exit 9")
+    p.write_text("\n".join(body) + "\n")
+    p.chmod(p.stat().st_mode | stat.S_IEXEC)
+    return str(p)
+
+
+class FakeEngine:
+    def __init__(self, version: EngineVersion) -> None:
+        self.v = version
+
+    def version(self):
+        return {"Version": self.v.version, "ApiVersion": self.v.api, "MinAPIVersion": self.v.min_api, "Os": "linux"}
+
+
+def test_an_explicit_cli_below_the_minimum_is_refused_before_it_runs(tmp_path):
+    old = fake_cli(tmp_path / "old", "20.10.24+dfsg1", "1.41")
+    env = {"PATH": str(tmp_path / "old"), "JENKINSCTL_DOCKER_CLI": old}
+    with pytest.raises(EngineVersionError) as e:
+        image.resolve_builder(FakeEngine(MODERN), "auto", env)
+    assert "API 1.41" in e.value.message and "1.44" in e.value.message
+    # The same CLI on an engine that accepts it builds with BuildKit.
+    kind, cli = image.resolve_builder(FakeEngine(OLD_ENGINE), "auto", env)
+    assert kind == "buildkit" and cli.path == old
+
+
+def test_auto_falls_back_to_classic_with_a_note_when_only_refused_clis_have_buildkit(tmp_path):
+    fake_cli(tmp_path / "a", "28.2.2", "1.50")                     # accepted, no buildx
+    fake_cli(tmp_path / "b", "20.10.24+dfsg1", "1.41")             # BuildKit built in, refused
+    env = {"PATH": f"{tmp_path / 'a'}:{tmp_path / 'b'}"}
+    notes: list[str] = []
+    assert image.resolve_builder(FakeEngine(MODERN), "auto", env, notes.append) == ("classic", None)
+    assert len(notes) == 1 and "too old" in notes[0] and "classic" in notes[0]
+    with pytest.raises(EngineVersionError):
+        image.resolve_builder(FakeEngine(MODERN), "buildkit", env)
+    fake_cli(tmp_path / "c", "26.1.5+dfsg1", "1.45", buildx=True)
+    kind, cli = image.resolve_builder(FakeEngine(MODERN), "buildkit", {"PATH": f"{env['PATH']}:{tmp_path / 'c'}"})
+    assert kind == "buildkit" and cli.path == str(tmp_path / "c" / "docker") and cli.buildx
+
+
+def test_a_refusal_during_the_build_is_an_engine_version_error_not_a_build_hint(tmp_path):
+    cli = fake_cli(tmp_path / "cli", "26.1.5+dfsg1", "1.45", buildx=True, build_output="ERROR: " + REFUSAL_API)
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text("FROM scratch\n")
+    env = {"PATH": str(tmp_path / "cli"), "JENKINSCTL_DOCKER_CLI": cli}
+    with pytest.raises(EngineVersionError) as e:
+        image.build(FakeEngine(MODERN), context=str(ctx), repository="r/a", tags=["1"], environ=env)
+    assert not isinstance(e.value, BuildError)
+    assert "Dockerfile" not in e.value.hint and "1.41" in e.value.message and cli in e.value.message
+    # Any other failure stays a build error with the Dockerfile hint.
+    cli2 = fake_cli(tmp_path / "cli2", "26.1.5+dfsg1", "1.45", buildx=True, build_output="ERROR: exit code: 1")
+    with pytest.raises(BuildError):
+        image.build(FakeEngine(MODERN), context=str(ctx), repository="r/a", tags=["1"],
+                    environ={"PATH": "", "JENKINSCTL_DOCKER_CLI": cli2})
