@@ -44,7 +44,7 @@ import uuid
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from jenkinsctl.image import find_buildkit_cli  # noqa: E402
+from jenkinsctl.build import find_buildkit_cli  # noqa: E402
 from tests.deploy.helpers import ProbeLoop, wait_http  # noqa: E402
 from tests.support.registry import free_port, start_registry  # noqa: E402
 

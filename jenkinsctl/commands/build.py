@@ -82,7 +82,7 @@ def prepare(args, ctx, environ=None) -> tuple[dict[str, Any], Any]:
     """Everything validated before anything runs: the repository, tags,
     build args, labels, context, Dockerfile and cache refs.  Returns the
     keyword arguments for image.build (minus client and log) and the config."""
-    from jenkinsctl import image, refs
+    from jenkinsctl import build, refs, registry, tags as taglib
     from jenkinsctl.errors import UsageError
 
     environ = os.environ if environ is None else environ
@@ -94,17 +94,17 @@ def prepare(args, ctx, environ=None) -> tuple[dict[str, Any], Any]:
     user_labels = _pairs(args.label, "--label", allow_bare=False)
     for c in args.cache_from:
         refs.parse(c)
-    ctx_dir, _ = image._check_build_inputs(args.context, args.file)
+    ctx_dir, _ = build._check_build_inputs(args.context, args.file)
     conf = settings(ctx)
     # The password is known here only if set; its absence is no error for a build.
     try:
-        auth = image.registry_auth(conf, environ)
+        auth = registry.registry_auth(conf, environ)
     except Exception:  # noqa: BLE001 - a build needs no credentials
         auth = None
-    image.check_no_secrets(auth, **{"build arg": build_args, "label": user_labels})
-    facts = image.git_facts(ctx_dir, want_dirty=not explicit and not environ.get("BUILD_NUMBER"))
-    tags = explicit or image.default_tags(ctx_dir, environ, facts=facts)
-    labels = image.oci_labels(ctx_dir, environ, version=tags[0], facts=facts)
+    registry.check_no_secrets(auth, **{"build arg": build_args, "label": user_labels})
+    facts = taglib.git_facts(ctx_dir, want_dirty=not explicit and not environ.get("BUILD_NUMBER"))
+    tags = explicit or taglib.default_tags(ctx_dir, environ, facts=facts)
+    labels = taglib.oci_labels(ctx_dir, environ, version=tags[0], facts=facts)
     labels.update({k: v or "" for k, v in user_labels.items()})
     return dict(context=args.context, repository=repo.repository, tags=tags, dockerfile=args.file,
                 build_args=build_args, target=args.target, labels=labels, pull=args.pull,
@@ -113,16 +113,16 @@ def prepare(args, ctx, environ=None) -> tuple[dict[str, Any], Any]:
 
 
 def engine_for(conf):
-    from jenkinsctl.image import LazyEngine
+    from jenkinsctl.engine import LazyEngine
 
     return LazyEngine(conf.engine.host, timeout=conf.engine.timeout, tls=conf.engine.tls)
 
 
 def run(args, ctx):
-    from jenkinsctl import image
+    from jenkinsctl import build
 
     kwargs, conf = prepare(args, ctx)
-    result = image.build(engine_for(conf), log=image.stderr_sink(), **kwargs)
+    result = build.build(engine_for(conf), log=build.stderr_sink(), **kwargs)
     out = result.to_dict()
     out["tags"] = list(kwargs["tags"])
     out["labels"] = kwargs["labels"]

@@ -68,14 +68,14 @@ def engine_client(config):
 
 
 def run(args, ctx):
-    from jenkinsctl import image as imagelib
+    from jenkinsctl import registry as registrylib
     from jenkinsctl import refs
     from jenkinsctl.deploy import deploy_summary, make_strategy, resolve_image, write_result
 
     config = ctx.config
     target = resolve_target(args, config)
     ref = refs.parse(args.image)
-    auth = imagelib.image_auth(config, os.environ, ref, step=bool(getattr(args, "params_env", None)))
+    auth = registrylib.image_auth(config, os.environ, ref, step=bool(getattr(args, "params_env", None)))
     client = None if (target.strategy == "webhook" and ref.digest) else engine_client(config)
     image = resolve_image(client, args.image, auth)
     strategy = make_strategy(target, config=config, client=client, auth=auth)

@@ -87,7 +87,7 @@ def check_buildkit(cfg, state: dict) -> Check:
 
 
 def check_registry(cfg, state: dict) -> Check:
-    from jenkinsctl.image import registry_auth
+    from jenkinsctl.registry import registry_auth
 
     url = cfg.registry.url
     local = url.split(":")[0] in ("localhost", "127.0.0.1", "::1")

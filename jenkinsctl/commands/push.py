@@ -27,18 +27,18 @@ def add_arguments(p) -> None:
 def _default_tag(api, repo, environ) -> str:
     """The default immutable tag of the working directory's build; when it
     has a timestamp (dirty tree, no git) the newest matching local tag."""
-    from jenkinsctl import image
+    from jenkinsctl import tags as taglib
     from jenkinsctl.errors import UsageError
 
-    facts = image.git_facts(".", want_dirty=not environ.get("BUILD_NUMBER"), want_remote=False)
-    want = image.default_tags(".", environ, facts=facts)[0]
+    facts = taglib.git_facts(".", want_dirty=not environ.get("BUILD_NUMBER"), want_remote=False)
+    want = taglib.default_tags(".", environ, facts=facts)[0]
     local = _local_tags(api, repo.repository)
     if want in local:
         return want
     # Only a tag with a timestamp cannot be recomputed: then take the newest
     # local one of its kind (a dirty tree also accepts the commit's clean tag,
     # as the build context may have been clean).  A build number is exact.
-    sha = (facts.sha or environ.get("GIT_COMMIT") or "")[: image.SHA_LEN]
+    sha = (facts.sha or environ.get("GIT_COMMIT") or "")[: taglib.SHA_LEN]
     family = None
     if not environ.get("BUILD_NUMBER"):
         if sha and facts.dirty:
@@ -63,7 +63,7 @@ def _local_tags(api, repository: str) -> dict[str, str]:
 
 
 def run(args, ctx):
-    from jenkinsctl import image, refs
+    from jenkinsctl import build, engine, refs, registry, tags as taglib
     from jenkinsctl.commands.build import settings
     from jenkinsctl.errors import UsageError
 
@@ -73,12 +73,12 @@ def run(args, ctx):
     repo = refs.parse_repository(args.image)
     explicit = [refs.validate_tag(t) for t in args.tag]
     conf = settings(ctx)
-    moving = image.moving_tags(image.current_branch(".", environ), conf.build.moving_tags)
-    auth = image.image_auth(conf, environ, repo, step=bool(getattr(args, "params_env", None)))
-    client = image.LazyEngine(conf.engine.host, timeout=conf.engine.timeout, tls=conf.engine.tls)
-    tags = explicit or [_default_tag(image.engine_api(client, auth), repo, environ)]
-    result = image.push(client, repository=repo.repository, tags=tags, auth=auth,
-                        attempts=conf.build.push_attempts, log=image.stderr_sink(),
+    moving = taglib.moving_tags(taglib.current_branch(".", environ), conf.build.moving_tags)
+    auth = registry.image_auth(conf, environ, repo, step=bool(getattr(args, "params_env", None)))
+    client = engine.LazyEngine(conf.engine.host, timeout=conf.engine.timeout, tls=conf.engine.tls)
+    tags = explicit or [_default_tag(engine.engine_api(client, auth), repo, environ)]
+    result = registry.push(client, repository=repo.repository, tags=tags, auth=auth,
+                        attempts=conf.build.push_attempts, log=build.stderr_sink(),
                         moving_tags=[t for t in moving if t not in tags])
     return result.to_dict()
 

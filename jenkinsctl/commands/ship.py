@@ -29,7 +29,7 @@ def add_arguments(p) -> None:
 
 
 def run(args, ctx):
-    from jenkinsctl import image as imagelib
+    from jenkinsctl import build as buildlib, registry as registrylib, tags as taglib
     from jenkinsctl import refs
     from jenkinsctl.commands.build import engine_for, prepare
     from jenkinsctl.commands.deploy import resolve_target
@@ -40,24 +40,24 @@ def run(args, ctx):
     kwargs, conf = prepare(args, ctx, environ)
     repo = refs.parse_repository(kwargs["repository"])
     target = resolve_target(args, conf) if args.to else None
-    auth = imagelib.image_auth(conf, environ, repo, step=bool(getattr(args, "params_env", None)))
-    moving = [t for t in imagelib.moving_tags(imagelib.current_branch(args.context, environ),
+    auth = registrylib.image_auth(conf, environ, repo, step=bool(getattr(args, "params_env", None)))
+    moving = [t for t in taglib.moving_tags(taglib.current_branch(args.context, environ),
                                               conf.build.moving_tags) if t not in kwargs["tags"]]
     strategy = None
     client = engine_for(conf)
     if target is not None:
         strategy = make_strategy(target, config=conf, client=client, auth=auth)
-    log = imagelib.stderr_sink()
+    log = buildlib.stderr_sink()
     durations: dict[str, float] = {}
 
     t = time.monotonic()
-    built = imagelib.build(client, log=log, **kwargs)
+    built = buildlib.build(client, log=log, **kwargs)
     durations["build"] = round(time.monotonic() - t, 3)
 
     t = time.monotonic()
     # image_id: push refuses a tag that another build on this host re-tagged
     # since this build, so the digest deployed below is this run's image.
-    pushed = imagelib.push(client, repository=repo.repository, tags=kwargs["tags"], auth=auth,
+    pushed = registrylib.push(client, repository=repo.repository, tags=kwargs["tags"], auth=auth,
                            attempts=conf.build.push_attempts, log=log, moving_tags=moving,
                            image_id=built.image_id)
     durations["push"] = round(time.monotonic() - t, 3)

@@ -89,7 +89,7 @@ class StackStrategy:
     def _engine_host(self) -> str | None:
         if self.client is None:
             return self.environ.get("DOCKER_HOST")
-        from jenkinsctl.image import docker_host
+        from jenkinsctl.engine import docker_host
 
         return docker_host(self.client)
 

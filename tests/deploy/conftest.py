@@ -33,14 +33,14 @@ VERSIONS = {
 def example_images(docker_client, registry) -> dict[str, ImageRef]:
     """The example app as v1, v2, v3 and a deliberately unhealthy 'bad',
     pushed to the registry; each pinned by digest."""
-    from jenkinsctl import image as imagelib
+    from jenkinsctl import registry as registrylib
 
     repo = f"{registry.url}/deploytest/web"
     out = {}
     for name, args in VERSIONS.items():
         docker_client.images.build(path=str(EXAMPLE), tag=f"{repo}:{name}", buildargs=args, labels=DEPLOY_TEST_LABELS,
                                    rm=True)
-        pushed = imagelib.push(docker_client, repository=repo, tags=[name], auth=registry.auth)
+        pushed = registrylib.push(docker_client, repository=repo, tags=[name], auth=registry.auth)
         out[name] = ImageRef(repo, pushed.digest, (name,))
     return out
 

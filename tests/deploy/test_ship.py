@@ -146,7 +146,7 @@ def test_keep_images_keeps_the_newest_ships_not_the_highest_tag_text(docker_clie
     arg share the Created time of their last cached layer, so ordering by
     Created fell back to the tag text and kept s7, s8, s9 (docs/robustness.md,
     bug 3)."""
-    from jenkinsctl import image as imagelib
+    from jenkinsctl import build as buildlib
     from jenkinsctl.commands.ship import _prune_tags
     from tests.deploy.helpers import DEPLOY_TEST_LABELS
 
@@ -155,7 +155,7 @@ def test_keep_images_keeps_the_newest_ships_not_the_highest_tag_text(docker_clie
     try:
         ids = {}
         for i in range(1, 21):
-            built = imagelib.build(docker_client, context=str(tmp_path), repository=repo, tags=[f"s{i}"],
+            built = buildlib.build(docker_client, context=str(tmp_path), repository=repo, tags=[f"s{i}"],
                                    build_args={"V": str(i)}, labels=DEPLOY_TEST_LABELS)
             ids[i] = built.image_id
         assert len(set(ids.values())) == 20

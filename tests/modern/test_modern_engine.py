@@ -69,7 +69,7 @@ def test_every_client_negotiates_the_engines_api_version(modern_engine, modern_c
 
     from jenkinsctl.engine import api_error, engine_version
     from jenkinsctl.errors import EngineVersionError
-    from jenkinsctl.image import EngineAPI
+    from jenkinsctl.engine import EngineAPI
 
     v = engine_version(host=modern_engine.host)
     assert (v.min_api, v.api) == ("1.44", "1.45") and v.version.startswith("26.1")
@@ -107,14 +107,14 @@ def test_ship_builds_with_buildx_pushes_and_deploys_a_container(modern_engine, m
 
 
 def test_deploy_to_swarm_on_the_modern_engine(modern_engine, modern_client, webapp_base, tmp_path):
-    from jenkinsctl import image as imagelib
+    from jenkinsctl import registry as registrylib
     from tests.support.swarm import ensure_swarm
 
     eng, reg = modern_engine, modern_engine.registry
     ensure_swarm(modern_client)
     repo = f"{reg.url}/modern/swarm"
     modern_client.api.tag(BASE, repo, "v1")
-    pushed = imagelib.push(modern_client, repository=repo, tags=["v1"], auth=reg.auth)
+    pushed = registrylib.push(modern_client, repository=repo, tags=["v1"], auth=reg.auth)
     port, service = free_ns_port(), f"jcmodern-svc-{uuid.uuid4().hex[:6]}"
     cfg = write_config(tmp_path / "j.yaml", {"svc": {
         "strategy": "swarm", "target": service, "ports": [f"{port}:8080"], "timeout": 120,
@@ -131,7 +131,7 @@ def test_stack_deploy_skips_a_cli_the_engine_refuses(modern_engine, modern_clien
     """docker stack deploy exists only in the CLI: with Debian 12's 20.10
     first on PATH, the stack strategy must take the next CLI, one the
     engine accepts."""
-    from jenkinsctl import image as imagelib
+    from jenkinsctl import registry as registrylib
     from tests.support.swarm import ensure_swarm
 
     eng, reg = modern_engine, modern_engine.registry
@@ -139,7 +139,7 @@ def test_stack_deploy_skips_a_cli_the_engine_refuses(modern_engine, modern_clien
     old = old_cli_dir()
     repo = f"{reg.url}/modern/stack"
     modern_client.api.tag(BASE, repo, "v1")
-    pushed = imagelib.push(modern_client, repository=repo, tags=["v1"], auth=reg.auth)
+    pushed = registrylib.push(modern_client, repository=repo, tags=["v1"], auth=reg.auth)
     port, stack = free_ns_port(), f"jcmodern{uuid.uuid4().hex[:6]}"
     compose = tmp_path / "compose.yaml"
     compose.write_text(json.dumps({"services": {"web": {

@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from jenkinsctl import image
+from jenkinsctl import build as buildlib, engine as enginelib
 from tests.pipeline.helpers import git, jenkinsctl
 from tests.support.engine import TEST_LABEL
 
@@ -90,7 +90,7 @@ def test_build_output_is_streamed_as_it_happens(builder, tmp_path, docker_client
     seen: list[tuple[float, str]] = []
     ref_tag = f"stream-{builder}"
     started = time.monotonic()
-    result = image.build(image.LazyEngine(), context=str(tmp_path), repository=REPO, tags=[ref_tag],
+    result = buildlib.build(enginelib.LazyEngine(), context=str(tmp_path), repository=REPO, tags=[ref_tag],
                          build_args={"NONCE": uuid.uuid4().hex}, labels={TEST_LABEL: "1"}, builder=builder,
                          log=lambda line: seen.append((time.monotonic(), line)))
     built.append(f"{REPO}:{ref_tag}")

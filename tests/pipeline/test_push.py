@@ -11,7 +11,7 @@ import uuid
 
 import pytest
 
-from jenkinsctl import image
+from jenkinsctl import registry as registrylib
 from jenkinsctl.errors import RegistryError
 from tests.pipeline.helpers import jenkinsctl
 from tests.support.engine import TEST_LABELS
@@ -98,7 +98,7 @@ def test_503_twice_then_the_push_succeeds(registry, fault_proxy, fresh_image, do
     repo = fresh_image(fault_proxy.url, "retry503")
     fault_proxy.fail(503, times=2, method="PUT", path=r"/manifests/")
     waits, lines = [], []
-    result = image.push(docker_client, repository=repo, tags=["retry503"], auth=registry.auth, attempts=4,
+    result = registrylib.push(docker_client, repository=repo, tags=["retry503"], auth=registry.auth, attempts=4,
                         sleep=waits.append, log=lines.append)
     assert result.attempts == 3 and waits == [1.0, 3.0]
     assert result.digest == registry.manifest_digest(PATH, "retry503")
@@ -112,7 +112,7 @@ def test_connection_reset_mid_blob_is_retried(registry, fault_proxy, fresh_image
     repo = fresh_image(fault_proxy.url, "reset")
     fault_proxy.reset(times=1, after=64 * 1024, method="PATCH", path=r"/blobs/uploads/")
     lines: list[str] = []
-    result = image.push(docker_client, repository=repo, tags=["reset"], auth=registry.auth,
+    result = registrylib.push(docker_client, repository=repo, tags=["reset"], auth=registry.auth,
                         sleep=lambda s: None, log=lines.append)
     assert result.digest == registry.manifest_digest(PATH, "reset")
     patches = [r for r in fault_proxy.requests if r.method == "PATCH"]
@@ -128,7 +128,7 @@ def test_connection_reset_on_the_manifest_is_retried_by_jenkinsctl(registry, fau
     repo = fresh_image(fault_proxy.url, "reset-manifest")
     fault_proxy.reset(times=1, after=10, method="PUT", path=r"/manifests/")
     waits: list[float] = []
-    result = image.push(docker_client, repository=repo, tags=["reset-manifest"], auth=registry.auth,
+    result = registrylib.push(docker_client, repository=repo, tags=["reset-manifest"], auth=registry.auth,
                         sleep=waits.append)
     assert result.attempts == 2 and waits == [1.0]
     assert result.digest == registry.manifest_digest(PATH, "reset-manifest")
@@ -173,7 +173,7 @@ def test_push_transient_failures_exhaust_the_attempts(registry, fault_proxy, fre
     fault_proxy.fail(503, times=None, method="PUT", path=r"/manifests/")
     waits: list[float] = []
     with pytest.raises(RegistryError) as e:
-        image.push(docker_client, repository=repo, tags=["down"], auth=registry.auth, attempts=3,
+        registrylib.push(docker_client, repository=repo, tags=["down"], auth=registry.auth, attempts=3,
                    sleep=waits.append, moving_tags=["latest"])
     assert "after 3 attempts" in e.value.message and waits == [1.0, 3.0]
     # the moving tag was never pushed

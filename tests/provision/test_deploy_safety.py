@@ -30,13 +30,13 @@ def test_only_provisioning_roles_count_as_provisioned():
 
 @pytest.mark.case(21)
 def test_plan_apply_down_and_down_volumes_leave_a_deployed_app_and_its_data(project, registry, figure):
-    from jenkinsctl import image as imagelib
+    from jenkinsctl import registry as registrylib
 
     client = project.client
     repo = f"{registry.url}/safety/web"
     client.images.build(path=str(EXAMPLE), tag=f"{repo}:v1", buildargs={"APP_VERSION": "1.0.0"}, rm=True)
     client.images.build(path=str(EXAMPLE), tag=f"{repo}:v2", buildargs={"APP_VERSION": "2.0.0"}, rm=True)
-    pinned = {t: f"{repo}@{imagelib.push(client, repository=repo, tags=[t], auth=registry.auth).digest}"
+    pinned = {t: f"{repo}@{registrylib.push(client, repository=repo, tags=[t], auth=registry.auth).digest}"
               for t in ("v1", "v2")}
     app, port = f"{project.name}-app", free_port()
     data = f"{project.name}-appdata"

@@ -8,7 +8,7 @@ import stat
 
 import pytest
 
-from jenkinsctl import image
+from jenkinsctl import build as buildlib
 from jenkinsctl.engine import (DockerCLI, EngineVersion, cli_refused, parse_version_refusal, pick_cli,
                                version_refusal)
 from jenkinsctl.errors import BuildError, EngineError, EngineVersionError
@@ -30,7 +30,7 @@ CLI_26 = DockerCLI("/opt/trixie/docker", "26.1.5+dfsg1", "1.45", buildx=True)
 @pytest.fixture(autouse=True)
 def _private_probe_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    image._cli_cache.clear()
+    buildlib._cli_cache.clear()
 
 
 @pytest.mark.parametrize("text,expected", [
@@ -90,10 +90,10 @@ def test_buildkit_argv_uses_buildx_on_the_engines_own_builder_else_docker_build(
     tail = ["--progress=plain", "--iidfile", "/t/iid", "--tag", "r/a:1", "--tag", "r/a:2", "--file", "/ctx/D",
             "--build-arg", "A=1", "--build-arg", "B", "--label", "l=v", "--target", "t", "--pull", "--no-cache",
             "--cache-from", "r/a:0", "/ctx"]
-    assert image.buildkit_argv(CLI_26, **kw) == ["/opt/trixie/docker", "buildx", "build", "--builder", "default",
+    assert buildlib.buildkit_argv(CLI_26, **kw) == ["/opt/trixie/docker", "buildx", "build", "--builder", "default",
                                                  *tail]
-    assert image.buildkit_argv(CLI_20, **kw) == ["/usr/bin/docker", "build", *tail]
-    env = image.buildkit_env({"JENKINSCTL_REGISTRY_PASSWORD": "s", "DOCKER_CONTEXT": "c", "PATH": "/bin"},
+    assert buildlib.buildkit_argv(CLI_20, **kw) == ["/usr/bin/docker", "build", *tail]
+    env = buildlib.buildkit_env({"JENKINSCTL_REGISTRY_PASSWORD": "s", "DOCKER_CONTEXT": "c", "PATH": "/bin"},
                              "unix:///e.sock")
     assert env == {"PATH": "/bin", "DOCKER_BUILDKIT": "1", "BUILDKIT_PROGRESS": "plain",
                    "DOCKER_HOST": "unix:///e.sock"}
@@ -127,10 +127,10 @@ def test_an_explicit_cli_below_the_minimum_is_refused_before_it_runs(tmp_path):
     old = fake_cli(tmp_path / "old", "20.10.24+dfsg1", "1.41")
     env = {"PATH": str(tmp_path / "old"), "JENKINSCTL_DOCKER_CLI": old}
     with pytest.raises(EngineVersionError) as e:
-        image.resolve_builder(FakeEngine(MODERN), "auto", env)
+        buildlib.resolve_builder(FakeEngine(MODERN), "auto", env)
     assert "API 1.41" in e.value.message and "1.44" in e.value.message
     # The same CLI on an engine that accepts it builds with BuildKit.
-    kind, cli = image.resolve_builder(FakeEngine(OLD_ENGINE), "auto", env)
+    kind, cli = buildlib.resolve_builder(FakeEngine(OLD_ENGINE), "auto", env)
     assert kind == "buildkit" and cli.path == old
 
 
@@ -139,12 +139,12 @@ def test_auto_falls_back_to_classic_with_a_note_when_only_refused_clis_have_buil
     fake_cli(tmp_path / "b", "20.10.24+dfsg1", "1.41")             # BuildKit built in, refused
     env = {"PATH": f"{tmp_path / 'a'}:{tmp_path / 'b'}"}
     notes: list[str] = []
-    assert image.resolve_builder(FakeEngine(MODERN), "auto", env, notes.append) == ("classic", None)
+    assert buildlib.resolve_builder(FakeEngine(MODERN), "auto", env, notes.append) == ("classic", None)
     assert len(notes) == 1 and "too old" in notes[0] and "classic" in notes[0]
     with pytest.raises(EngineVersionError):
-        image.resolve_builder(FakeEngine(MODERN), "buildkit", env)
+        buildlib.resolve_builder(FakeEngine(MODERN), "buildkit", env)
     fake_cli(tmp_path / "c", "26.1.5+dfsg1", "1.45", buildx=True)
-    kind, cli = image.resolve_builder(FakeEngine(MODERN), "buildkit", {"PATH": f"{env['PATH']}:{tmp_path / 'c'}"})
+    kind, cli = buildlib.resolve_builder(FakeEngine(MODERN), "buildkit", {"PATH": f"{env['PATH']}:{tmp_path / 'c'}"})
     assert kind == "buildkit" and cli.path == str(tmp_path / "c" / "docker") and cli.buildx
 
 
@@ -155,11 +155,11 @@ def test_a_refusal_during_the_build_is_an_engine_version_error_not_a_build_hint(
     (ctx / "Dockerfile").write_text("FROM scratch\n")
     env = {"PATH": str(tmp_path / "cli"), "JENKINSCTL_DOCKER_CLI": cli}
     with pytest.raises(EngineVersionError) as e:
-        image.build(FakeEngine(MODERN), context=str(ctx), repository="r/a", tags=["1"], environ=env)
+        buildlib.build(FakeEngine(MODERN), context=str(ctx), repository="r/a", tags=["1"], environ=env)
     assert not isinstance(e.value, BuildError)
     assert "Dockerfile" not in e.value.hint and "1.41" in e.value.message and cli in e.value.message
     # Any other failure stays a build error with the Dockerfile hint.
     cli2 = fake_cli(tmp_path / "cli2", "26.1.5+dfsg1", "1.45", buildx=True, build_output="ERROR: exit code: 1")
     with pytest.raises(BuildError):
-        image.build(FakeEngine(MODERN), context=str(ctx), repository="r/a", tags=["1"],
+        buildlib.build(FakeEngine(MODERN), context=str(ctx), repository="r/a", tags=["1"],
                     environ={"PATH": "", "JENKINSCTL_DOCKER_CLI": cli2})

@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 
-from jenkinsctl import image
+from jenkinsctl import build as buildlib, engine as enginelib, registry as registrylib, tags as taglib
 from jenkinsctl.config import BuildConfig, RegistryConfig, RegistryLogin, SecretRef
 from jenkinsctl.errors import RegistryError, UsageError
 from jenkinsctl.refs import parse_repository
@@ -40,33 +40,33 @@ def repo(tmp_path):
 
 def test_default_tag_clean_git_is_the_12_digit_sha(repo):
     path, sha = repo
-    assert image.default_tags(str(path), {}, now=NOW) == [sha[:12]]
+    assert taglib.default_tags(str(path), {}, now=NOW) == [sha[:12]]
 
 
 def test_default_tag_in_jenkins_adds_the_build_number(repo):
     path, sha = repo
     (path / "untracked").write_text("x")  # a Jenkins workspace may be dirty: the build number decides
-    assert image.default_tags(str(path), {"BUILD_NUMBER": "42"}, now=NOW) == [f"{sha[:12]}-b42"]
+    assert taglib.default_tags(str(path), {"BUILD_NUMBER": "42"}, now=NOW) == [f"{sha[:12]}-b42"]
 
 
 def test_default_tag_dirty_tree_gets_a_utc_timestamp(repo):
     path, sha = repo
     (path / "Dockerfile").write_text("FROM scratch\nLABEL x=1\n")
     later = dt.datetime(2025, 1, 2, 4, 4, 5, tzinfo=dt.timezone(dt.timedelta(hours=1)))  # = 03:04:05 UTC
-    assert image.default_tags(str(path), {}, now=later) == [f"{sha[:12]}-dirty-20250102T030405Z"]
+    assert taglib.default_tags(str(path), {}, now=later) == [f"{sha[:12]}-dirty-20250102T030405Z"]
 
 
 def test_default_tag_outside_git(tmp_path):
-    assert image.default_tags(str(tmp_path), {}, now=NOW) == ["20250102T030405Z"]
-    assert image.default_tags(str(tmp_path), {"BUILD_NUMBER": "7"}, now=NOW) == ["b7"]
-    assert image.default_tags(str(tmp_path), {"SOURCE_DATE_EPOCH": "0"}) == ["19700101T000000Z"]
+    assert taglib.default_tags(str(tmp_path), {}, now=NOW) == ["20250102T030405Z"]
+    assert taglib.default_tags(str(tmp_path), {"BUILD_NUMBER": "7"}, now=NOW) == ["b7"]
+    assert taglib.default_tags(str(tmp_path), {"SOURCE_DATE_EPOCH": "0"}) == ["19700101T000000Z"]
     # Jenkins' git plugin names the commit even when the context has no .git
-    assert image.default_tags(str(tmp_path), {"GIT_COMMIT": "ab" * 20, "BUILD_NUMBER": "3"}) == ["abababababab-b3"]
+    assert taglib.default_tags(str(tmp_path), {"GIT_COMMIT": "ab" * 20, "BUILD_NUMBER": "3"}) == ["abababababab-b3"]
 
 
 def test_default_tag_is_validated(tmp_path):
     with pytest.raises(UsageError):
-        image.default_tags(str(tmp_path), {"BUILD_NUMBER": "4 2"})
+        taglib.default_tags(str(tmp_path), {"BUILD_NUMBER": "4 2"})
 
 
 def test_default_tag_of_two_branch_jobs_at_one_commit_and_build_number_differ(repo):
@@ -74,24 +74,24 @@ def test_default_tag_of_two_branch_jobs_at_one_commit_and_build_number_differ(re
     (or else the job) is part of the tag, so two concurrent ships of one
     commit never share one (docs/robustness.md, bug 2)."""
     path, sha = repo
-    a = image.default_tags(str(path), {"BUILD_NUMBER": "7", "BRANCH_NAME": "feature/a", "JOB_NAME": "app/feature%2Fa"})
-    b = image.default_tags(str(path), {"BUILD_NUMBER": "7", "BRANCH_NAME": "PR-12", "JOB_NAME": "app/PR-12"})
+    a = taglib.default_tags(str(path), {"BUILD_NUMBER": "7", "BRANCH_NAME": "feature/a", "JOB_NAME": "app/feature%2Fa"})
+    b = taglib.default_tags(str(path), {"BUILD_NUMBER": "7", "BRANCH_NAME": "PR-12", "JOB_NAME": "app/PR-12"})
     assert a == [f"{sha[:12]}-feature-a-b7"] and b == [f"{sha[:12]}-PR-12-b7"]
     # a pipeline that is not multibranch: the job's full name
-    assert image.default_tags(str(path), {"BUILD_NUMBER": "7", "JOB_NAME": "team/app-ci"}) == [f"{sha[:12]}-team-app-ci-b7"]
-    assert image.default_tags(str(path), {"BUILD_NUMBER": "7", "JOB_NAME": "team/app-nightly"}) \
+    assert taglib.default_tags(str(path), {"BUILD_NUMBER": "7", "JOB_NAME": "team/app-ci"}) == [f"{sha[:12]}-team-app-ci-b7"]
+    assert taglib.default_tags(str(path), {"BUILD_NUMBER": "7", "JOB_NAME": "team/app-nightly"}) \
         == [f"{sha[:12]}-team-app-nightly-b7"]
     # outside git, and a name that is not tag-safe at its start
-    assert image.default_tags(str(path / "none"), {"BUILD_NUMBER": "3", "BRANCH_NAME": ".hidden/x"},
-                              facts=image.GitFacts()) == ["hidden-x-b3"]
+    assert taglib.default_tags(str(path / "none"), {"BUILD_NUMBER": "3", "BRANCH_NAME": ".hidden/x"},
+                              facts=taglib.GitFacts()) == ["hidden-x-b3"]
 
 
 def test_default_tag_with_a_long_job_name_stays_short_and_distinct(repo):
     path, sha = repo
     long_a, long_b = "release/" + "a" * 200 + "-one", "release/" + "a" * 200 + "-two"
-    ta = image.default_tags(str(path), {"BUILD_NUMBER": "123456", "BRANCH_NAME": long_a})[0]
-    tb = image.default_tags(str(path), {"BUILD_NUMBER": "123456", "BRANCH_NAME": long_b})[0]
-    assert ta != tb and len(ta) <= 12 + 1 + image.JOB_PART_MAX + 8 <= 128
+    ta = taglib.default_tags(str(path), {"BUILD_NUMBER": "123456", "BRANCH_NAME": long_a})[0]
+    tb = taglib.default_tags(str(path), {"BUILD_NUMBER": "123456", "BRANCH_NAME": long_b})[0]
+    assert ta != tb and len(ta) <= 12 + 1 + taglib.JOB_PART_MAX + 8 <= 128
     assert ta.startswith(f"{sha[:12]}-release-aaaa") and ta.endswith("-b123456")
 
 
@@ -108,26 +108,26 @@ MOVING = {"latest": ("main", "master"), "{branch}": ("release/*", "develop"), "s
     (None, []),
 ])
 def test_moving_tags_only_on_configured_branches(branch, want):
-    assert image.moving_tags(branch, MOVING) == want
+    assert taglib.moving_tags(branch, MOVING) == want
 
 
 def test_current_branch_sources(repo):
     path, _ = repo
-    assert image.current_branch(str(path), {"BRANCH_NAME": "PR-3", "GIT_BRANCH": "origin/x"}) == "PR-3"
-    assert image.current_branch(str(path), {"GIT_BRANCH": "origin/release/2"}) == "release/2"
-    assert image.current_branch(str(path), {}) == "main"
+    assert taglib.current_branch(str(path), {"BRANCH_NAME": "PR-3", "GIT_BRANCH": "origin/x"}) == "PR-3"
+    assert taglib.current_branch(str(path), {"GIT_BRANCH": "origin/release/2"}) == "release/2"
+    assert taglib.current_branch(str(path), {}) == "main"
     git(path, "checkout", "-q", "--detach")
-    assert image.current_branch(str(path), {}) is None
+    assert taglib.current_branch(str(path), {}) is None
 
 
 def test_plan_tags_explicit_replaces_default_and_moving_follow_branch(repo):
     path, sha = repo
-    plan = image.plan_tags(str(path), {}, explicit=["v1", "v1"], moving={"latest": ("main",)})
+    plan = taglib.plan_tags(str(path), {}, explicit=["v1", "v1"], moving={"latest": ("main",)})
     assert plan.immutable == ["v1"] and plan.moving == ["latest"]
-    plan = image.plan_tags(str(path), {"BRANCH_NAME": "feature/y"}, moving={"latest": ("main",)}, now=NOW)
+    plan = taglib.plan_tags(str(path), {"BRANCH_NAME": "feature/y"}, moving={"latest": ("main",)}, now=NOW)
     assert plan.immutable == [sha[:12]] and plan.moving == []
     with pytest.raises(UsageError):
-        image.plan_tags(str(path), {}, explicit=["bad/tag"])
+        taglib.plan_tags(str(path), {}, explicit=["bad/tag"])
 
 
 # --- labels --------------------------------------------------------------------------
@@ -135,7 +135,7 @@ def test_plan_tags_explicit_replaces_default_and_moving_follow_branch(repo):
 
 def test_oci_labels_from_git_without_credentials(repo):
     path, sha = repo
-    labels = image.oci_labels(str(path), {"BUILD_NUMBER": "5"}, now=NOW)
+    labels = taglib.oci_labels(str(path), {"BUILD_NUMBER": "5"}, now=NOW)
     assert labels == {
         "org.opencontainers.image.revision": sha,
         "org.opencontainers.image.source": "https://git.example.com/team/app.git",
@@ -147,7 +147,7 @@ def test_oci_labels_from_git_without_credentials(repo):
 
 def test_oci_labels_from_jenkins_environment_outside_git(tmp_path):
     env = {"GIT_COMMIT": "c" * 40, "GIT_URL": "https://u:p@h.example/r.git", "BUILD_NUMBER": "9"}
-    labels = image.oci_labels(str(tmp_path), env, version="1.4.0", now=NOW)
+    labels = taglib.oci_labels(str(tmp_path), env, version="1.4.0", now=NOW)
     assert labels["org.opencontainers.image.revision"] == "c" * 40
     assert labels["org.opencontainers.image.source"] == "https://h.example/r.git"
     assert labels["org.opencontainers.image.version"] == "1.4.0"
@@ -165,18 +165,18 @@ class Conf:
 def test_registry_auth_environment_wins(tmp_path):
     conf = Conf("cfg-user", SecretRef(env="CFG_PW"))
     env = {"JENKINSCTL_REGISTRY_USERNAME": "u", "JENKINSCTL_REGISTRY_PASSWORD": "p", "CFG_PW": "other"}
-    assert image.registry_auth(conf, env) == {"username": "u", "password": "p", "serveraddress": "127.0.0.1:5000"}
+    assert registrylib.registry_auth(conf, env) == {"username": "u", "password": "p", "serveraddress": "127.0.0.1:5000"}
 
 
 def test_registry_auth_password_file_and_config_refs(tmp_path):
     pw = tmp_path / "pw"
     pw.write_text("from-file\n")
     env = {"JENKINSCTL_REGISTRY_USERNAME": "u", "JENKINSCTL_REGISTRY_PASSWORD_FILE": str(pw)}
-    assert image.registry_auth(Conf(), env, registry="127.0.0.1:5000")["password"] == "from-file"
-    assert image.registry_auth(Conf(), env)["serveraddress"] == "127.0.0.1:5000"
+    assert registrylib.registry_auth(Conf(), env, registry="127.0.0.1:5000")["password"] == "from-file"
+    assert registrylib.registry_auth(Conf(), env)["serveraddress"] == "127.0.0.1:5000"
     conf = Conf(SecretRef(env="U"), SecretRef(env="P"))
-    assert image.registry_auth(conf, {"U": "cu", "P": "cp"})["username"] == "cu"
-    assert image.registry_auth(Conf(), {}) is None
+    assert registrylib.registry_auth(conf, {"U": "cu", "P": "cp"})["username"] == "cu"
+    assert registrylib.registry_auth(Conf(), {}) is None
 
 
 def test_registry_credentials_go_only_to_their_registry():
@@ -190,12 +190,12 @@ def test_registry_credentials_go_only_to_their_registry():
            "GH_PW": "gh-secret"}
     for name in ("team/app", "library/app", "docker.io/team/app", "index.docker.io/team/app",
                  "127.0.0.1:5001/team/app", "127.0.0.1/team/app", "evil.example:5000/team/app"):
-        assert image.image_auth(conf, env, parse_repository(name)) is None, name
-    assert image.image_auth(conf, env, parse_repository("127.0.0.1:5000/team/app"))["password"] == "main-secret"
-    gh = image.image_auth(conf, env, parse_repository("GHCR.io/team/app"))
+        assert registrylib.image_auth(conf, env, parse_repository(name)) is None, name
+    assert registrylib.image_auth(conf, env, parse_repository("127.0.0.1:5000/team/app"))["password"] == "main-secret"
+    gh = registrylib.image_auth(conf, env, parse_repository("GHCR.io/team/app"))
     assert gh == {"username": "gh-user", "password": "gh-secret", "serveraddress": "ghcr.io"}
     with pytest.raises(RegistryError) as e:
-        image.image_auth(conf, {}, parse_repository("ghcr.io/team/app"))
+        registrylib.image_auth(conf, {}, parse_repository("ghcr.io/team/app"))
     assert "ghcr.io" in e.value.message
 
 
@@ -205,36 +205,36 @@ def test_a_steps_bound_credentials_are_for_the_steps_image_only():
     Hub for a bare name), never registry.url's password to it."""
     conf = Conf("cfg-user", SecretRef(env="CFG_PW"))
     env = {"JENKINSCTL_REGISTRY_USERNAME": "bound", "JENKINSCTL_REGISTRY_PASSWORD": "bound-pw", "CFG_PW": "cfg-pw"}
-    got = image.image_auth(conf, env, parse_repository("reg.example:5000/app"), step=True)
+    got = registrylib.image_auth(conf, env, parse_repository("reg.example:5000/app"), step=True)
     assert got == {"username": "bound", "password": "bound-pw", "serveraddress": "reg.example:5000"}
-    assert image.image_auth(conf, env, parse_repository("team/app"), step=True)["password"] == "bound-pw"
+    assert registrylib.image_auth(conf, env, parse_repository("team/app"), step=True)["password"] == "bound-pw"
     # Nothing bound: the configured credentials stay with registry.url.
-    assert image.image_auth(conf, {"CFG_PW": "cfg-pw"}, parse_repository("reg.example:5000/app"), step=True) is None
-    assert image.image_auth(conf, env, parse_repository("reg.example:5000/app")) is None
+    assert registrylib.image_auth(conf, {"CFG_PW": "cfg-pw"}, parse_repository("reg.example:5000/app"), step=True) is None
+    assert registrylib.image_auth(conf, env, parse_repository("reg.example:5000/app")) is None
 
 
 def test_a_push_refused_for_want_of_credentials_says_why():
-    hint = image._permanent_hint("unauthorized: authentication required", parse_repository("team/app"), False)
+    hint = registrylib._permanent_hint("unauthorized: authentication required", parse_repository("team/app"), False)
     assert "Docker Hub" in hint and "registry.others" in hint
 
 
 def test_registry_auth_half_configured_is_an_error_without_the_secret(tmp_path):
     with pytest.raises(RegistryError) as e:
-        image.registry_auth(Conf(), {"JENKINSCTL_REGISTRY_PASSWORD": "hunter2-secret"})
+        registrylib.registry_auth(Conf(), {"JENKINSCTL_REGISTRY_PASSWORD": "hunter2-secret"})
     assert "hunter2" not in str(e.value.to_dict())
     with pytest.raises(RegistryError):
-        image.registry_auth(Conf("u"), {})
+        registrylib.registry_auth(Conf("u"), {})
     with pytest.raises(RegistryError) as e:
-        image.registry_auth(Conf(), {"JENKINSCTL_REGISTRY_USERNAME": "u",
+        registrylib.registry_auth(Conf(), {"JENKINSCTL_REGISTRY_USERNAME": "u",
                                      "JENKINSCTL_REGISTRY_PASSWORD_FILE": str(tmp_path / "missing")})
     assert "missing" in e.value.message
 
 
 def test_build_args_carrying_the_registry_password_are_refused():
     auth = {"username": "u", "password": "hunter2-secret"}
-    image.check_no_secrets(auth, **{"build arg": {"A": "1", "B": None}})
+    registrylib.check_no_secrets(auth, **{"build arg": {"A": "1", "B": None}})
     with pytest.raises(UsageError) as e:
-        image.check_no_secrets(auth, **{"build arg": {"TOKEN": "x-hunter2-secret"}})
+        registrylib.check_no_secrets(auth, **{"build arg": {"TOKEN": "x-hunter2-secret"}})
     assert "TOKEN" in e.value.message and "hunter2" not in e.value.message
 
 
@@ -278,7 +278,7 @@ BUILDKIT_OK = """\
 
 
 def test_buildkit_progress_finds_the_failing_step_and_its_output():
-    p = image.BuildKitProgress()
+    p = buildlib.BuildKitProgress()
     for line in BUILDKIT_FAIL.splitlines():
         p.feed(line)
     step, tail, summary = p.failure()
@@ -289,14 +289,14 @@ def test_buildkit_progress_finds_the_failing_step_and_its_output():
 
 
 def test_buildkit_progress_counts_cached_steps_across_stages():
-    p = image.BuildKitProgress()
+    p = buildlib.BuildKitProgress()
     for line in BUILDKIT_OK.splitlines():
         p.feed(line)
     assert (p.cached_steps, p.total_steps) == (2, 3)
 
 
 def test_classic_progress_recorded_stream():
-    p = image.ClassicProgress()
+    p = buildlib.ClassicProgress()
     stream = [
         {"stream": "Step 1/3 : FROM debian:bookworm-slim\n"}, {"stream": " ---> e618754397ac\n"},
         {"stream": "Step 2/3 : RUN echo ok\n"}, {"stream": " ---> Using cache\n"}, {"stream": " ---> fafc9e734e87\n"},
@@ -341,7 +341,7 @@ ENGINE_RETRY = [HEAD, {"status": "Retrying in 5 seconds", "progressDetail": {}, 
 
 
 def test_push_stream_parses_digest_and_layers():
-    s = image.PushStream()
+    s = registrylib.PushStream()
     shown = [line for e in OK_NEW for line in s.feed(e)]
     assert s.digest == DIGEST and s.error is None
     assert s.pushed() == {"bff71eed13bf"} and s.existing() == set()
@@ -350,7 +350,7 @@ def test_push_stream_parses_digest_and_layers():
 
 
 def test_push_stream_engine_retry_is_one_line():
-    s = image.PushStream()
+    s = registrylib.PushStream()
     shown = [line for e in ENGINE_RETRY for line in s.feed(e)]
     assert sum("retrying" in line for line in shown) == 1 and s.engine_retries == 1
 
@@ -358,10 +358,10 @@ def test_push_stream_engine_retry_is_one_line():
 @pytest.mark.parametrize("stream,kind", [(E503, "transient"), (ERESET, "transient"), (EEOF, "transient"),
                                          (E401, "permanent")])
 def test_push_stream_errors_are_classified(stream, kind):
-    s = image.PushStream()
+    s = registrylib.PushStream()
     for e in stream:
         s.feed(e)
-    assert s.error and image.classify_push_error(s.error) == kind
+    assert s.error and registrylib.classify_push_error(s.error) == kind
 
 
 @pytest.mark.parametrize("message", [
@@ -375,7 +375,7 @@ def test_push_stream_errors_are_classified(stream, kind):
     "unauthorized: 503 mentioned but still a 401",
 ])
 def test_permanent_errors(message):
-    assert image.classify_push_error(message) == "permanent"
+    assert registrylib.classify_push_error(message) == "permanent"
 
 
 @pytest.mark.parametrize("message", [
@@ -387,7 +387,7 @@ def test_permanent_errors(message):
     "toomanyrequests: slow down",
 ])
 def test_transient_errors(message):
-    assert image.classify_push_error(message) == "transient"
+    assert registrylib.classify_push_error(message) == "transient"
 
 
 class FakeAPI:
@@ -418,7 +418,7 @@ class FakeClient:
 def test_push_retries_transient_errors_with_bounded_backoff():
     client = FakeClient([E503, ERESET, OK_EXISTS])
     waits, lines = [], []
-    r = image.push(client, repository="127.0.0.1:5000/jenkinsctl-test/exp", tags=["x"],
+    r = registrylib.push(client, repository="127.0.0.1:5000/jenkinsctl-test/exp", tags=["x"],
                    auth={"username": "u", "password": "pw-123"}, attempts=4, sleep=waits.append, log=lines.append)
     assert r.digest == DIGEST and r.attempts == 3
     assert waits == [1.0, 3.0]
@@ -429,16 +429,16 @@ def test_push_gives_up_after_the_attempts():
     client = FakeClient([E503] * 3)
     waits = []
     with pytest.raises(RegistryError) as e:
-        image.push(client, repository="r:1/a", tags=["x"], auth=None, attempts=3, sleep=waits.append)
+        registrylib.push(client, repository="r:1/a", tags=["x"], auth=None, attempts=3, sleep=waits.append)
     assert "after 3 attempts" in e.value.message and e.value.details["retryable"] is True
-    assert waits == [1.0, 3.0] and sum(image.PUSH_BACKOFF[:3]) <= 10
+    assert waits == [1.0, 3.0] and sum(registrylib.PUSH_BACKOFF[:3]) <= 10
 
 
 def test_push_permanent_error_fails_at_once_without_the_password():
     client = FakeClient([E401, OK_EXISTS])
     waits = []
     with pytest.raises(RegistryError) as e:
-        image.push(client, repository="r:1/a", tags=["x"], auth={"username": "u", "password": "pw-secret-9"},
+        registrylib.push(client, repository="r:1/a", tags=["x"], auth={"username": "u", "password": "pw-secret-9"},
                    sleep=waits.append)
     assert waits == [] and len(client.api.calls) == 1
     assert "unauthorized: authentication required" in e.value.message
@@ -448,7 +448,7 @@ def test_push_permanent_error_fails_at_once_without_the_password():
 
 def test_push_order_immutable_first_then_moving():
     client = FakeClient([OK_NEW, OK_EXISTS, OK_EXISTS])
-    r = image.push(client, repository="r:1/a", tags=["abc123", "v1"], auth=None, moving_tags=["latest", "v1"])
+    r = registrylib.push(client, repository="r:1/a", tags=["abc123", "v1"], auth=None, moving_tags=["latest", "v1"])
     assert [c[1] for c in client.api.calls] == ["abc123", "v1", "latest"]
     assert client.api.tagged == [("r:1/a", "latest")]
     assert r.tags == ["abc123", "v1", "latest"]
@@ -458,7 +458,7 @@ def test_push_order_immutable_first_then_moving():
 def test_push_moving_tags_not_pushed_when_immutable_fails():
     client = FakeClient([E401])
     with pytest.raises(RegistryError):
-        image.push(client, repository="r:1/a", tags=["abc"], auth=None, moving_tags=["latest"])
+        registrylib.push(client, repository="r:1/a", tags=["abc"], auth=None, moving_tags=["latest"])
     assert [c[1] for c in client.api.calls] == ["abc"] and client.api.tagged == []
 
 
@@ -485,7 +485,7 @@ def test_push_of_this_runs_image_refuses_a_tag_another_build_retagged():
     client = FakeClient([])
     client.api = RetaggingAPI([OK_NEW], retag_after=1)   # re-tagged between the first look and the push
     with pytest.raises(RegistryError) as e:
-        image.push(client, repository="r:1/a", tags=["abc"], auth=None, moving_tags=["latest"],
+        registrylib.push(client, repository="r:1/a", tags=["abc"], auth=None, moving_tags=["latest"],
                    image_id=RetaggingAPI.MINE)
     assert client.api.calls == [] and client.api.tagged == []     # nothing pushed, latest not moved
     assert "re-tagged" in e.value.message and "nothing was pushed" in e.value.message
@@ -496,7 +496,7 @@ def test_push_of_this_runs_image_refuses_a_digest_of_another_image():
     client = FakeClient([])
     client.api = RetaggingAPI([OK_NEW, OK_EXISTS], pushed_as=RetaggingAPI.OTHER)  # re-tagged during the push
     with pytest.raises(RegistryError) as e:
-        image.push(client, repository="r:1/a", tags=["abc"], auth=None, moving_tags=["latest"],
+        registrylib.push(client, repository="r:1/a", tags=["abc"], auth=None, moving_tags=["latest"],
                    image_id=RetaggingAPI.MINE)
     assert [c[1] for c in client.api.calls] == ["abc"] and client.api.tagged == []   # latest never pushed
     assert DIGEST in e.value.message and "abc now names the other image" in e.value.message
@@ -505,7 +505,7 @@ def test_push_of_this_runs_image_refuses_a_digest_of_another_image():
 def test_push_of_this_runs_image_points_moving_tags_at_it():
     client = FakeClient([])
     client.api = RetaggingAPI([OK_NEW, OK_EXISTS])
-    r = image.push(client, repository="r:1/a", tags=["abc"], auth=None, moving_tags=["latest"],
+    r = registrylib.push(client, repository="r:1/a", tags=["abc"], auth=None, moving_tags=["latest"],
                    image_id=RetaggingAPI.MINE)
     assert r.tags == ["abc", "latest"] and client.api.tagged == [("r:1/a", "latest")]
 
@@ -516,7 +516,7 @@ def test_push_validates_before_anything_runs():
                    {"repository": "r:1/a:t", "tags": ["x"]}, {"repository": "r:1/a", "tags": []},
                    {"repository": "r:1/a", "tags": ["x"], "moving_tags": ["a b"]}):
         with pytest.raises(UsageError):
-            image.push(client, auth=None, **kwargs)
+            registrylib.push(client, auth=None, **kwargs)
     assert client.api.calls == []
 
 
@@ -539,48 +539,48 @@ def fake_cli(directory, version, buildx_ok, api="1.41"):
 @pytest.fixture(autouse=True)
 def _private_probe_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    image._cli_cache.clear()
+    buildlib._cli_cache.clear()
 
 
 def test_find_buildkit_cli_skips_a_new_cli_without_buildx(tmp_path):
     new = fake_cli(tmp_path / "a", "28.2.2", buildx_ok=False)
     old = fake_cli(tmp_path / "b", "20.10.24+dfsg1", buildx_ok=False)
     path = os.pathsep.join([str(tmp_path / "a"), str(tmp_path / "b")])
-    assert image.find_buildkit_cli({"PATH": path}) == old
+    assert buildlib.find_buildkit_cli({"PATH": path}) == old
     fake_cli(tmp_path / "c", "28.2.2", buildx_ok=True)
-    assert image.find_buildkit_cli({"PATH": str(tmp_path / "c")}) == str(tmp_path / "c" / "docker")
-    assert image.find_buildkit_cli({"PATH": str(tmp_path / "a")}) is None
+    assert buildlib.find_buildkit_cli({"PATH": str(tmp_path / "c")}) == str(tmp_path / "c" / "docker")
+    assert buildlib.find_buildkit_cli({"PATH": str(tmp_path / "a")}) is None
     # JENKINSCTL_DOCKER_CLI alone is considered; a 23+ CLI without buildx cannot use BuildKit.
-    assert image.find_buildkit_cli({"PATH": path, "JENKINSCTL_DOCKER_CLI": new}) is None
-    assert image.find_buildkit_cli({"PATH": "", "JENKINSCTL_DOCKER_CLI": old}) == old
+    assert buildlib.find_buildkit_cli({"PATH": path, "JENKINSCTL_DOCKER_CLI": new}) is None
+    assert buildlib.find_buildkit_cli({"PATH": "", "JENKINSCTL_DOCKER_CLI": old}) == old
 
 
 def test_cli_probe_is_cached_until_the_binary_changes(tmp_path):
     cli = fake_cli(tmp_path / "d", "20.10.24", buildx_ok=False)
-    assert image._cli_has_buildkit(cli) is True
+    assert buildlib._cli_has_buildkit(cli) is True
     # Same size and mtime: the cached answer, without running it.
     st = os.stat(cli)
     text = open(cli).read().replace("20.10.24", "28.00.00")
     open(cli, "w").write(text)
     os.utime(cli, ns=(st.st_atime_ns, st.st_mtime_ns))
-    assert image._cli_has_buildkit(cli) is True
+    assert buildlib._cli_has_buildkit(cli) is True
     os.utime(cli, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # replaced binary: probed again
-    assert image._cli_has_buildkit(cli) is False
+    assert buildlib._cli_has_buildkit(cli) is False
 
 
 def test_explicit_buildkit_without_cli_is_a_usage_error(tmp_path):
     with pytest.raises(UsageError) as e:
-        image.resolve_builder(object(), "buildkit", {"PATH": str(tmp_path)})
+        buildlib.resolve_builder(object(), "buildkit", {"PATH": str(tmp_path)})
     assert "--builder classic" in e.value.hint
-    assert image.resolve_builder(object(), "auto", {"PATH": str(tmp_path)}) == ("classic", None)
+    assert buildlib.resolve_builder(object(), "auto", {"PATH": str(tmp_path)}) == ("classic", None)
 
 
 def test_docker_host_of_a_lazy_engine_and_raw_ping_failure():
-    assert image.docker_host(image.LazyEngine("tcp://127.0.0.1:1")) == "tcp://127.0.0.1:1"
-    assert image._raw_ping("tcp://127.0.0.1:1", timeout=0.5) is None
-    assert image._raw_ping("ssh://host") is None
+    assert enginelib.docker_host(enginelib.LazyEngine("tcp://127.0.0.1:1")) == "tcp://127.0.0.1:1"
+    assert enginelib._raw_ping("tcp://127.0.0.1:1", timeout=0.5) is None
+    assert enginelib._raw_ping("ssh://host") is None
 
 
 def test_stderr_sink_strips_terminal_escapes(capsys):
-    image.stderr_sink(strip_ansi=True)("\x1b[31mred\x1b[0m\rdone")
+    buildlib.stderr_sink(strip_ansi=True)("\x1b[31mred\x1b[0m\rdone")
     assert capsys.readouterr().err == "reddone\n"

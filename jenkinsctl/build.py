@@ -1,0 +1,455 @@
+"""Image builds: builder choice, BuildKit and classic builds, progress parsing, input checks, tag pruning.
+
+BuildKit runs through the docker CLI, on the engine's own builder so the
+host's cache is shared; else docker-py's classic builder.  Output is
+streamed line by line; a failure raises BuildError with the failing step's
+output.  Library functions take the engine client as an argument; they
+never read argv and never exit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+from jenkinsctl.engine import (_engine_version, api_tuple, cli_refused, docker_clis, docker_host, pick_cli, probe_cli,
+                               version_refusal)
+from jenkinsctl.errors import BuildError, UsageError
+from jenkinsctl.refs import parse, parse_repository, validate_tag
+from jenkinsctl.secrets import redact
+
+LineSink = Callable[[str], None]
+
+TAIL_LINES = 25  # lines of the failing step shown in a BuildError
+
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[()][A-Za-z0-9]|\r")
+
+
+def stderr_sink(strip_ansi: bool | None = None) -> LineSink:
+    """A line sink writing to stderr, without terminal escapes unless
+    stderr is a terminal (Jenkins' console is not)."""
+    if strip_ansi is None:
+        strip_ansi = not sys.stderr.isatty()
+
+    def sink(line: str) -> None:
+        if strip_ansi:
+            line = _ANSI.sub("", line)
+        sys.stderr.write(redact(line) + "\n")  # a RUN step may echo a secret
+        sys.stderr.flush()
+
+    return sink
+
+
+def _discard(line: str) -> None:
+    pass
+
+
+# --- builder choice ------------------------------------------------------------------
+
+
+_cli_cache: dict[str, str | None] = {}
+
+
+def find_buildkit_cli(environ: Mapping[str, str] | None = None) -> str | None:
+    """The first docker CLI that can build with BuildKit at all, whatever
+    the engine: one with the buildx plugin, else one older than 23 (BuildKit
+    built in).  ``resolve_builder`` also checks the engine accepts it."""
+    environ = os.environ if environ is None else environ
+    key = environ.get("JENKINSCTL_DOCKER_CLI", "") + "|" + environ.get("PATH", "")
+    if key not in _cli_cache:
+        cli = pick_cli(docker_clis(environ), None, buildkit=True)
+        _cli_cache[key] = cli.path if cli else None
+    return _cli_cache[key]
+
+
+def _cli_has_buildkit(cli: str) -> bool:
+    probed = probe_cli(cli)
+    return bool(probed and probed.can_buildkit)
+
+
+def resolve_builder(client, builder: str = "auto", environ: Mapping[str, str] | None = None,
+                    log: LineSink = _discard) -> tuple[str, Any]:
+    """("buildkit", DockerCLI) or ("classic", None) for ``builder``.
+
+    Every ``docker`` on PATH (or JENKINSCTL_DOCKER_CLI alone) is probed:
+    its API version, and whether it has buildx.  A CLI whose newest API is
+    below the engine's MinAPIVersion is never picked (Docker 29 would
+    refuse it); among the others the first with buildx wins, a pre-23 CLI
+    with built-in BuildKit is the fallback.  When only refused CLIs can
+    build with BuildKit, an explicit choice (--builder buildkit,
+    JENKINSCTL_DOCKER_CLI) is an EngineVersionError and auto falls back to
+    the classic builder, whose docker-py negotiates the version.
+    """
+    if builder not in ("auto", "buildkit", "classic"):
+        raise UsageError(f"unknown builder '{builder}'", hint="use auto, buildkit or classic")
+    if builder == "classic":
+        return "classic", None
+    environ = os.environ if environ is None else environ
+    capable = [c for c in docker_clis(environ) if c.can_buildkit]
+    if not capable:
+        if builder == "buildkit":
+            raise UsageError("--builder buildkit: no docker CLI that can use BuildKit was found",
+                             hint="install Docker's CLI (with the buildx plugin for CLI 23+), set "
+                                  "JENKINSCTL_DOCKER_CLI to one, or use --builder classic")
+        return "classic", None
+    engine = _engine_version(client)
+    if engine.os.lower() != "linux" or api_tuple(engine.api) < (1, 31):
+        if builder == "buildkit":
+            raise UsageError(f"--builder buildkit: the engine (API {engine.api}, {engine.os}) has no BuildKit",
+                             hint="BuildKit needs a Linux engine with API 1.31 or later; use --builder classic")
+        return "classic", None
+    cli = pick_cli(capable, engine, buildkit=True)
+    if cli is None:
+        refused = cli_refused(max(capable, key=lambda c: api_tuple(c.api)), engine, docker_host(client))
+        if builder == "buildkit" or environ.get("JENKINSCTL_DOCKER_CLI"):
+            raise refused
+        log(f"note: {refused.message}; building with the classic builder instead")
+        return "classic", None
+    return "buildkit", cli
+
+
+
+# --- build ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    image_id: str
+    refs: list[str]
+    builder: str
+    cached_steps: int
+    total_steps: int
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+_BK_LINE = re.compile(r"^#(\d+) (.*)$")
+_BK_VERTEX_ID = re.compile(r"^#\d+ sha256:[0-9a-f]{64}$")
+_BK_STEP = re.compile(r"^\[(?:[^\]\s]+ )?(\d+)/(\d+)\] (.*)$")
+
+
+class BuildKitProgress:
+    """Follows ``--progress=plain`` output: which vertex is which step,
+    which were cached, and each vertex's lines for the error report."""
+
+    def __init__(self) -> None:
+        self.steps: dict[int, str] = {}       # vertex -> "[2/3] RUN ..."
+        self.cached: set[int] = set()
+        self.errored: list[int] = []
+        self.lines: dict[int, list[str]] = {}
+        self.other: list[str] = []            # lines outside any vertex
+
+    def feed(self, line: str) -> None:
+        m = _BK_LINE.match(line)
+        if not m:
+            if line.strip():
+                self.other.append(line)
+            return
+        v, text = int(m.group(1)), m.group(2)
+        if v not in self.steps and text.startswith("["):
+            step = _BK_STEP.match(text)
+            if step:
+                self.steps[v] = text
+        if text == "CACHED":
+            self.cached.add(v)
+        elif text.startswith("ERROR"):
+            self.errored.append(v)
+        if not text.startswith("sha256:"):
+            self.lines.setdefault(v, []).append(text)
+
+    def _counted(self) -> list[int]:
+        return [v for v, t in self.steps.items() if not _BK_STEP.match(t).group(3).startswith("FROM ")]
+
+    @property
+    def total_steps(self) -> int:
+        return len(self._counted())
+
+    @property
+    def cached_steps(self) -> int:
+        return sum(1 for v in self._counted() if v in self.cached)
+
+    def failure(self) -> tuple[str, list[str], str]:
+        """(step, its output tail, the error line) for a failed build."""
+        summary = next((ln for ln in reversed(self.other)
+                        if ln.strip() and not ln.startswith("------") and not ln.startswith(" >")), "")
+        summary = summary.removeprefix("ERROR: ").strip()
+        if self.errored:
+            v = self.errored[0]
+            step = self.steps.get(v) or (self.lines.get(v, ["?"])[0])
+            out = [re.sub(r"^\d+\.\d+ ", "", ln) for ln in self.lines.get(v, [])[1:]
+                   if ln != "CACHED" and not ln.startswith(("DONE", "ERROR"))]
+            return step, out[-TAIL_LINES:], summary or (out[-1] if out else "")
+        return "", self.other[-TAIL_LINES:], summary
+
+
+class ClassicProgress:
+    """Follows docker-py's decoded classic build stream."""
+
+    _STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
+    FS_STEPS = ("RUN", "COPY", "ADD", "WORKDIR")
+
+    def __init__(self, added_labels: Iterable[str] = ()) -> None:
+        self.step: str = ""
+        self.step_lines: list[str] = []
+        self.cached = 0
+        self.non_from = 0
+        # The engine turns each label passed to the build into a "LABEL k=v"
+        # step of its own; those are not the Dockerfile's steps.
+        self._added = tuple(f"LABEL {k}=" for k in added_labels)
+        self._counting = False
+        self.image_id: str | None = None
+        self.error: str | None = None
+        self._last_status: dict[str, str] = {}
+
+    def feed(self, entry: Mapping[str, Any]) -> list[str]:
+        """Consume one stream entry; return the lines to show."""
+        shown: list[str] = []
+        if "stream" in entry:
+            for line in str(entry["stream"]).splitlines():
+                m = self._STEP.match(line)
+                if m:
+                    self.step, self.step_lines = f"[{m.group(1)}/{m.group(2)}] {m.group(3)}", []
+                    instruction = m.group(3)
+                    # Count what BuildKit shows as steps: instructions that
+                    # change the file system, not FROM or metadata (ARG, ENV...).
+                    self._counting = (instruction.split(" ", 1)[0].upper() in self.FS_STEPS
+                                      and not instruction.startswith(self._added))
+                    self.non_from += self._counting
+                elif line.strip() == "---> Using cache":
+                    self.cached += self._counting
+                else:
+                    self.step_lines.append(line)
+                if line.strip():
+                    shown.append(line)
+        if "aux" in entry and isinstance(entry["aux"], dict) and entry["aux"].get("ID"):
+            self.image_id = entry["aux"]["ID"]
+        if "status" in entry:
+            ident = entry.get("id", "")
+            status = str(entry["status"])
+            if self._last_status.get(ident) != status:
+                self._last_status[ident] = status
+                shown.append(f"{ident}: {status}" if ident else status)
+        if "errorDetail" in entry or "error" in entry:
+            detail = entry.get("errorDetail") or {}
+            self.error = str(detail.get("message") or entry.get("error") or "unknown error")
+            shown.append(f"ERROR: {self.error}")
+        return shown
+
+
+def _kv_list(pairs: Mapping[str, str | None]) -> list[str]:
+    return [k if v is None else f"{k}={v}" for k, v in pairs.items()]
+
+
+def _check_build_inputs(context: str, dockerfile: str | None) -> tuple[str, str | None]:
+    if not os.path.isdir(context):
+        what = "does not exist" if not os.path.exists(context) else "is not a directory"
+        raise UsageError(f"build context '{context}' {what}", hint="give the directory holding the Dockerfile")
+    ctx = os.path.abspath(context)
+    df = None
+    if dockerfile:
+        df = os.path.abspath(dockerfile)  # relative to the working directory, as with docker build -f
+        if not os.path.isfile(df):
+            raise UsageError(f"--file '{dockerfile}' does not exist",
+                             hint="--file is relative to the current directory, as with docker build -f")
+    elif not os.path.isfile(os.path.join(ctx, "Dockerfile")):
+        raise UsageError(f"no Dockerfile in the build context '{context}'",
+                         hint="add one, or name it with --file")
+    return ctx, df
+
+
+def build(client, *, context: str, repository: str, tags: Sequence[str], dockerfile: str | None = None,
+          build_args: Mapping[str, str | None] = {}, target: str | None = None,  # noqa: B006 - never mutated
+          labels: Mapping[str, str] = {}, pull: bool = False, no_cache: bool = False,  # noqa: B006
+          cache_from: Sequence[str] = (), builder: str = "auto", log: LineSink = _discard,
+          environ: Mapping[str, str] | None = None) -> BuildResult:
+    """Build ``context`` and tag the image ``repository:tag`` for each tag.
+
+    ``labels`` are used as given (merge ``oci_labels`` in first).  Build args
+    end up in the image's history: they are not for secrets.  A build arg
+    given as None takes its value from the environment, as ``--build-arg K``
+    does with docker.  Raises BuildError with the failing step's output.
+    """
+    environ = os.environ if environ is None else environ
+    repo = parse_repository(repository)
+    if not tags:
+        raise UsageError("no tags to build", hint="give at least one --tag, or leave --tag out for the default")
+    for t in tags:
+        validate_tag(t)
+    refs = [f"{repo.repository}:{t}" for t in dict.fromkeys(tags)]
+    for c in cache_from:
+        parse(c)
+    ctx, df = _check_build_inputs(context, dockerfile)
+    args = {k: (environ.get(k) if v is None else v) for k, v in build_args.items()}
+    kind, cli = resolve_builder(client, builder, environ, log)
+    started = time.monotonic()
+    if kind == "buildkit":
+        # Bare names stay bare: the CLI reads their values from its
+        # environment, so they never show on its argv (ps, /proc/PID/cmdline).
+        image_id, cached, total = _build_buildkit(cli, client, ctx, df, refs, dict(build_args), target, labels,
+                                                  pull, no_cache, cache_from, log, environ)
+    else:
+        image_id, cached, total = _build_classic(client, ctx, df, refs, args, target, labels, pull,
+                                                 no_cache, cache_from, log)
+    return BuildResult(image_id=image_id, refs=refs, builder=kind, cached_steps=cached, total_steps=total,
+                       seconds=round(time.monotonic() - started, 3))
+
+
+# What the docker CLI may see of jenkinsctl's environment.  An allow-list,
+# not a deny-list: a pipeline's environment holds bound credentials under
+# any name, and the CLI (and anything it runs) needs none of them.
+_CLI_ENV = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "TZ", "TMPDIR", "TERM", "NO_COLOR", "SSL_CERT_FILE",
+            "SSL_CERT_DIR", "XDG_RUNTIME_DIR", "XDG_CONFIG_HOME", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY",
+            "http_proxy", "https_proxy", "no_proxy")
+_CLI_ENV_PREFIXES = ("LC_", "DOCKER_", "BUILDKIT_")
+
+
+def cli_environment(environ: Mapping[str, str],
+                    build_args: Mapping[str, str | None] = {}) -> dict[str, str]:  # noqa: B006 - never mutated
+    """The docker CLI's environment for a build: the allow-listed variables,
+    plus each bare build arg (``--build-arg NAME``) it must read a value from."""
+    env = {k: v for k, v in environ.items() if k in _CLI_ENV or k.startswith(_CLI_ENV_PREFIXES)}
+    for k, v in build_args.items():
+        if v is None and k in environ:
+            env[k] = environ[k]
+    return env
+
+
+def buildkit_argv(cli, *, iidfile: str, refs: Sequence[str], context: str, dockerfile: str | None = None,
+                  build_args: Mapping[str, str | None] = {}, labels: Mapping[str, str] = {},  # noqa: B006
+                  target: str | None = None, pull: bool = False, no_cache: bool = False,
+                  cache_from: Sequence[str] = ()) -> list[str]:
+    """The argv of a BuildKit build with the probed ``cli`` (a DockerCLI).
+
+    With buildx: ``docker buildx build --builder default``, the docker
+    driver, so the build runs on the engine's own BuildKit and its cache
+    and the image lands in the engine's image store, whatever builder the
+    user selected with ``docker buildx use``.  Without buildx (a CLI older
+    than 23): ``docker build``, run with DOCKER_BUILDKIT=1."""
+    if cli.buildx:
+        cmd = [cli.path, "buildx", "build", "--builder", "default"]
+    else:
+        cmd = [cli.path, "build"]
+    cmd += ["--progress=plain", "--iidfile", iidfile]
+    for r in refs:
+        cmd += ["--tag", r]
+    if dockerfile:
+        cmd += ["--file", dockerfile]
+    for kv in _kv_list(build_args):
+        cmd += ["--build-arg", kv]
+    for kv in _kv_list(labels):
+        cmd += ["--label", kv]
+    if target:
+        cmd += ["--target", target]
+    if pull:
+        cmd.append("--pull")
+    if no_cache:
+        cmd.append("--no-cache")
+    for c in cache_from:
+        cmd += ["--cache-from", c]
+    cmd.append(context)
+    return cmd
+
+
+def buildkit_env(environ: Mapping[str, str], host: str | None,
+                 build_args: Mapping[str, str | None] = {}) -> dict[str, str]:  # noqa: B006 - never mutated
+    """The CLI's environment: the allow-listed variables and the bare build
+    args' values (``cli_environment``), plain progress, and the same engine
+    as the client."""
+    env = cli_environment(environ, build_args)
+    env.update(DOCKER_BUILDKIT="1", BUILDKIT_PROGRESS="plain")
+    if host:
+        env["DOCKER_HOST"] = host
+        env.pop("DOCKER_CONTEXT", None)
+    return env
+
+
+def _build_buildkit(cli, client, ctx, df, refs, args, target, labels, pull, no_cache, cache_from, log,
+                    environ) -> tuple[str, int, int]:
+    import collections
+    import tempfile
+
+    host = docker_host(client)
+    env = buildkit_env(environ, host, args)
+    with tempfile.TemporaryDirectory(prefix="jenkinsctl-build-") as tmp:
+        iidfile = os.path.join(tmp, "iid")
+        cmd = buildkit_argv(cli, iidfile=iidfile, refs=refs, context=ctx, dockerfile=df, build_args=args,
+                            labels=labels, target=target, pull=pull, no_cache=no_cache, cache_from=cache_from)
+        progress = BuildKitProgress()
+        last = collections.deque(maxlen=50)
+        try:
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    env=env)
+        except OSError as exc:
+            raise BuildError(f"cannot run {cli.path}: {exc.strerror}",
+                             hint="check JENKINSCTL_DOCKER_CLI / PATH") from None
+        assert proc.stdout is not None
+        try:
+            for raw in proc.stdout:
+                line = raw.decode("utf-8", "replace").rstrip("\r\n")
+                progress.feed(line)
+                last.append(line)
+                if not _BK_VERTEX_ID.match(line):  # 20.10 prints each vertex's digest: noise
+                    log(line)
+        finally:
+            rc = proc.wait()
+        if rc != 0:
+            # The engine refusing the CLI's API version is no build failure:
+            # no Dockerfile change fixes it.
+            refused = version_refusal("\n".join(last), client=f"the docker CLI {cli.describe()}", host=host)
+            if refused is not None:
+                raise refused
+            step, tail, summary = progress.failure()
+            raise _build_failed(step, tail, summary or f"docker build exited with status {rc}", "buildkit")
+        try:
+            with open(iidfile, encoding="utf-8") as fh:
+                image_id = fh.read().strip()
+        except OSError:
+            raise BuildError("docker build succeeded but wrote no image id",
+                             hint="check the docker CLI version (it needs --iidfile)") from None
+    return image_id, progress.cached_steps, progress.total_steps
+
+
+def _build_failed(step: str, tail: list[str], summary: str, builder: str) -> BuildError:
+    where = f" at {step}" if step else ""
+    body = "".join(f"\n  | {ln}" for ln in tail)
+    return BuildError(f"build failed{where}: {summary}{body}",
+                      hint="the lines above are the failing step's output; fix the Dockerfile or the "
+                           "context and build again", step=step, output=tail, builder=builder)
+
+
+def _build_classic(client, ctx, df, refs, args, target, labels, pull, no_cache, cache_from, log) -> tuple[str, int, int]:
+    import docker.errors
+
+    dockerfile = None
+    if df:
+        rel = os.path.relpath(df, ctx)
+        dockerfile = df if rel.startswith("..") else rel
+    progress = ClassicProgress(added_labels=labels)
+    api = client.api
+    try:
+        stream = api.build(path=ctx, dockerfile=dockerfile, tag=refs[0], buildargs=dict(args) or None,
+                           target=target, labels=dict(labels) or None, pull=pull, nocache=no_cache,
+                           cache_from=list(cache_from) or None, rm=True, forcerm=True, decode=True)
+        for entry in stream:
+            for line in progress.feed(entry):
+                log(line)
+    except docker.errors.APIError as exc:
+        msg = getattr(exc, "explanation", None) or str(exc)
+        raise _build_failed(progress.step, progress.step_lines[-TAIL_LINES:], msg, "classic") from None
+    except docker.errors.DockerException as exc:
+        raise BuildError(f"build failed: {exc}") from None
+    if progress.error or not progress.image_id:
+        raise _build_failed(progress.step, [ln for ln in progress.step_lines if not ln.startswith(" ---> ")]
+                            [-TAIL_LINES:], progress.error or "the engine reported no image id", "classic")
+    for ref in refs[1:]:
+        r = parse_repository(ref.rsplit(":", 1)[0])
+        api.tag(progress.image_id, r.repository, ref.rsplit(":", 1)[1])
+    return progress.image_id, progress.cached, progress.non_from
