@@ -6,6 +6,7 @@ timeout always applies and an unreachable engine is one clear error.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -13,9 +14,9 @@ import shutil
 import socket
 import subprocess
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Mapping
+from typing import TYPE_CHECKING, Iterator, Mapping
 
-from jenkinsctl.errors import EngineError, EngineVersionError
+from jenkinsctl.errors import EngineConflict, EngineError, EngineNotFound, EngineVersionError
 
 if TYPE_CHECKING:  # docker is imported lazily: --help must not load it
     import docker
@@ -114,6 +115,68 @@ def api_error(action: str, exc: BaseException) -> EngineError:
     if refused is not None:
         return refused
     return EngineError(f"{action}: {explanation}")
+
+
+def _from_docker(module: str) -> bool:
+    return module == "docker" or module.startswith("docker.")
+
+
+def translate(exc: BaseException, action: str) -> EngineError | None:
+    """docker-py's error ``exc`` (or the light client's EngineAPIError) as
+    a jenkinsctl error naming ``action``: EngineNotFound for a 404,
+    EngineConflict for a 409, EngineVersionError for a refused API version,
+    EngineError otherwise.  The engine's own text is kept in
+    ``.explanation`` and its status in ``.status_code`` (None when the
+    engine gave none).  None when ``exc`` is neither, so the caller
+    re-raises it.  docker-py is imported only when ``exc`` came from it."""
+    if isinstance(exc, EngineError):
+        return exc
+    if isinstance(exc, EngineAPIError):
+        status, explanation = exc.status_code, exc.explanation
+    elif _from_docker(type(exc).__module__):
+        import docker.errors  # already loaded: exc came from it
+
+        if isinstance(exc, docker.errors.APIError):
+            status, explanation = exc.status_code, exc.explanation or str(exc)
+        else:
+            status, explanation = None, str(exc)
+    else:
+        return None
+    refused = version_refusal(explanation or "", client="docker-py")
+    if refused is not None:
+        err: EngineError = refused
+    else:
+        kind = {404: EngineNotFound, 409: EngineConflict}.get(status or 0, EngineError)
+        err = kind(f"{action}: {explanation}")
+    err.status_code, err.explanation = status, explanation  # type: ignore[attr-defined]
+    return err
+
+
+@contextlib.contextmanager
+def engine_errors(action: str) -> Iterator[None]:
+    """Run a block of engine calls with docker-py's errors translated (see
+    ``translate``): callers catch EngineNotFound, not an HTTP status."""
+    try:
+        yield
+    except Exception as exc:
+        err = translate(exc, action)
+        if err is None or err is exc:
+            raise
+        raise err from None
+
+
+def transport_errors(api) -> tuple[type, ...]:
+    """The exceptions ``api`` raises when the connection to the engine
+    breaks mid-call (not an engine answer): the light EngineAPI's are the
+    standard library's, docker-py's are requests'."""
+    if isinstance(api, EngineAPI):
+        import http.client
+
+        return (OSError, http.client.HTTPException)
+    import requests.exceptions  # docker-py is loaded: api is its client
+
+    return (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError,
+            requests.exceptions.Timeout)
 
 
 # --- API versions ------------------------------------------------------------------------

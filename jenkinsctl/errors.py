@@ -60,6 +60,16 @@ class EngineError(JenkinsctlError):
     category = "engine"
 
 
+class EngineNotFound(EngineError):
+    """The engine has no such object (its answer 404): image, container,
+    network, volume or service."""
+
+
+class EngineConflict(EngineError):
+    """The engine refused an operation that conflicts with an object's
+    state (its answer 409): a name in use, an image a container uses."""
+
+
 class EngineVersionError(EngineError):
     """The engine and a client share no API version: Docker 29 refuses
     clients older than API 1.44 (Debian 12's CLI 20.10 speaks 1.41).  The
