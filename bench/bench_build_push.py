@@ -92,7 +92,8 @@ def measure(eng: Engine, opts, tmp: str) -> list[tuple]:
     eng.load("debian:bookworm-slim")
     try:
         # --- build ---------------------------------------------------------------
-        env_j = dict(eng.env, BRANCH_NAME="bench")
+        # Credentials go only to registry.url: the bench registry is it.
+        env_j = dict(eng.env, BRANCH_NAME="bench", JENKINSCTL_REGISTRY_URL=reg.url)
         docker_build, env_bk = eng.plain_build(f"{repo}:docker", ctx, "--label", LABEL)
         j_build = [*JENKINSCTL, "build", ctx, "--image", repo, "--tag", "bench", "--label", LABEL,
                    "--builder", "buildkit", "-o", "json"]
@@ -120,8 +121,10 @@ def measure(eng: Engine, opts, tmp: str) -> list[tuple]:
             # proxy (the modern engine's registry is inside its namespace).
             with FaultProxy(("127.0.0.1", reg.port)) as proxy:
                 eng.docker("tag", f"{repo}:bench", f"{proxy.url}/jenkinsctl-test/bench:bench")
+                # Credentials go only to the registry they are configured for:
+                # here that is the proxy's address.
                 _, p = timed([*JENKINSCTL, "push", "--image", f"{proxy.url}/jenkinsctl-test/bench", "--tag",
-                              "bench", "-o", "json"], env_j)
+                              "bench", "-o", "json"], dict(env_j, JENKINSCTL_REGISTRY_URL=proxy.url))
                 again = json.loads(p.stdout)
                 uploaded = f"layer bytes uploaded {proxy.uploaded_bytes()}"
                 eng.docker("rmi", f"{proxy.url}/jenkinsctl-test/bench:bench", check=False)
