@@ -18,10 +18,10 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from jenkinsctl.engine import (_engine_version, api_tuple, cli_refused, docker_clis, docker_host, pick_cli, probe_cli,
-                               version_refusal)
-from jenkinsctl.errors import BuildError, UsageError
-from jenkinsctl.refs import parse, parse_repository, validate_tag
+from jenkinsctl.engine import (_engine_version, api_tuple, cli_refused, docker_clis, docker_host, engine_errors,
+                               pick_cli, probe_cli, version_refusal)
+from jenkinsctl.errors import BuildError, EngineError, UsageError
+from jenkinsctl.refs import Reference, parse, parse_repository, validate_tag
 from jenkinsctl.secrets import redact
 
 LineSink = Callable[[str], None]
@@ -86,7 +86,7 @@ def resolve_builder(client, builder: str = "auto", environ: Mapping[str, str] | 
     JENKINSCTL_DOCKER_CLI) is an EngineVersionError and auto falls back to
     the classic builder, whose docker-py negotiates the version.
     """
-    if builder not in ("auto", "buildkit", "classic"):
+    if builder not in BUILDERS:
         raise UsageError(f"unknown builder '{builder}'", hint="use auto, buildkit or classic")
     if builder == "classic":
         return "classic", None
@@ -248,7 +248,7 @@ def _kv_list(pairs: Mapping[str, str | None]) -> list[str]:
     return [k if v is None else f"{k}={v}" for k, v in pairs.items()]
 
 
-def _check_build_inputs(context: str, dockerfile: str | None) -> tuple[str, str | None]:
+def check_build_inputs(context: str, dockerfile: str | None) -> tuple[str, str | None]:
     if not os.path.isdir(context):
         what = "does not exist" if not os.path.exists(context) else "is not a directory"
         raise UsageError(f"build context '{context}' {what}", hint="give the directory holding the Dockerfile")
@@ -265,40 +265,81 @@ def _check_build_inputs(context: str, dockerfile: str | None) -> tuple[str, str 
     return ctx, df
 
 
+@dataclass(frozen=True)
+class BuildSpec:
+    """One build, checked: what ``build_image`` needs and nothing that
+    still has to be parsed.  Make it with ``BuildSpec.checked``."""
+
+    repository: Reference                    # no tag, no digest
+    tags: tuple[str, ...]                    # checked, unique, at least one
+    context: str                             # absolute, a directory
+    dockerfile: str | None = None            # absolute, a file; None: CONTEXT/Dockerfile
+    build_args: Mapping[str, str | None] = dataclasses.field(default_factory=dict)  # None: from the environment
+    labels: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    target: str | None = None
+    pull: bool = False
+    no_cache: bool = False
+    cache_from: tuple[Reference, ...] = ()
+    builder: str = "auto"
+
+    @classmethod
+    def checked(cls, *, context: str, repository: str | Reference, tags: Sequence[str],
+                dockerfile: str | None = None, build_args: Mapping[str, str | None] | None = None,
+                labels: Mapping[str, str] | None = None, target: str | None = None, pull: bool = False,
+                no_cache: bool = False, cache_from: Sequence[str] = (), builder: str = "auto") -> "BuildSpec":
+        """Every input checked once, with a UsageError naming what is wrong."""
+        repo = repository if isinstance(repository, Reference) else parse_repository(repository)
+        if not tags:
+            raise UsageError("no tags to build", hint="give at least one --tag, or leave --tag out for the default")
+        checked_tags = tuple(dict.fromkeys(validate_tag(t) for t in tags))
+        caches = tuple(parse(c) for c in cache_from)
+        if builder not in BUILDERS:
+            raise UsageError(f"unknown builder '{builder}'", hint="use auto, buildkit or classic")
+        ctx, df = check_build_inputs(context, dockerfile)
+        return cls(repository=repo, tags=checked_tags, context=ctx, dockerfile=df,
+                   build_args=dict(build_args or {}), labels=dict(labels or {}), target=target, pull=pull,
+                   no_cache=no_cache, cache_from=caches, builder=builder)
+
+    @property
+    def refs(self) -> list[str]:
+        return [f"{self.repository.repository}:{t}" for t in self.tags]
+
+
+BUILDERS = ("auto", "buildkit", "classic")
+
+
 def build(client, *, context: str, repository: str, tags: Sequence[str], dockerfile: str | None = None,
           build_args: Mapping[str, str | None] = {}, target: str | None = None,  # noqa: B006 - never mutated
           labels: Mapping[str, str] = {}, pull: bool = False, no_cache: bool = False,  # noqa: B006
           cache_from: Sequence[str] = (), builder: str = "auto", log: LineSink = _discard,
           environ: Mapping[str, str] | None = None) -> BuildResult:
-    """Build ``context`` and tag the image ``repository:tag`` for each tag.
+    """``build_image`` of the BuildSpec these arguments make (checked here)."""
+    spec = BuildSpec.checked(context=context, repository=repository, tags=tags, dockerfile=dockerfile,
+                             build_args=build_args, labels=labels, target=target, pull=pull, no_cache=no_cache,
+                             cache_from=cache_from, builder=builder)
+    return build_image(client, spec, log=log, environ=environ)
 
-    ``labels`` are used as given (merge ``oci_labels`` in first).  Build args
-    end up in the image's history: they are not for secrets.  A build arg
-    given as None takes its value from the environment, as ``--build-arg K``
-    does with docker.  Raises BuildError with the failing step's output.
+
+def build_image(client, spec: BuildSpec, *, log: LineSink = _discard,
+                environ: Mapping[str, str] | None = None) -> BuildResult:
+    """Build ``spec.context`` and tag the image ``repository:tag`` for each tag.
+
+    ``spec.labels`` are used as given (merge ``oci_labels`` in first).  Build
+    args end up in the image's history: they are not for secrets.  A build
+    arg given as None takes its value from the environment, as
+    ``--build-arg K`` does with docker.  Raises BuildError with the failing
+    step's output.
     """
     environ = os.environ if environ is None else environ
-    repo = parse_repository(repository)
-    if not tags:
-        raise UsageError("no tags to build", hint="give at least one --tag, or leave --tag out for the default")
-    for t in tags:
-        validate_tag(t)
-    refs = [f"{repo.repository}:{t}" for t in dict.fromkeys(tags)]
-    for c in cache_from:
-        parse(c)
-    ctx, df = _check_build_inputs(context, dockerfile)
-    args = {k: (environ.get(k) if v is None else v) for k, v in build_args.items()}
-    kind, cli = resolve_builder(client, builder, environ, log)
+    kind, cli = resolve_builder(client, spec.builder, environ, log)
     started = time.monotonic()
     if kind == "buildkit":
         # Bare names stay bare: the CLI reads their values from its
         # environment, so they never show on its argv (ps, /proc/PID/cmdline).
-        image_id, cached, total = _build_buildkit(cli, client, ctx, df, refs, dict(build_args), target, labels,
-                                                  pull, no_cache, cache_from, log, environ)
+        image_id, cached, total = _build_buildkit(cli, client, spec, log, environ)
     else:
-        image_id, cached, total = _build_classic(client, ctx, df, refs, args, target, labels, pull,
-                                                 no_cache, cache_from, log)
-    return BuildResult(image_id=image_id, refs=refs, builder=kind, cached_steps=cached, total_steps=total,
+        image_id, cached, total = _build_classic(client, spec, log, environ)
+    return BuildResult(image_id=image_id, refs=spec.refs, builder=kind, cached_steps=cached, total_steps=total,
                        seconds=round(time.monotonic() - started, 3))
 
 
@@ -371,17 +412,17 @@ def buildkit_env(environ: Mapping[str, str], host: str | None,
     return env
 
 
-def _build_buildkit(cli, client, ctx, df, refs, args, target, labels, pull, no_cache, cache_from, log,
-                    environ) -> tuple[str, int, int]:
+def _build_buildkit(cli, client, spec: BuildSpec, log: LineSink, environ: Mapping[str, str]) -> tuple[str, int, int]:
     import collections
     import tempfile
 
     host = docker_host(client)
-    env = buildkit_env(environ, host, args)
+    env = buildkit_env(environ, host, spec.build_args)
     with tempfile.TemporaryDirectory(prefix="jenkinsctl-build-") as tmp:
         iidfile = os.path.join(tmp, "iid")
-        cmd = buildkit_argv(cli, iidfile=iidfile, refs=refs, context=ctx, dockerfile=df, build_args=args,
-                            labels=labels, target=target, pull=pull, no_cache=no_cache, cache_from=cache_from)
+        cmd = buildkit_argv(cli, iidfile=iidfile, refs=spec.refs, context=spec.context, dockerfile=spec.dockerfile,
+                            build_args=spec.build_args, labels=spec.labels, target=spec.target, pull=spec.pull,
+                            no_cache=spec.no_cache, cache_from=[str(c) for c in spec.cache_from])
         progress = BuildKitProgress()
         last = collections.deque(maxlen=50)
         try:
@@ -425,31 +466,83 @@ def _build_failed(step: str, tail: list[str], summary: str, builder: str) -> Bui
                            "context and build again", step=step, output=tail, builder=builder)
 
 
-def _build_classic(client, ctx, df, refs, args, target, labels, pull, no_cache, cache_from, log) -> tuple[str, int, int]:
-    import docker.errors
-
+def _build_classic(client, spec: BuildSpec, log: LineSink, environ: Mapping[str, str]) -> tuple[str, int, int]:
+    args = {k: (environ.get(k) if v is None else v) for k, v in spec.build_args.items()}
+    ctx, df = spec.context, spec.dockerfile
     dockerfile = None
     if df:
         rel = os.path.relpath(df, ctx)
         dockerfile = df if rel.startswith("..") else rel
-    progress = ClassicProgress(added_labels=labels)
+    progress = ClassicProgress(added_labels=spec.labels)
     api = client.api
     try:
-        stream = api.build(path=ctx, dockerfile=dockerfile, tag=refs[0], buildargs=dict(args) or None,
-                           target=target, labels=dict(labels) or None, pull=pull, nocache=no_cache,
-                           cache_from=list(cache_from) or None, rm=True, forcerm=True, decode=True)
-        for entry in stream:
-            for line in progress.feed(entry):
-                log(line)
-    except docker.errors.APIError as exc:
-        msg = getattr(exc, "explanation", None) or str(exc)
+        with engine_errors("build failed"):
+            stream = api.build(path=ctx, dockerfile=dockerfile, tag=spec.refs[0], buildargs=args or None,
+                               target=spec.target, labels=dict(spec.labels) or None, pull=spec.pull,
+                               nocache=spec.no_cache, cache_from=[str(c) for c in spec.cache_from] or None,
+                               rm=True, forcerm=True, decode=True)
+            for entry in stream:
+                for line in progress.feed(entry):
+                    log(line)
+    except EngineError as exc:
+        if getattr(exc, "status_code", None) is None:  # no engine answer: not the Dockerfile's fault
+            raise BuildError(exc.message) from None
+        msg = getattr(exc, "explanation", None) or exc.message
         raise _build_failed(progress.step, progress.step_lines[-TAIL_LINES:], msg, "classic") from None
-    except docker.errors.DockerException as exc:
-        raise BuildError(f"build failed: {exc}") from None
     if progress.error or not progress.image_id:
         raise _build_failed(progress.step, [ln for ln in progress.step_lines if not ln.startswith(" ---> ")]
                             [-TAIL_LINES:], progress.error or "the engine reported no image id", "classic")
-    for ref in refs[1:]:
-        r = parse_repository(ref.rsplit(":", 1)[0])
-        api.tag(progress.image_id, r.repository, ref.rsplit(":", 1)[1])
+    for tag in spec.tags[1:]:
+        api.tag(progress.image_id, spec.repository.repository, tag)
     return progress.image_id, progress.cached, progress.non_from
+
+
+def prune_tags(client, repository: str, *, keep: int, protect: set[str]) -> list[str]:
+    """Untag the host's older images of ``repository`` beyond the newest
+    ``keep`` (build.keep_images), so shipping often does not fill the disk.
+    Running containers refer to images by digest, and an image a container
+    still uses is never deleted (no force), so this cannot break a deploy.
+
+    "Newest" is when the engine last tagged the image on this host
+    (Metadata.LastTagTime, in nanoseconds), which every ship's build sets:
+    the image's Created is the time of its last *cached* layer for BuildKit
+    builds that differ only in a build arg, identical across ships, and the
+    created label is fixed by SOURCE_DATE_EPOCH.  Created stands in only
+    where the engine recorded no tag time."""
+    try:
+        with engine_errors(f"cannot list the images of {repository}"):
+            images = client.api.images(name=repository)
+    except EngineError:
+        return []
+    tagged = []
+    for img in images:
+        tags = [rt for rt in img.get("RepoTags") or ()
+                if rt.rpartition(":")[0] == repository and rt.rpartition(":")[2] not in protect]
+        if tags:
+            when = _last_tagged(client, img)
+            tagged += [(when, rt) for rt in tags]
+    tagged.sort(key=lambda pair: pair[0], reverse=True)   # never by tag text: s9 > s10
+    removed = []
+    for _, rt in tagged[keep:]:
+        try:
+            with engine_errors(f"cannot untag {rt}"):
+                client.api.remove_image(rt, noprune=False)
+            removed.append(rt)
+        except EngineError:
+            pass
+    return removed
+
+
+def _last_tagged(client, img) -> float:
+    """Seconds since the epoch when ``img`` (an image-list entry) was last
+    tagged here, else its Created."""
+    # Imported here: the deploy package costs `jenkinsctl build` its start-up time.
+    from jenkinsctl.deploy import parse_time
+
+    try:
+        with engine_errors(f"cannot inspect {img['Id']}"):
+            meta = client.api.inspect_image(img["Id"]).get("Metadata") or {}
+    except EngineError:
+        meta = {}
+    t = parse_time(meta.get("LastTagTime"))
+    return t.timestamp() if t.year > 1970 else float(img.get("Created") or 0)

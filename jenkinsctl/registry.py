@@ -17,8 +17,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
-from jenkinsctl.engine import EngineAPI, EngineAPIError, engine_api
-from jenkinsctl.errors import EngineError, RegistryError, UsageError
+from jenkinsctl.engine import engine_api, engine_errors, translate, transport_errors
+from jenkinsctl.errors import EngineNotFound, RegistryError, UsageError
 from jenkinsctl.refs import Reference, parse_repository, validate_tag
 from jenkinsctl.secrets import check_secret, redact, sensitive, sensitive_basic
 
@@ -137,6 +137,15 @@ def image_auth(config, environ: Mapping[str, str] | None, repository: Reference,
     bound are for ``repository``'s registry (see registry_auth)."""
     return registry_auth(config, environ, registry=repository.domain,
                          bound_for=repository.domain if step else None)
+
+
+def engine_login(client, auth: Mapping[str, str], registry: str) -> None:
+    """Have the engine log in to ``registry`` with ``auth``: it performs the
+    login (token challenges included) and keeps nothing on disk, unlike
+    ``docker login``.  A refusal is an EngineError with the registry's text
+    in ``.explanation``."""
+    with engine_errors(f"login to {registry} as {auth['username']} failed"):
+        client.login(username=auth["username"], password=auth["password"], registry=registry, reauth=True)
 
 
 def check_no_secrets(auth: Mapping[str, str] | None, **fields: Mapping[str, str | None]) -> None:
@@ -273,12 +282,22 @@ def push(client, *, repository: str, tags: Sequence[str], auth: Mapping[str, str
     tags, a deploy) uses the wrong image.
     """
     repo = parse_repository(repository)
+    for t in [*tags, *moving_tags]:
+        validate_tag(t)
+    return push_image(client, repo, tags, auth=auth, attempts=attempts, log=log, sleep=sleep,
+                      moving_tags=moving_tags, image_id=image_id)
+
+
+def push_image(client, repo: Reference, tags: Sequence[str], *, auth: Mapping[str, str] | None,
+               attempts: int = 4, log: LineSink = _discard, sleep: Callable[[float], None] = time.sleep,
+               moving_tags: Sequence[str] = (), image_id: str | None = None) -> PushResult:
+    """``push`` of a parsed repository and checked tags (see ``push``)."""
     if not tags:
         raise UsageError("no tags to push", hint="give at least one --tag")
     if attempts < 1:
         raise UsageError(f"push attempts must be at least 1, not {attempts}")
-    ordered = list(dict.fromkeys([validate_tag(t) for t in tags]))
-    moving = [validate_tag(t) for t in dict.fromkeys(moving_tags) if t not in ordered]
+    ordered = list(dict.fromkeys(tags))
+    moving = [t for t in dict.fromkeys(moving_tags) if t not in ordered]
     secret = (auth or {}).get("password")
     api = engine_api(client, auth)
     first_id = _local_image_id(api, repo, ordered[0])
@@ -320,43 +339,25 @@ def push(client, *, repository: str, tags: Sequence[str], auth: Mapping[str, str
                       seconds=round(time.monotonic() - started, 3))
 
 
-def _api_errors(api) -> tuple[type, tuple[type, ...]]:
-    """(API error class, connection error classes) for ``api``, so the
-    light EngineAPI path never imports docker-py."""
-    if isinstance(api, EngineAPI):
-        import http.client
-
-        return EngineAPIError, (OSError, http.client.HTTPException)
-    import docker.errors
-    import requests.exceptions
-
-    return docker.errors.APIError, (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError,
-                                    requests.exceptions.Timeout)
-
-
 def _local_image_id(api, repo: Reference, tag: str) -> str:
-    api_error, conn_errors = _api_errors(api)
     ref = f"{repo.repository}:{tag}"
     try:
-        return api.inspect_image(ref)["Id"]
-    except api_error as exc:
-        if getattr(exc, "status_code", None) == 404:
-            raise RegistryError(f"no local image {ref} to push",
-                                hint=f"build it first (jenkinsctl build --image {repo.repository} --tag {tag})") from None
-        raise EngineError(f"cannot inspect {ref}: {getattr(exc, 'explanation', None) or exc}") from None
+        with engine_errors(f"cannot inspect {ref}"):
+            return api.inspect_image(ref)["Id"]
+    except EngineNotFound:
+        raise RegistryError(f"no local image {ref} to push",
+                            hint=f"build it first (jenkinsctl build --image {repo.repository} --tag {tag})") from None
 
 
 def _pushed_image_id(api, repo: Reference, tag: str, digest: str) -> str:
     """The local image that ``repository@digest`` names (the engine records
     it on the image it pushed); without that record, what the tag names
     now (then only a re-tag and back during the push would go unseen)."""
-    api_error, _ = _api_errors(api)
     try:
-        return api.inspect_image(f"{repo.repository}@{digest}")["Id"]
-    except api_error as exc:
-        if getattr(exc, "status_code", None) != 404:
-            raise EngineError(f"cannot inspect {repo.repository}@{digest}: "
-                              f"{getattr(exc, 'explanation', None) or exc}") from None
+        with engine_errors(f"cannot inspect {repo.repository}@{digest}"):
+            return api.inspect_image(f"{repo.repository}@{digest}")["Id"]
+    except EngineNotFound:
+        pass
     return _local_image_id(api, repo, tag)
 
 
@@ -371,7 +372,7 @@ def _retagged(repo: Reference, tag: str, image_id: str, what: str, *, pushed: li
 
 
 def _push_one(api, repo: Reference, tag: str, auth, attempts: int, log: LineSink, sleep, secret):
-    api_error, conn_errors = _api_errors(api)
+    conn_errors = transport_errors(api)
     ref = f"{repo.repository}:{tag}"
     stream = PushStream()
     for attempt in range(1, attempts + 1):
@@ -384,10 +385,15 @@ def _push_one(api, repo: Reference, tag: str, auth, attempts: int, log: LineSink
             error = attempt_stream.error
             if error is None and attempt_stream.digest is None:
                 error = "the engine ended the push without a digest (EOF)"
-        except api_error as exc:
-            error = str(getattr(exc, "explanation", None) or exc)
         except conn_errors as exc:
             error = f"connection to the engine broke during the push (EOF): {exc}"
+        except Exception as exc:
+            # An engine answer (any status) is the push's error, classified
+            # below; anything else (the engine unreachable) is raised as is.
+            err = translate(exc, f"push of {ref}")
+            if err is None or err is exc or getattr(err, "status_code", None) is None:
+                raise
+            error = str(getattr(err, "explanation", None) or exc)
         # Layer states accumulate across attempts: a layer pushed in attempt 1
         # is "already exists" in attempt 2 and still counts as pushed.
         for ident, state in attempt_stream.layer_state.items():

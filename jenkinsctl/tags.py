@@ -139,9 +139,10 @@ def _job_part(environ: Mapping[str, str]) -> str | None:
     return part
 
 
-def current_branch(context: str, environ: Mapping[str, str]) -> str | None:
+def current_branch(context: str, environ: Mapping[str, str], *, facts: GitFacts | None = None) -> str | None:
     """BRANCH_NAME (multibranch pipelines), else GIT_BRANCH without its
-    remote prefix, else git's current branch; None when detached."""
+    remote prefix, else git's current branch; None when detached.  With
+    ``facts`` (asked with want_branch) git is not asked again."""
     if environ.get("BRANCH_NAME"):
         return environ["BRANCH_NAME"]
     gb = environ.get("GIT_BRANCH")
@@ -150,6 +151,8 @@ def current_branch(context: str, environ: Mapping[str, str]) -> str | None:
             if gb.startswith(prefix):
                 return gb[len(prefix):]
         return gb
+    if facts is not None:
+        return facts.branch
     return git_facts(context, want_dirty=False, want_branch=True, want_remote=False).branch
 
 

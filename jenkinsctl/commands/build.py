@@ -8,7 +8,13 @@ streamed to stderr line by line; stdout carries only the result.
 from __future__ import annotations
 
 import os
-from typing import Any
+
+from jenkinsctl import ship as shiplib
+from jenkinsctl.build import stderr_sink
+from jenkinsctl.engine import LazyEngine
+from jenkinsctl.errors import UsageError
+from jenkinsctl.registry import registry_auth
+from jenkinsctl.ship import Clients, Plan, plan_build, secret_auth_for_build
 
 DESCRIPTION = """Build an image on the host engine and tag it REPO:TAG.
 
@@ -51,15 +57,7 @@ def add_arguments(p) -> None:
     add_build_arguments(p)
 
 
-def settings(ctx):
-    """The config; with no file and no overrides, load_config skips schema
-    validation, so an unchanged build does not pay for jsonschema."""
-    return ctx.config
-
-
 def _pairs(values, flag: str, *, allow_bare: bool) -> dict[str, str | None]:
-    from jenkinsctl.errors import UsageError
-
     out: dict[str, str | None] = {}
     if isinstance(values, dict):  # from --params-env: {"K": "V"}
         values = [(k, v) for k, v in values.items()]
@@ -78,54 +76,34 @@ def _pairs(values, flag: str, *, allow_bare: bool) -> dict[str, str | None]:
     return out
 
 
-def prepare(args, ctx, environ=None) -> tuple[dict[str, Any], Any]:
-    """Everything validated before anything runs: the repository, tags,
-    build args, labels, context, Dockerfile and cache refs.  Returns the
-    keyword arguments for image.build (minus client and log) and the config."""
-    from jenkinsctl import build, refs, registry, tags as taglib
-    from jenkinsctl.errors import UsageError
-
+def plan(args, ctx, environ=None, *, auth=None, moving: bool = False, repository=None) -> Plan:
+    """The checked Plan of the build options (see ship.plan_build).
+    ``auth``: the push's credentials (ship); a plain build checks build
+    args and labels against registry.url's, when they can be read."""
     environ = os.environ if environ is None else environ
-    if not args.image:
-        raise UsageError("--image is required", hint="e.g. --image 127.0.0.1:5000/team/app")
-    repo = refs.parse_repository(args.image)
-    explicit = [refs.validate_tag(t) for t in args.tag]
-    build_args = _pairs(args.build_arg, "--build-arg", allow_bare=True)
-    user_labels = _pairs(args.label, "--label", allow_bare=False)
-    for c in args.cache_from:
-        refs.parse(c)
-    ctx_dir, _ = build._check_build_inputs(args.context, args.file)
-    conf = settings(ctx)
-    # The password is known here only if set; its absence is no error for a build.
-    try:
-        auth = registry.registry_auth(conf, environ)
-    except Exception:  # noqa: BLE001 - a build needs no credentials
-        auth = None
-    registry.check_no_secrets(auth, **{"build arg": build_args, "label": user_labels})
-    facts = taglib.git_facts(ctx_dir, want_dirty=not explicit and not environ.get("BUILD_NUMBER"))
-    tags = explicit or taglib.default_tags(ctx_dir, environ, facts=facts)
-    labels = taglib.oci_labels(ctx_dir, environ, version=tags[0], facts=facts)
-    labels.update({k: v or "" for k, v in user_labels.items()})
-    return dict(context=args.context, repository=repo.repository, tags=tags, dockerfile=args.file,
-                build_args=build_args, target=args.target, labels=labels, pull=args.pull,
-                no_cache=args.no_cache, cache_from=tuple(args.cache_from),
-                builder=args.builder or conf.build.builder, environ=environ), conf
+    conf = ctx.config
+    if auth is None and not moving:
+        auth = secret_auth_for_build(lambda: registry_auth(conf, environ))
+    return plan_build(image=repository or args.image, context=args.context, dockerfile=args.file, explicit_tags=args.tag,
+                      build_args=_pairs(args.build_arg, "--build-arg", allow_bare=True),
+                      user_labels=_pairs(args.label, "--label", allow_bare=False), target=args.target,
+                      pull=args.pull, no_cache=args.no_cache, cache_from=tuple(args.cache_from),
+                      builder=args.builder or conf.build.builder, environ=environ, secret_auth=auth,
+                      moving_rules=conf.build.moving_tags if moving else None)
 
 
-def engine_for(conf):
-    from jenkinsctl.engine import LazyEngine
-
-    return LazyEngine(conf.engine.host, timeout=conf.engine.timeout, tls=conf.engine.tls)
+def clients_for(conf, *, auth=None) -> Clients:
+    """A LazyEngine: a BuildKit build or a light push never imports docker-py."""
+    engine = LazyEngine(conf.engine.host, timeout=conf.engine.timeout, tls=conf.engine.tls)
+    return Clients(engine=engine, config=conf, auth=auth, log=stderr_sink())
 
 
 def run(args, ctx):
-    from jenkinsctl import build
-
-    kwargs, conf = prepare(args, ctx)
-    result = build.build(engine_for(conf), log=build.stderr_sink(), **kwargs)
+    p = plan(args, ctx)
+    result = shiplib.build(p.spec, clients_for(ctx.config))
     out = result.to_dict()
-    out["tags"] = list(kwargs["tags"])
-    out["labels"] = kwargs["labels"]
+    out["tags"] = list(p.spec.tags)
+    out["labels"] = dict(p.spec.labels)
     return out
 
 

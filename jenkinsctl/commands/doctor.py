@@ -14,7 +14,10 @@ import urllib.request
 from dataclasses import asdict, dataclass
 from typing import Callable
 
-from jenkinsctl.errors import CheckFailed, JenkinsctlError
+from jenkinsctl.engine import client
+from jenkinsctl.errors import CheckFailed, EngineError, JenkinsctlError
+from jenkinsctl.jenkins_api import JenkinsAPI
+from jenkinsctl.registry import engine_login, registry_auth
 
 DESCRIPTION = ("Check the Docker engine, access to its socket, BuildKit, the registry and the Jenkins "
                "controller. Exits non-zero if any check fails.")
@@ -41,8 +44,6 @@ def _engine_host(cfg) -> str:
 
 
 def check_engine(cfg, state: dict) -> Check:
-    from jenkinsctl.engine import client
-
     host = _engine_host(cfg)
     c = client(host, timeout=min(cfg.engine.timeout, 15), tls=cfg.engine.tls)
     v = c.version()
@@ -87,8 +88,6 @@ def check_buildkit(cfg, state: dict) -> Check:
 
 
 def check_registry(cfg, state: dict) -> Check:
-    from jenkinsctl.registry import registry_auth
-
     url = cfg.registry.url
     local = url.split(":")[0] in ("localhost", "127.0.0.1", "::1")
     base = f"{'http' if local else 'https'}://{url}/v2/"
@@ -113,14 +112,11 @@ def check_registry(cfg, state: dict) -> Check:
     if c is None:
         return Check("registry", False, f"{url} reachable; auth not checked: engine not reachable",
                      "fix the engine check first")
-    import docker.errors
-
     try:
-        # The engine performs the login (token challenges included) and
-        # keeps nothing on disk, unlike `docker login`.
-        c.login(username=auth["username"], password=auth["password"], registry=url, reauth=True)
-    except docker.errors.APIError as exc:
-        return Check("registry", False, f"{url}: login as {auth['username']} failed: {exc.explanation}",
+        engine_login(c, auth, url)
+    except EngineError as exc:
+        return Check("registry", False, f"{url}: login as {auth['username']} failed: "
+                     f"{getattr(exc, 'explanation', None) or exc.message}",
                      "check JENKINSCTL_REGISTRY_USERNAME / JENKINSCTL_REGISTRY_PASSWORD(_FILE)")
     return Check("registry", True, f"{url} reachable, login as {auth['username']} works")
 
@@ -146,8 +142,6 @@ def check_controller(cfg, state: dict) -> Check:
         return Check("controller", False, f"{url} answered {status} without an X-Jenkins header", hint)
     if cfg.controller.password is None or cfg.controller.password.resolve() is None:
         return Check("controller", True, f"{url}: Jenkins {version}; auth not checked (no password set)")
-    from jenkinsctl.jenkins_api import JenkinsAPI
-
     try:
         who = JenkinsAPI.from_config(cfg.controller).whoami()
     except JenkinsctlError as exc:

@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import os
-import re
+
+from jenkinsctl import ship as shiplib
+from jenkinsctl.commands.build import clients_for
+from jenkinsctl.errors import UsageError
+from jenkinsctl.refs import parse_repository, validate_tag
+from jenkinsctl.registry import image_auth
+from jenkinsctl.tags import current_branch, moving_tags
 
 DESCRIPTION = """Push REPO:TAG for each tag, then the moving tags, and report the digest.
 
@@ -24,62 +30,16 @@ def add_arguments(p) -> None:
                    help="tag to push instead of the default immutable tag (repeatable; first is pushed first)")
 
 
-def _default_tag(api, repo, environ) -> str:
-    """The default immutable tag of the working directory's build; when it
-    has a timestamp (dirty tree, no git) the newest matching local tag."""
-    from jenkinsctl import tags as taglib
-    from jenkinsctl.errors import UsageError
-
-    facts = taglib.git_facts(".", want_dirty=not environ.get("BUILD_NUMBER"), want_remote=False)
-    want = taglib.default_tags(".", environ, facts=facts)[0]
-    local = _local_tags(api, repo.repository)
-    if want in local:
-        return want
-    # Only a tag with a timestamp cannot be recomputed: then take the newest
-    # local one of its kind (a dirty tree also accepts the commit's clean tag,
-    # as the build context may have been clean).  A build number is exact.
-    sha = (facts.sha or environ.get("GIT_COMMIT") or "")[: taglib.SHA_LEN]
-    family = None
-    if not environ.get("BUILD_NUMBER"):
-        if sha and facts.dirty:
-            family = re.compile(rf"^{re.escape(sha)}(-dirty-\d{{8}}T\d{{6}}Z)?$")
-        elif not sha:
-            family = re.compile(r"^\d{8}T\d{6}Z$")
-    found = sorted((created, t) for t, created in local.items() if family and family.match(t))
-    if found:
-        return found[-1][1]
-    raise UsageError(f"no local image {repo.repository}:{want} (the default tag) to push",
-                     hint="build it first, or name the tag with --tag")
-
-
-def _local_tags(api, repository: str) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for img in api.images(name=repository) or ():
-        for rt in img.get("RepoTags") or ():
-            r, _, t = rt.rpartition(":")
-            if r == repository:
-                out[t] = str(img.get("Created", 0)).zfill(12)
-    return out
-
-
 def run(args, ctx):
-    from jenkinsctl import build, engine, refs, registry, tags as taglib
-    from jenkinsctl.commands.build import settings
-    from jenkinsctl.errors import UsageError
-
     environ = os.environ
     if not args.image:
         raise UsageError("--image is required", hint="e.g. --image 127.0.0.1:5000/team/app")
-    repo = refs.parse_repository(args.image)
-    explicit = [refs.validate_tag(t) for t in args.tag]
-    conf = settings(ctx)
-    moving = taglib.moving_tags(taglib.current_branch(".", environ), conf.build.moving_tags)
-    auth = registry.image_auth(conf, environ, repo, step=bool(getattr(args, "params_env", None)))
-    client = engine.LazyEngine(conf.engine.host, timeout=conf.engine.timeout, tls=conf.engine.tls)
-    tags = explicit or [_default_tag(engine.engine_api(client, auth), repo, environ)]
-    result = registry.push(client, repository=repo.repository, tags=tags, auth=auth,
-                        attempts=conf.build.push_attempts, log=build.stderr_sink(),
-                        moving_tags=[t for t in moving if t not in tags])
+    repo = parse_repository(args.image)
+    explicit = [validate_tag(t) for t in args.tag]
+    conf = ctx.config
+    moving = moving_tags(current_branch(".", environ), conf.build.moving_tags)
+    auth = image_auth(conf, environ, repo, step=bool(getattr(args, "params_env", None)))
+    result = shiplib.push(repo, explicit, clients_for(conf, auth=auth), moving=moving, environ=environ)
     return result.to_dict()
 
 

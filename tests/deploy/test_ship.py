@@ -147,7 +147,7 @@ def test_keep_images_keeps_the_newest_ships_not_the_highest_tag_text(docker_clie
     Created fell back to the tag text and kept s7, s8, s9 (docs/robustness.md,
     bug 3)."""
     from jenkinsctl import build as buildlib
-    from jenkinsctl.commands.ship import _prune_tags
+    from jenkinsctl.build import prune_tags as _prune_tags
     from tests.deploy.helpers import DEPLOY_TEST_LABELS
 
     repo = f"jenkinsctl-test/prune-{uuid.uuid4().hex[:8]}"
