@@ -64,19 +64,6 @@ class Reference:
         the same as ``repository``."""
         return self.repository
 
-    @property
-    def basename(self) -> str:
-        """The last path component, e.g. ``web`` for ``reg:5000/team/web``."""
-        return self.path.rsplit("/", 1)[-1]
-
-    def with_tag(self, tag: str) -> "Reference":
-        validate_tag(tag)
-        return Reference(self.domain, self.path, tag, None)
-
-    def with_digest(self, digest: str) -> "Reference":
-        _check_digest(digest, digest)
-        return Reference(self.domain, self.path, None, digest)
-
     def __str__(self) -> str:
         out = self.repository
         if self.tag:

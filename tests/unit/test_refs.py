@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from jenkinsctl.errors import UsageError
-from jenkinsctl.refs import Reference, parse, parse_repository, validate_tag
+from jenkinsctl.refs import parse, parse_repository, validate_tag
 
 D = "sha256:" + "0123456789abcdef" * 4
 
@@ -97,11 +97,3 @@ def test_invalid_tags(tag):
         validate_tag(tag)
     assert "invalid tag" in e.value.message
     assert "128" in e.value.hint
-
-
-def test_reference_helpers():
-    r = parse("127.0.0.1:5000/team/web:1")
-    assert r.basename == "web"
-    assert str(r.with_tag("2")) == "127.0.0.1:5000/team/web:2"
-    assert str(r.with_digest(D)) == f"127.0.0.1:5000/team/web@{D}"
-    assert isinstance(r, Reference)
