@@ -14,7 +14,8 @@ from jenkinsctl.engine import engine_api
 from jenkinsctl.errors import JenkinsctlError, UsageError
 from jenkinsctl.refs import Reference, parse, parse_repository, validate_tag
 from jenkinsctl.registry import PushResult, check_no_secrets, push_image
-from jenkinsctl.tags import SHA_LEN, GitFacts, current_branch, default_tags, git_facts, oci_labels, plan_tags
+from jenkinsctl.tags import (SHA_LEN, GitFacts, current_branch, default_tags, git_facts, moving_tags, oci_labels,
+                             plan_tags)
 
 LineSink = Callable[[str], None]
 
@@ -79,22 +80,31 @@ def build(spec: BuildSpec, clients: Clients, environ: Mapping[str, str] | None =
     return build_image(clients.engine, spec, log=clients.log, environ=environ)
 
 
-def push(repository: Reference, tags: Sequence[str], clients: Clients, *, moving: Sequence[str] = (),
+def push(repository: Reference, tags: Sequence[str], clients: Clients, *,
+         moving_rules: Mapping[str, Sequence[str]] | None = None,
          environ: Mapping[str, str] | None = None) -> PushResult:
     """``jenkinsctl push``: ``tags`` (checked) or, when none are given,
-    the default tag of the working directory's build, then ``moving``."""
+    the default tag of the working directory's build, then the moving tags
+    the branch may set.  Git is asked once, with concurrent calls, for
+    what both need."""
     environ = os.environ if environ is None else environ
+    want_branch = bool(moving_rules) and not (environ.get("BRANCH_NAME") or environ.get("GIT_BRANCH"))
+    facts = None
+    if want_branch or not tags:
+        facts = git_facts(".", want_dirty=not tags and not environ.get("BUILD_NUMBER"), want_branch=want_branch,
+                          want_remote=False)
+    moving = moving_tags(current_branch(".", environ, facts=facts), moving_rules) if moving_rules else []
     if not tags:
-        tags = [_default_push_tag(engine_api(clients.engine, clients.auth), repository, environ)]
+        assert facts is not None
+        tags = [_default_push_tag(engine_api(clients.engine, clients.auth), repository, environ, facts)]
     return push_image(clients.engine, repository, tags, auth=clients.auth,
                       attempts=clients.config.build.push_attempts, log=clients.log,
                       moving_tags=[t for t in moving if t not in tags])
 
 
-def _default_push_tag(api, repo: Reference, environ: Mapping[str, str]) -> str:
+def _default_push_tag(api, repo: Reference, environ: Mapping[str, str], facts: GitFacts) -> str:
     """The default immutable tag of the working directory's build; when it
     has a timestamp (dirty tree, no git) the newest matching local tag."""
-    facts = git_facts(".", want_dirty=not environ.get("BUILD_NUMBER"), want_remote=False)
     want = default_tags(".", environ, facts=facts)[0]
     local = _local_tags(api, repo.repository)
     if want in local:

@@ -9,7 +9,6 @@ from jenkinsctl.commands.build import clients_for
 from jenkinsctl.errors import UsageError
 from jenkinsctl.refs import parse_repository, validate_tag
 from jenkinsctl.registry import image_auth
-from jenkinsctl.tags import current_branch, moving_tags
 
 DESCRIPTION = """Push REPO:TAG for each tag, then the moving tags, and report the digest.
 
@@ -37,9 +36,9 @@ def run(args, ctx):
     repo = parse_repository(args.image)
     explicit = [validate_tag(t) for t in args.tag]
     conf = ctx.config
-    moving = moving_tags(current_branch(".", environ), conf.build.moving_tags)
     auth = image_auth(conf, environ, repo, step=bool(getattr(args, "params_env", None)))
-    result = shiplib.push(repo, explicit, clients_for(conf, auth=auth), moving=moving, environ=environ)
+    result = shiplib.push(repo, explicit, clients_for(conf, auth=auth), moving_rules=conf.build.moving_tags,
+                          environ=environ)
     return result.to_dict()
 
 
