@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from jenkinsctl.engine import (_engine_version, api_tuple, cli_refused, docker_clis, docker_host, engine_errors,
+from jenkinsctl.engine import (api_tuple, cli_refused, client_engine_version, docker_clis, docker_host, engine_errors,
                                pick_cli, probe_cli, version_refusal)
 from jenkinsctl.errors import BuildError, EngineError, UsageError
 from jenkinsctl.refs import Reference, parse, parse_repository, validate_tag
@@ -98,7 +98,7 @@ def resolve_builder(client, builder: str = "auto", environ: Mapping[str, str] | 
                              hint="install Docker's CLI (with the buildx plugin for CLI 23+), set "
                                   "JENKINSCTL_DOCKER_CLI to one, or use --builder classic")
         return "classic", None
-    engine = _engine_version(client)
+    engine = client_engine_version(client)
     if engine.os.lower() != "linux" or api_tuple(engine.api) < (1, 31):
         if builder == "buildkit":
             raise UsageError(f"--builder buildkit: the engine (API {engine.api}, {engine.os}) has no BuildKit",

@@ -1,4 +1,4 @@
-"""The Docker engine: client factory, error translation, ownership labels.
+"""The Docker engine: client factory, error translation, ownership labels, API versions, CLI probes, light transports.
 
 Everything that talks to an engine gets its client from ``client()`` so a
 timeout always applies and an unreachable engine is one clear error.
@@ -665,7 +665,7 @@ def _raw_ping(host: str, timeout: float = 5.0) -> dict[str, str] | None:
     return {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in head[1:])}
 
 
-def _engine_version(client):
+def client_engine_version(client):
     """The engine's versions (API range and OS): over a plain socket for a
     LazyEngine, so a BuildKit build never imports docker-py."""
     host = docker_host(client) if isinstance(client, LazyEngine) and not client.tls else None
