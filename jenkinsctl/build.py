@@ -424,7 +424,7 @@ def _build_buildkit(cli, client, spec: BuildSpec, log: LineSink, environ: Mappin
                             build_args=spec.build_args, labels=spec.labels, target=spec.target, pull=spec.pull,
                             no_cache=spec.no_cache, cache_from=[str(c) for c in spec.cache_from])
         progress = BuildKitProgress()
-        last = collections.deque(maxlen=50)
+        last: collections.deque[str] = collections.deque(maxlen=50)
         try:
             proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                     env=env)

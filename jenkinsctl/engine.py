@@ -165,7 +165,7 @@ def engine_errors(action: str) -> Iterator[None]:
         raise err from None
 
 
-def transport_errors(api) -> tuple[type, ...]:
+def transport_errors(api) -> tuple[type[BaseException], ...]:
     """The exceptions ``api`` raises when the connection to the engine
     breaks mid-call (not an engine answer): the light EngineAPI's are the
     standard library's, docker-py's are requests'."""

@@ -42,7 +42,8 @@ class Plan:
     moving: tuple[str, ...] = ()
 
 
-def plan_build(*, image: str | Reference | None, context: str, dockerfile: str | None = None, explicit_tags: Sequence[str] = (),
+def plan_build(*, image: str | Reference | None, context: str, dockerfile: str | None = None,
+               explicit_tags: Sequence[str] = (),
                build_args: Mapping[str, str | None] | None = None, user_labels: Mapping[str, str | None] | None = None,
                target: str | None = None, pull: bool = False, no_cache: bool = False,
                cache_from: Sequence[str] = (), builder: str = "auto", environ: Mapping[str, str],
@@ -175,7 +176,8 @@ def ship(plan: Plan, target, clients: Clients, environ: Mapping[str, str] | None
     spec, conf = plan.spec, clients.config
     strategy = None
     if target is not None:  # before the build: a bad target costs no build
-        strategy = make_strategy(target, config=conf, client=clients.engine, auth=clients.auth)
+        strategy = make_strategy(target, config=conf, client=clients.engine,
+                                 auth=dict(clients.auth) if clients.auth is not None else None)
     durations: dict[str, float] = {}
 
     t = time.monotonic()

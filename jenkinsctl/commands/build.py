@@ -84,7 +84,8 @@ def plan(args, ctx, environ=None, *, auth=None, moving: bool = False, repository
     conf = ctx.config
     if auth is None and not moving:
         auth = secret_auth_for_build(lambda: registry_auth(conf, environ))
-    return plan_build(image=repository or args.image, context=args.context, dockerfile=args.file, explicit_tags=args.tag,
+    return plan_build(image=repository or args.image, context=args.context, dockerfile=args.file,
+                      explicit_tags=args.tag,
                       build_args=_pairs(args.build_arg, "--build-arg", allow_bare=True),
                       user_labels=_pairs(args.label, "--label", allow_bare=False), target=args.target,
                       pull=args.pull, no_cache=args.no_cache, cache_from=tuple(args.cache_from),
