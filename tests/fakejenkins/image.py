@@ -28,7 +28,7 @@ EMULATOR_REPO = "jenkinsctl-test/fakejenkins"
 SSHD_REPO = "jenkinsctl-test/sshd-agent"
 
 # What the emulator image runs with besides the standard library.
-EMULATOR_REQUIREMENTS = ["paramiko>=3"]
+EMULATOR_REQUIREMENTS = ["paramiko>=3", "PyYAML>=6"]
 WHEEL_CACHE = Path(os.environ.get("JENKINSCTL_TEST_CACHE", Path.home() / ".cache" / "jenkinsctl-tests")) / "wheels"
 
 
@@ -48,8 +48,19 @@ def _runtime_modules() -> list[Path]:
     return [p for p in sorted(HERE.glob("*.py")) if p.name not in _HOST_ONLY]
 
 
+def _pins_json() -> bytes:
+    """The pinned versions, for the container: it has neither jenkinsctl
+    nor resources/controller to read them from (version.py)."""
+    import json
+
+    from .version import PINNED
+
+    return json.dumps({"core": PINNED.core, "plugins": PINNED.plugins}, sort_keys=True).encode()
+
+
 def _emulator_sources() -> list[tuple[str, bytes]]:
     files = [(f"tests/fakejenkins/{p.name}", p.read_bytes()) for p in _runtime_modules()]
+    files.append(("tests/fakejenkins/pins.json", _pins_json()))
     files.append(("Dockerfile", (HERE / "Dockerfile").read_bytes()))
     files.append(("requirements", "\n".join(EMULATOR_REQUIREMENTS).encode()))
     return files
@@ -128,6 +139,7 @@ def build_image(client: docker.DockerClient) -> str:
         (ctx / "tests" / "__init__.py").write_text("")
         for p in _runtime_modules():
             shutil.copy2(p, pkg / p.name)
+        (pkg / "pins.json").write_bytes(_pins_json())
         shutil.copy2(HERE / "Dockerfile", ctx / "Dockerfile")
         (ctx / "wheels").mkdir()
         _wheels(ctx / "wheels")

@@ -213,9 +213,32 @@ def _int(obj: dict, key: str, where: str, *, default: Optional[int], minimum: in
     return v
 
 
+# Algorithms Trilead's KeyAlgorithmManager knows (RSA, DSA, ECDSA 256/384/521, Ed25519).
+TRILEAD_ALGORITHMS = ("ssh-rsa", "ssh-dss", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521",
+                      "ssh-ed25519")
+_B64 = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
+
+
+def java_base64_decode(text: str) -> bytes:
+    """``java.util.Base64.getDecoder().decode(String)``: strict RFC 4648, no
+    line breaks or blanks; its IllegalArgumentException messages."""
+    body = text.rstrip("=")
+    for ch in body:
+        if ch not in _B64:
+            raise ValueError(f"Illegal base64 character {ord(ch):x}")
+    pad = len(text) - len(body)
+    if pad > 2 or (pad and len(text) % 4) or len(body) % 4 == 1:
+        raise ValueError("Input byte array has wrong 4-byte ending unit" if len(body) % 4 == 1
+                         else "Input byte array has incorrect ending byte")
+    return base64.b64decode(body + "=" * (-len(body) % 4))
+
+
 def parse_host_key(text: Any, where: str) -> tuple[str, bytes]:
-    """``ManuallyProvidedKeyVerificationStrategy(String key)``: one string,
-    "ALGORITHM BASE64" as in a known_hosts or .pub file."""
+    """``new ManuallyProvidedKeyVerificationStrategy(String key)`` (ssh-slaves
+    3.1097): ``parseKey`` splits on spaces only (a tab is no separator),
+    decodes the second token with ``java.util.Base64`` (a trailing newline is
+    an illegal character) and asks Trilead to decode the key for the named
+    algorithm.  Every failure escapes the constructor: a 500."""
     if not isinstance(text, str):
         # A JSON object such as {"algorithm": ..., "key": ...} is the *XML*
         # shape of the stored key, not the form field: Stapler cannot bind an
@@ -224,28 +247,33 @@ def parse_host_key(text: Any, where: str) -> tuple[str, bytes]:
             f"{where}: the key must be a string \"ALGORITHM BASE64\" (e.g. the host's ssh_host_ed25519_key.pub), "
             f"got {type(text).__name__}; java.lang.IllegalArgumentException: Key should be 2 parts: algorithm and Base 64 encoded key value."
         )
-    parts = text.split()
-    if len(parts) < 2:
+    if " " not in text:
         raise xstream_error(
             f"{where}: java.lang.IllegalArgumentException: Key should be 2 parts: algorithm and Base 64 encoded key value."
         )
-    algorithm, b64 = parts[0], parts[1]
+    tokens = [t for t in text.split(" ") if t]  # java.util.StringTokenizer(key, " ")
+    if len(tokens) < 2:
+        raise xstream_error(f"{where}: java.util.NoSuchElementException")
+    algorithm, b64 = tokens[0], tokens[1]
     try:
-        blob = base64.b64decode(b64, validate=True)
-    except (binascii.Error, ValueError):
-        raise xstream_error(f"{where}: Invalid key: Key value should be Base 64 encoded") from None
+        blob = java_base64_decode(b64)
+    except ValueError as exc:
+        raise xstream_error(f"{where}: java.lang.IllegalArgumentException: {exc}") from None
+    if algorithm not in TRILEAD_ALGORITHMS:
+        raise xstream_error(f"{where}: java.lang.IllegalArgumentException: Invalid key: Unexpected key algorithm: {algorithm}")
     _check_blob(algorithm, blob, where)
     return algorithm, blob
 
 
 def _check_blob(algorithm: str, blob: bytes, where: str) -> None:
     # The blob starts with its own algorithm name (RFC 4253 string).
-    if len(blob) < 4:
-        raise xstream_error(f"{where}: Invalid key: key blob too short")
-    n = int.from_bytes(blob[:4], "big")
-    inner = blob[4 : 4 + n].decode("ascii", "replace")
+    # Trilead's decodePublicKey reads the blob's own type first: a mismatch
+    # is "Key value does not parse into a valid ALGORITHM key".
+    n = int.from_bytes(blob[:4], "big") if len(blob) >= 4 else -1
+    inner = blob[4 : 4 + n].decode("ascii", "replace") if n >= 0 else None
     if inner != algorithm:
-        raise xstream_error(f"{where}: Invalid key: algorithm {algorithm!r} does not match the key's own type {inner!r}")
+        raise xstream_error(f"{where}: java.lang.IllegalArgumentException: Invalid key: Key value does not parse "
+                            f"into a valid {algorithm} key")
 
 
 def _bind_strategy(obj: Any) -> HostKeyStrategy:

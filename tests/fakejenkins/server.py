@@ -24,8 +24,11 @@ from typing import Any, Callable, Optional
 
 from . import model
 from .model import HttpError, failure
+from .version import PINNED
 
-JENKINS_VERSION = "2.479.3"
+# The core version pinned for the controller jenkinsctl runs (version.py):
+# the emulator is that Jenkins, with those plugins.
+JENKINS_VERSION = PINNED.core
 CRUMB_FIELD = "Jenkins-Crumb"
 
 # Permission id -> title, as Jenkins words them in 403 answers.
@@ -55,7 +58,7 @@ PERMISSION_TITLES = {
     CRED_VIEW: "Credentials/View",
     CRED_DELETE: "Credentials/Delete",
 }
-ROLES = {"admin": set(PERMISSION_TITLES), "read": {READ}}
+ROLES = {"admin": set(PERMISSION_TITLES), "read": {READ}, "none": set()}
 
 BUILT_IN_NAMES = ("(master)", "(built-in)", "")
 
@@ -146,6 +149,8 @@ class FakeJenkins:
         version: str = JENKINS_VERSION,
         time_scale: float = 1.0,
         known_hosts: Optional[str] = None,
+        casc: Optional[str] = None,
+        environ: Optional[dict] = None,
     ):
         self.users = {u.name: u for u in (users if users is not None else [User("admin", "admin")])}
         self.host, self.port = host, port
@@ -168,10 +173,32 @@ class FakeJenkins:
         self._ready_at = time.monotonic() + startup_seconds
         self._httpd: Optional[ThreadingHTTPServer] = None
         self._thread: Optional[threading.Thread] = None
+        # Configuration-as-Code: the CASC_JENKINS_CONFIG value, the
+        # environment its ${...} see, and what the controller's log shows.
+        self.casc = casc
+        self.environ = dict(environ if environ is not None else {})
+        self.log_lines: list[str] = []
+        self.boot_failure = None  # a casc.ConfiguratorError: every page answers 503
+        self.num_executors = 0
+        self.mode = "NORMAL"
+        self.system_message: Optional[str] = None
+        self.slave_agent_port = -1
+        self.libraries: list[dict] = []
 
     # --- lifecycle -------------------------------------------------------
 
     def start(self) -> "FakeJenkins":
+        if self.casc:
+            # ConfigurationAsCode.init runs before Jenkins serves anything;
+            # a failure is a BootFailure, answered on every URL.
+            from .casc import ConfiguratorError
+
+            try:
+                self.configure()
+            except ConfiguratorError as exc:
+                self.boot_failure = exc
+                self.log("SEVERE", "hudson.util.BootFailure#publish", "Failed to initialize Jenkins\n"
+                         f"io.jenkins.plugins.casc.ConfigurationAsCodeBootFailure: {exc.java_text}")
         handler = type("Handler", (_Handler,), {"emu": self})
         self._httpd = ThreadingHTTPServer((self.host, self.port), handler)
         self._httpd.daemon_threads = True
@@ -219,6 +246,26 @@ class FakeJenkins:
     @property
     def ready(self) -> bool:
         return time.monotonic() >= self._ready_at
+
+    # --- Configuration-as-Code ------------------------------------------------
+
+    def log(self, level: str, where: str, message: str) -> None:
+        """A line of the controller's log (stderr too, so `docker logs` shows it)."""
+        import sys
+
+        from .casc import log_line
+
+        line = log_line(level, where, message)
+        with self.lock:
+            self.log_lines.append(line)
+        print(line, file=sys.stderr, flush=True)
+
+    def configure(self) -> None:
+        """ConfigurationAsCode.configure(): read, check, then apply; raises
+        casc.ConfiguratorError and changes nothing when the files are bad."""
+        from . import casc_apply
+
+        casc_apply.configure(self)
 
     # --- request log -------------------------------------------------------
 
@@ -275,6 +322,12 @@ class FakeJenkins:
                     "log": list(c.log),
                 }
             return {"version": self.version, "ready": self.ready, "nodes": nodes,
+                    "bootFailure": str(self.boot_failure) if self.boot_failure else None,
+                    "users": {u.name: {"role": u.role, "hasPassword": u.password is not None}
+                              for u in self.users.values()},
+                    "numExecutors": self.num_executors, "mode": self.mode, "slaveAgentPort": self.slave_agent_port,
+                    "systemMessage": self.system_message, "crumbs": self.crumbs, "libraries": list(self.libraries),
+                    "log": list(self.log_lines),
                     "credentials": sorted(self.credentials), "securityWarnings": list(self.security_warnings)}
 
     # --- node lifecycle -------------------------------------------------------
@@ -479,6 +532,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _handle(self, ctx: _Ctx) -> _Answer:
         emu = self.emu
+        if emu.boot_failure is not None:
+            return _casc_error_page(emu.boot_failure, 503)
         if not emu.ready:
             return _Answer(503, "<html><head><title>Starting Jenkins</title></head><body>"
                                 "<h1>Please wait while Jenkins is getting ready to work</h1>"
@@ -562,7 +617,28 @@ class _Handler(BaseHTTPRequestHandler):
             return self._computers(ctx, seg[1:], get, post)
         if seg[:5] == ["credentials", "store", "system", "domain", "_"]:
             return self._credentials(ctx, seg[5:], get, post)
+        if seg == ["configuration-as-code", "reload"]:
+            return self._casc_reload(ctx, post)
         return self._no_such(ctx)
+
+    def _casc_reload(self, ctx: _Ctx, post: bool) -> _Answer:
+        """ConfigurationAsCode.doReload: @RequirePOST, Overall/Manage, then
+        configure(); a failure is logged and shown on error.jelly."""
+        from .casc import ConfiguratorError
+
+        if not post:
+            raise HttpError(405, "This URL requires POST")
+        self._require(ctx, ADMINISTER)
+        if not self.emu.casc:
+            # Without CASC_JENKINS_CONFIG (or $JENKINS_HOME/jenkins.yaml) there is nothing to apply.
+            return _redirect("")
+        try:
+            self.emu.configure()
+        except ConfiguratorError as exc:
+            self.emu.log("SEVERE", "io.jenkins.plugins.casc.ConfigurationAsCode#doReload",
+                         f"Failed to reload configuration\n{exc.java_text}")
+            return _casc_error_page(exc, 200)
+        return _redirect("")
 
     def _no_such(self, ctx: _Ctx) -> _Answer:
         raise HttpError(404, "Not Found")
@@ -570,11 +646,11 @@ class _Handler(BaseHTTPRequestHandler):
     def _hudson_json(self) -> dict:
         emu = self.emu
         return {
-            "_class": "hudson.model.Hudson", "assignedLabels": [{"name": "built-in"}], "mode": "NORMAL",
-            "nodeDescription": "the Jenkins controller's built-in node", "nodeName": "", "numExecutors": 0,
-            "description": None, "jobs": [], "overallLoad": {},
+            "_class": "hudson.model.Hudson", "assignedLabels": [{"name": "built-in"}], "mode": emu.mode,
+            "nodeDescription": "the Jenkins controller's built-in node", "nodeName": "",
+            "numExecutors": emu.num_executors, "description": emu.system_message, "jobs": [], "overallLoad": {},
             "primaryView": {"_class": "hudson.model.AllView", "name": "all", "url": emu.url},
-            "quietDownReason": None, "quietingDown": False, "slaveAgentPort": -1, "unlabeledLoad": {"_class": "jenkins.model.UnlabeledLoadStatistics"},
+            "quietDownReason": None, "quietingDown": False, "slaveAgentPort": emu.slave_agent_port, "unlabeledLoad": {"_class": "jenkins.model.UnlabeledLoadStatistics"},
             "url": emu.url, "useCrumbs": emu.crumbs, "useSecurity": True,
             "views": [{"_class": "hudson.model.AllView", "name": "all", "url": emu.url}],
         }
@@ -601,7 +677,8 @@ class _Handler(BaseHTTPRequestHandler):
             "description": "the Jenkins controller's built-in node", "displayName": "Built-In Node", "executors": [],
             "icon": "symbol-computer", "iconClassName": "symbol-computer", "idle": True, "jnlpAgent": False,
             "launchSupported": True, "loadStatistics": {"_class": "hudson.model.Label$1"}, "manualLaunchAllowed": True,
-            "monitorData": {}, "numExecutors": 0, "offline": False, "offlineCause": None, "offlineCauseReason": "",
+            "monitorData": {}, "numExecutors": self.emu.num_executors, "offline": False, "offlineCause": None,
+            "offlineCauseReason": "",
             "oneOffExecutors": [], "temporarilyOffline": False,
         }
 
@@ -835,6 +912,18 @@ class _Handler(BaseHTTPRequestHandler):
             emu.hanging = True
             return _Answer(204, b"")
         raise HttpError(404, "no such emulator endpoint")
+
+
+def _casc_error_page(exc: Any, status: int) -> _Answer:
+    """configuration-as-code's ConfigurationAsCode/error.jelly."""
+    parts = [f"<p>{_html(exc.error_message)}<pre><code>{_html(exc.configurator or '')}</code></pre></p>"]
+    if exc.invalid is not None:
+        parts.append(f"<p>Attribute was: <pre><code>{_html(exc.invalid)}</code></pre></p>")
+    if exc.valid:
+        parts.append("<p>Valid attributes are:</p><ul>" + "".join(f"<li>{_html(a)}</li>" for a in exc.valid) + "</ul>")
+    body = ("<!DOCTYPE html><html><head><title>Error loading configuration [Jenkins]</title></head><body>"
+            "<h1>Error loading configuration</h1>" + "".join(parts) + "</body></html>")
+    return _Answer(status, body)
 
 
 def _html(text: str) -> str:

@@ -60,7 +60,7 @@ def test_security_invariants(case):
     doc = yaml.safe_load(text)
     j = doc["jenkins"]
     assert j["numExecutors"] == 0
-    assert j["crumbIssuer"] == {"standard": {"excludeClientIPFromCrumb": False}}
+    assert j["crumbIssuer"] == "standard"
     realm = j["securityRealm"]["local"]
     assert realm["allowsSignup"] is False
     assert realm["users"] == [{"id": cfg.controller.username, "password": "${readFile:/run/secrets/jenkins-admin-password}"}]
