@@ -428,6 +428,15 @@ def _client_class():
                 import jenkins
 
                 return jenkins.NotFoundException(f"{where}: not found (404)")
+            if status == 503 and _CASC_ERROR in _body(resp):
+                # A BootFailure of configuration-as-code: the controller will
+                # not get ready however long we wait.
+                return JenkinsError(f"the Jenkins controller at {self._display} did not start: its "
+                                    f"configuration-as-code was rejected: {_casc_error(_body(resp))}",
+                                    hint="the controller's log (docker logs) has the whole error; an attribute "
+                                         "the controller does not know usually means its core or plugins differ "
+                                         "from the versions resources/controller pins",
+                                    status=503, url=self._display, casc_failure=True)
             if status == 503:
                 return JenkinsError(f"the Jenkins controller at {self._display} is not ready (503 on {where})"
                                     + (f": {detail}" if detail else ""),
@@ -465,6 +474,28 @@ def _short_detail(resp) -> str:
         text = " ".join(x.group(1) for x in (h, title) if x) or re.sub(r"<[^>]+>", " ", text)
     text = " ".join(text.split())
     return text[:200]
+
+
+_CASC_ERROR = "Error loading configuration"
+
+
+def _casc_error(page: str) -> str:
+    """The message of configuration-as-code's error.jelly, on one line:
+    the error, the configurator, the attribute and the valid ones."""
+    def text(html: str) -> str:
+        return " ".join(re.sub(r"<[^>]+>", " ", html).split())
+
+    body = page.split("</h1>", 1)[-1] if "</h1>" in page else page
+    codes = [text(c) for c in re.findall(r"<code>(.*?)</code>", body, re.S)]
+    first = re.search(r"<p>(.*?)<pre>", body, re.S)
+    out = text(first.group(1)) if first else ""
+    if codes:
+        out += f" {codes[0]}"
+    if len(codes) > 1:
+        out += f" (attribute: {codes[1]})"
+    valid = [text(li) for li in re.findall(r"<li>(.*?)</li>", body, re.S)]
+    out += f"; valid: {', '.join(valid)}" if valid else ""
+    return out.strip()[:600] or text(body)[:600]
 
 
 def _connect_reason(exc: BaseException) -> str:

@@ -10,7 +10,7 @@ import pytest
 from jenkinsctl.errors import JenkinsError, Timeout
 from jenkinsctl.jenkins_api import MANUAL_KEY_STRATEGY, node_fields
 from tests.fakejenkins import FakeJenkins, SilentServer, User
-from tests.provision.conftest import EMULATOR_PASSWORD
+from tests.provision.conftest import EMULATOR_PASSWORD, PASSWORD_ENV
 
 
 @pytest.fixture
@@ -18,6 +18,8 @@ def external(project_factory):
     with FakeJenkins([User("admin", EMULATOR_PASSWORD)], time_scale=0.1) as emu:
         p = project_factory(emulator=False)
         p.external = emu.url
+        p.password = EMULATOR_PASSWORD
+        p.env[PASSWORD_ENV] = EMULATOR_PASSWORD
         yield p, emu
 
 
