@@ -798,7 +798,12 @@ class Provisioner:
         spec = self.node_spec(agent, self.keys.host_key(agent.node).public_line, host=host, port=port)
         node_action = api.ensure_node(spec)
         out = [Change("node", agent.node, node_action.replace("created", "create").replace("updated", "update"))]
-        if node_action == "unchanged":
+        if node_action == "unchanged" and container_action != "unchanged":
+            # A new or restarted container under an unchanged node: the
+            # controller may still hold the old container's connection.
+            api.reconnect(agent.node)
+            out.append(Change("node", agent.node, "relaunch"))
+        elif node_action == "unchanged":
             node = api.get_node(agent.node)
             if node is not None and not node.online and not node.temporarily_offline:
                 # The container was replaced or restarted under an unchanged

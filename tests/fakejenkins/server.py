@@ -97,6 +97,10 @@ class Computer:
     log: list = field(default_factory=list)
     security_warnings: list = field(default_factory=list)
     trusted_key: Optional[tuple] = None  # ManuallyTrusted: key seen on first connect
+    channel: Optional[Any] = None  # launcher.Channel of an online SSH agent
+    channel_broken: bool = False  # the channel ended by itself
+    disconnect_cause: Optional[dict] = None  # doDisconnect's UserCause
+    disconnect_reason: str = ""
 
     @property
     def offline(self) -> bool:
@@ -105,6 +109,11 @@ class Computer:
     def offline_cause(self) -> tuple[Optional[dict], str]:
         if self.temporarily_offline and self.user_offline_cause is not None:
             return self.user_offline_cause, self.user_offline_reason
+        if not self.connected and self.disconnect_cause is not None:
+            return self.disconnect_cause, self.disconnect_reason
+        if not self.connected and self.channel_broken:
+            return {"_class": "hudson.slaves.OfflineCause$ChannelTermination",
+                    "description": self.launch_failure}, self.launch_failure or ""
         if not self.connected and self.launch_failure is not None:
             # A real controller puts the details into the agent log and says
             # only "failed to launch"; the emulator repeats the actionable line.
@@ -213,6 +222,9 @@ class FakeJenkins:
         with self.lock:
             for c in self.computers.values():
                 c.generation += 1  # running launches give up
+                if c.channel is not None:
+                    c.channel.close()
+                    c.channel = None
         if self._httpd is not None:
             self._httpd.shutdown()
             self._httpd.server_close()
@@ -337,14 +349,50 @@ class FakeJenkins:
             self.computers[cfg.name] = Computer(cfg)
             self._launch(cfg.name)
 
-    def relaunch(self, name: str) -> None:
+    def relaunch(self, name: str) -> bool:
+        """``launchSlaveAgent``: connect(true); False when the agent is
+        connected already (SlaveComputer.doLaunchSlaveAgent)."""
         with self.lock:
-            self._launch(name)
+            return self._launch(name, force=True)
 
-    def _launch(self, name: str) -> None:
+    def disconnect(self, name: str, cause: Optional[dict] = None, reason: str = "") -> None:
+        """SlaveComputer.disconnect: close the channel; the node stays
+        offline until it is launched again."""
+        with self.lock:
+            c = self.computers[name]
+            c.generation += 1
+            c.launching = False
+            if c.channel is not None:
+                c.channel.close()
+                c.channel = None
+            if c.connected:
+                c.log.append(f"[{time.strftime('%m/%d/%y %H:%M:%S')}] [SSH] Connection closed.")
+            c.connected = False
+            c.disconnect_cause = cause
+            c.disconnect_reason = reason
+            self.changed.notify_all()
+
+    def retention_check(self, name: str) -> None:
+        """RetentionStrategy.Always.check (run by SlaveComputer.setNode after
+        a configuration change): launch an offline node that is not
+        connecting; a connected one keeps its connection."""
+        with self.lock:
+            c = self.computers[name]
+            if not c.connected and not c.launching:
+                self._launch(name)
+
+    def _launch(self, name: str, force: bool = False) -> bool:
         from . import launcher
 
         c = self.computers[name]
+        if c.connected:
+            # SSHLauncher.launch with a live connection: Messages.SSHLauncher_alreadyConnected
+            c.log.append("The Agent is connected, disconnect it before to try to connect it again.")
+            return False
+        if c.launching and not force:
+            return True
+        c.disconnect_cause = None
+        c.channel_broken = False
         c.generation += 1
         c.launches += 1
         c.connected = False
@@ -361,6 +409,7 @@ class FakeJenkins:
             c.launch_failure = "The emulator does not run CommandLauncher commands on the controller."
             c.log.append(c.launch_failure)
         self.changed.notify_all()
+        return True
 
     def launch_update(self, name: str, generation: int, fn: Callable[[Computer], None]) -> bool:
         """Apply ``fn`` to the node if the launch is still current; False if
@@ -745,7 +794,7 @@ class _Handler(BaseHTTPRequestHandler):
             return _Answer(200, text, ctype="text/plain;charset=utf-8",
                            headers={"X-Text-Size": str(len(text.encode())), "X-More-Data": "true" if more else "false"})
         actions = {"doDelete": self._delete_node, "toggleOffline": self._toggle_offline,
-                   "launchSlaveAgent": self._launch_agent}
+                   "launchSlaveAgent": self._launch_agent, "doDisconnect": self._disconnect}
         if len(rest) == 1 and rest[0] in actions:
             if not post:
                 raise HttpError(405, "This URL requires POST")
@@ -784,6 +833,9 @@ class _Handler(BaseHTTPRequestHandler):
             if c is None:
                 raise HttpError(404, "Not Found")
             c.generation += 1
+            if c.channel is not None:
+                c.channel.close()
+                c.channel = None
             emu.changed.notify_all()
         return _redirect("..")
 
@@ -807,8 +859,23 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _launch_agent(self, ctx: _Ctx, name: str) -> _Answer:
         self._require(ctx, COMPUTER_CONNECT)
-        self.emu.relaunch(name)
+        if not self.emu.relaunch(name):
+            # SlaveComputer.doLaunchSlaveAgent with a channel: already-launched.jelly
+            return _page("Already launched")
         return _redirect("log")
+
+    def _disconnect(self, ctx: _Ctx, name: str) -> _Answer:
+        """SlaveComputer.doDoDisconnect: does nothing for a disconnected node."""
+        emu = self.emu
+        with emu.lock:
+            connected = emu.computers[name].connected
+        if connected:
+            self._require(ctx, COMPUTER_DISCONNECT)
+            msg = (ctx.param("offlineMessage") or "").strip()
+            emu.disconnect(name, {"_class": "hudson.slaves.OfflineCause$UserCause",
+                                  "description": f"Disconnected by {ctx.user}" + (f" : {msg}" if msg else "")},
+                           msg)
+        return _redirect(".")
 
     def _reconfigure(self, ctx: _Ctx, name: str) -> _Answer:
         emu = self.emu
@@ -822,10 +889,11 @@ class _Handler(BaseHTTPRequestHandler):
                 if cfg.name in emu.computers or cfg.name in BUILT_IN_NAMES:
                     raise failure(f"Agent called ‘{cfg.name}’ already exists")
                 del emu.computers[name]
-                c.generation += 1
                 emu.computers[cfg.name] = c
             c.config = cfg
-            emu.relaunch(cfg.name)
+            # Jenkins.updateNode -> SlaveComputer.setNode: the computer (and a
+            # live channel) stays; only an offline node is launched again.
+            emu.retention_check(cfg.name)
         return _Answer(200, b"")
 
     # --- credentials ------------------------------------------------------------------
