@@ -443,7 +443,6 @@ def launch(emu: "FakeJenkins", name: str, generation: int) -> None:
             c.connected = True
             c.channel = channel
             c.launch_failure = None
-            c.user_offline_cause = None if not c.temporarily_offline else c.user_offline_cause
             c.log.append("Remoting version is: (fakejenkins agentjar, class file major 65)")
             c.log.append("Agent successfully connected and online")
         else:

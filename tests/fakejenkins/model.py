@@ -81,10 +81,10 @@ _EMULATOR_UNSAFE = "'\""
 
 def check_good_name(raw: Optional[str]) -> str:
     """``ComputerSet.checkName`` + ``Jenkins.checkGoodName`` (2.479)."""
-    if raw is None:
+    # doDoCreateItem: checkName(Util.fixEmptyAndTrim(name)), so an empty or
+    # blank name is the same as none.
+    if raw is None or raw.strip() == "":
         raise failure("Query parameter 'name' is required")
-    if raw == "" or raw.strip() == "":
-        raise failure("No name is specified")
     if raw != raw.strip():
         raise failure(f"‘{raw}’ has leading or trailing blanks (the emulator rejects what Jenkins would silently trim)")
     name = raw
@@ -152,6 +152,8 @@ class NodeConfig:
     label: str = ""
     retention: str = RETENTION_ALWAYS
     user_id: Optional[str] = None
+    # Node.temporaryOfflineCause (persisted in config.xml): (class, userId, message, timestamp ms)
+    temp_offline: Optional[tuple] = None
 
     @property
     def labels(self) -> list[str]:
@@ -440,6 +442,21 @@ def _sub(parent: ET.Element, tag: str, text: Optional[str] = None, **attrib: str
 
 def node_to_xml(cfg: NodeConfig) -> str:
     root = ET.Element("slave")
+    if cfg.temp_offline is not None:
+        # Node's own field, so XStream writes it before Slave's fields.
+        cls, user, message, ts = cfg.temp_offline
+        te = _sub(root, "temporaryOfflineCause", **{"class": cls})
+        _sub(te, "timestamp", str(ts))
+        de = _sub(te, "description")
+        _sub(_sub(de, "holder"), "owner", "hudson.slaves.Messages")
+        _sub(de, "key", "SlaveComputer.DisconnectedBy")
+        args = _sub(de, "args")
+        _sub(args, "string", user or "anonymous")
+        _sub(args, "string", f" : {message}" if message else "")
+        if user is not None:
+            _sub(te, "userId", user)
+        if message is not None:
+            _sub(te, "message", message)
     _sub(root, "name", cfg.name)
     if cfg.description is not None:
         _sub(root, "description", cfg.description)
@@ -545,9 +562,15 @@ def node_from_xml(body: bytes) -> NodeConfig:
     f = _children(
         root,
         {"name", "description", "remoteFS", "numExecutors", "mode", "retentionStrategy", "launcher", "label",
-         "nodeProperties", "userId"},
+         "nodeProperties", "userId", "temporaryOfflineCause"},
         "slave",
     )
+    temp = None
+    if "temporaryOfflineCause" in f:
+        te = f["temporaryOfflineCause"]
+        ts = _xml_int(te.find("timestamp"), "temporaryOfflineCause/timestamp", 0)
+        temp = (te.get("class") or "hudson.slaves.OfflineCause$UserCause", _text(te.find("userId")),
+                _text(te.find("message")), ts)
     name = _text(f.get("name"))
     if not name:
         raise failure("Invalid agent configuration. Name is empty")
@@ -573,7 +596,7 @@ def node_from_xml(body: bytes) -> NodeConfig:
     return NodeConfig(
         name=name, remote_fs=remote_fs, launcher=launcher, description=_text(f.get("description")),
         num_executors=num, mode=mode, label=" ".join((_text(f.get("label")) or "").split()),
-        retention=retention, user_id=_text(f.get("userId")),
+        retention=retention, user_id=_text(f.get("userId")), temp_offline=temp,
     )
 
 

@@ -90,6 +90,7 @@ class Computer:
     temporarily_offline: bool = False
     user_offline_cause: Optional[dict] = None
     user_offline_reason: str = ""
+    temp: Optional[tuple] = None
     launch_failure: Optional[str] = None
     generation: int = 0
     launch_attempts: int = 0  # SSH connection attempts, retries included
@@ -105,6 +106,20 @@ class Computer:
     @property
     def offline(self) -> bool:
         return self.temporarily_offline or not self.connected
+
+    def set_temp_offline(self, temp: Optional[tuple]) -> None:
+        """Node.setTemporaryOfflineCause; ``temp`` is (class, userId, message, timestamp ms)."""
+        self.temp = temp
+        if temp is None:
+            self.temporarily_offline = False
+            self.user_offline_cause, self.user_offline_reason = None, ""
+            return
+        cls, user, msg, ts = temp
+        self.temporarily_offline = True
+        self.user_offline_cause = {"_class": cls, "description": f"Disconnected by {user or 'anonymous'}"
+                                   + (f" : {msg}" if msg else ""), "timestamp": ts}
+        # UserCause.getMessage(): Util.escape(message)
+        self.user_offline_reason = _util_escape(msg or "")
 
     def offline_cause(self) -> tuple[Optional[dict], str]:
         if self.temporarily_offline and self.user_offline_cause is not None:
@@ -500,7 +515,10 @@ class _Handler(BaseHTTPRequestHandler):
         if self.request_version != "HTTP/0.9":
             if not hasattr(self, "_headers_buffer"):
                 self._headers_buffer = []
-            self._headers_buffer.append(f"{keyword}: {value}\r\n".encode("utf-8"))
+            # Jetty writes header values as ISO-8859-1 and replaces what it
+            # cannot encode (X-Error's ‘NAME’ quotes) with spaces.
+            value = "".join(ch if ord(ch) <= 0xFF else " " for ch in str(value))
+            self._headers_buffer.append(f"{keyword}: {value}\r\n".encode("latin-1"))
         if keyword.lower() == "connection":
             if value.lower() == "close":
                 self.close_connection = True
@@ -760,7 +778,8 @@ class _Handler(BaseHTTPRequestHandler):
                                        "displayName": "Nodes", "totalExecutors": total}, ctx))
         if seg == ["doCreateItem"]:
             if not post:
-                raise HttpError(405, "This URL requires POST")
+                # ComputerSet.doDoCreateItem is @POST: other verbs find no action.
+                raise HttpError(404, "Not Found")
             return self._create_node(ctx)
         name, rest = seg[0], seg[1:]
         if name in BUILT_IN_NAMES:
@@ -781,18 +800,28 @@ class _Handler(BaseHTTPRequestHandler):
         if rest == ["config.xml"]:
             if get:
                 self._require(ctx, COMPUTER_EXTENDED_READ)
+                import dataclasses
+
                 with emu.lock:
-                    return _Answer(200, model.node_to_xml(c.config), ctype="application/xml;charset=utf-8")
+                    cfg = dataclasses.replace(c.config, temp_offline=c.temp)
+                    return _Answer(200, model.node_to_xml(cfg), ctype="application/xml;charset=utf-8")
             if post:
                 self._require(ctx, COMPUTER_CONFIGURE)
                 return self._reconfigure(ctx, name)
             return self._no_such(ctx)
         if rest == ["logText", "progressiveText"] and get:
+            # AnnotatedLargeText.doProgressiveText: the bytes from ?start=,
+            # X-Text-Size the total, so the next call continues there.
             with emu.lock:
-                text = "".join(line + "\n" for line in c.log)
+                data = "".join(line + "\n" for line in c.log).encode()
                 more = c.launching
-            return _Answer(200, text, ctype="text/plain;charset=utf-8",
-                           headers={"X-Text-Size": str(len(text.encode())), "X-More-Data": "true" if more else "false"})
+            start = ctx.param("start") or "0"
+            try:
+                offset = max(0, int(start))
+            except ValueError:
+                offset = 0
+            return _Answer(200, data[offset:], ctype="text/plain;charset=utf-8",
+                           headers={"X-Text-Size": str(len(data)), "X-More-Data": "true" if more else "false"})
         actions = {"doDelete": self._delete_node, "toggleOffline": self._toggle_offline,
                    "launchSlaveAgent": self._launch_agent, "doDisconnect": self._disconnect}
         if len(rest) == 1 and rest[0] in actions:
@@ -845,15 +874,11 @@ class _Handler(BaseHTTPRequestHandler):
             c = emu.computers[name]
             if not c.temporarily_offline:
                 self._require(ctx, COMPUTER_DISCONNECT)
-                msg = (ctx.param("offlineMessage") or "").strip()
-                c.temporarily_offline = True
-                c.user_offline_cause = {"_class": "hudson.slaves.OfflineCause$UserCause",
-                                        "description": f"Disconnected by {ctx.user}" + (f" : {msg}" if msg else "")}
-                c.user_offline_reason = msg
+                msg = (ctx.param("offlineMessage") or "").strip() or None
+                c.set_temp_offline(("hudson.slaves.OfflineCause$UserCause", ctx.user, msg, int(time.time() * 1000)))
             else:
                 self._require(ctx, COMPUTER_CONNECT)
-                c.temporarily_offline = False
-                c.user_offline_cause, c.user_offline_reason = None, ""
+                c.set_temp_offline(None)
             emu.changed.notify_all()
         return _redirect(".")
 
@@ -891,6 +916,9 @@ class _Handler(BaseHTTPRequestHandler):
                 del emu.computers[name]
                 emu.computers[cfg.name] = c
             c.config = cfg
+            # temporaryOfflineCause is part of the node: a config.xml without
+            # it brings a disabled node back.
+            c.set_temp_offline(cfg.temp_offline)
             # Jenkins.updateNode -> SlaveComputer.setNode: the computer (and a
             # live channel) stays; only an offline node is launched again.
             emu.retention_check(cfg.name)
@@ -992,6 +1020,16 @@ def _casc_error_page(exc: Any, status: int) -> _Answer:
     body = ("<!DOCTYPE html><html><head><title>Error loading configuration [Jenkins]</title></head><body>"
             "<h1>Error loading configuration</h1>" + "".join(parts) + "</body></html>")
     return _Answer(status, body)
+
+
+def _util_escape(text: str) -> str:
+    """hudson.Util.escape."""
+    out = []
+    for i, ch in enumerate(text):
+        nxt = text[i + 1] if i + 1 < len(text) else ""
+        out.append({"\n": "<br>", "<": "&lt;", ">": "&gt;", "&": "&amp;", '"': "&quot;", "'": "&#039;"}.get(ch)
+                   or ("&nbsp;" if ch == " " and nxt == " " else ch))
+    return "".join(out)
 
 
 def _html(text: str) -> str:
