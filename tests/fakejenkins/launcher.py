@@ -25,7 +25,6 @@ import base64
 import hashlib
 import io
 import os
-import shlex
 import socket
 import stat
 import threading

@@ -15,9 +15,8 @@ import yaml
 
 from jenkinsctl import casc as jcasc
 from jenkinsctl.config import load_config
-from jenkinsctl.jenkins_api import JenkinsAPI, NodeSpec, HostKey
+from jenkinsctl.jenkins_api import HostKey, JenkinsAPI, NodeSpec
 from tests.fakejenkins import FakeJenkins
-from tests.fakejenkins.sshkeys import KeyPair
 from tests.fakejenkins.version import PINNED, SOURCES_READ
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
