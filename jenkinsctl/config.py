@@ -88,6 +88,7 @@ class ControllerConfig:
     password: SecretRef
     timeout: float
     ready_timeout: float
+    agent_address: str | None = None  # external only: where the controller reaches agents
 
     @property
     def url(self) -> str:
@@ -482,7 +483,8 @@ def from_document(doc: Mapping[str, Any], source: str = "<defaults>") -> Config:
         engine=EngineConfig(**doc["engine"]),
         controller=ControllerConfig(external=c["external"], image=c["image"], port=c["port"],
                                     username=c["username"], password=_secret(c["password"]),
-                                    timeout=c["timeout"], ready_timeout=c["ready_timeout"]),
+                                    timeout=c["timeout"], ready_timeout=c["ready_timeout"],
+                                    agent_address=c.get("agent_address")),
         agents=tuple(AgentGroup(**{**g, "labels": tuple(g["labels"])}) for g in doc["agents"]),
         registry=RegistryConfig(url=r["url"], username=_secret(r["username"]) or r["username"],
                                 password=_secret(r["password"]),
