@@ -142,6 +142,10 @@ class DeployTarget:
     secret: SecretRef | None
     timeout: float
     retries: int
+    # container: how the new version takes over (None: proxy when host ports
+    # are published, else start-first) and the proxy mode's settings.
+    switch: str | None = None
+    proxy: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -403,7 +407,7 @@ def from_document(doc: Mapping[str, Any], source: str = "<defaults>") -> Config:
             volumes=tuple(t["volumes"]),
             health=Health(http=h.get("http"), timeout=h.get("timeout", 60), interval=h.get("interval", 1)),
             keep=t["keep"], compose=t["compose"], service=t["service"], secret=_secret(t["secret"]),
-            timeout=t["timeout"], retries=t["retries"])
+            timeout=t["timeout"], retries=t["retries"], switch=t.get("switch"), proxy=dict(t.get("proxy") or {}))
     return Config(
         version=doc["version"], project=doc["project"], state_dir=doc["state_dir"],
         engine=EngineConfig(**doc["engine"]),

@@ -26,6 +26,8 @@ VERSIONS = {
     "v2": {"APP_VERSION": "2.0.0"},
     "v3": {"APP_VERSION": "3.0.0"},
     "bad": {"APP_VERSION": "bad", "APP_HEALTH": "fail"},
+    # passes /health, answers 500 to real requests: only the watch window catches it
+    "errors": {"APP_VERSION": "errors", "APP_HEALTH": "errors"},
 }
 
 
