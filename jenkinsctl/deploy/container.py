@@ -785,6 +785,7 @@ class ContainerStrategy:
         self.api.rename(cid, self.cname)
         self.api.update_container(cid, restart_policy=restart)
         watched = self._watch(new_slot, old_slot, base, t_switched)
+        watched["base"] = base
         if watched["tripped"]:
             self._switch_back(cid, current, retired, restart, old_ip, watched)
         self.api.stop(current.id, timeout=_stop_timeout(current))
@@ -836,6 +837,9 @@ class ContainerStrategy:
         self.api.update_container(current.id, restart_policy=restart)
         if bad_slot:
             self.proxy.drain(bad_slot, min(self.proxy_settings.drain, 10))
+            # All it answered, including what came in while the switch back
+            # was under way, not just what tripped the watch.
+            watched["counters"] = self.proxy.counters(bad_slot).minus(watched["base"]).to_dict()
         try:
             logs = self.api.logs(cid, tail=20).decode("utf-8", errors="replace").rstrip()
         except Exception as exc:  # noqa: BLE001
@@ -851,7 +855,7 @@ class ContainerStrategy:
             "last log lines of the new version:", _indent(logs or "(none)")])
         raise DeployError(message, hint="the previous version serves again. Fix the new version (see its log "
                           "lines) and deploy again", container=self.cname, switched_back=True,
-                          counters=n, watch_seconds=watched["watch_seconds"])
+                          counters=n, watch_seconds=watched["watch_seconds"], switched_back_ms=switched_back_ms)
 
     def _wait_answers(self, cid: str, ip: str, bindings) -> tuple[bool, str]:
         """A kept version that starts again: it passed its health gate when

@@ -87,8 +87,10 @@ CFG_DIR = "/usr/local/etc/haproxy"
 RUN_DIR = "/run/haproxy"
 SLOTS = ("a", "b")
 
-# Admin-state bits of `show servers state` (HAProxy's srv_admin enum).
-_MAINT_BITS = 0x01 | 0x02 | 0x04 | 0x20   # forced, inherited, resolution and config maintenance
+# Admin-state bits of `show servers state` (HAProxy's srv_admin enum).  Not
+# 0x04 (CMAINT, "disabled" in the configuration): it stays set after the
+# runtime API made the server ready, which then serves.
+_MAINT_BITS = 0x01 | 0x02 | 0x20 | 0x40   # forced, inherited, resolution, hostname maintenance
 _DRAIN_BITS = 0x08 | 0x10
 
 
@@ -570,6 +572,8 @@ class Proxy:
     def _wait_up(self, cid: str, timeout: float = 15) -> None:
         """Until the proxy answers on its admin socket; a configuration the
         entrypoint refused (exit 2) or a bind failure fails at once."""
+        import docker.errors
+
         deadline = self.clock() + timeout
         c = self.client.containers.get(cid)
         while True:
@@ -603,16 +607,16 @@ class Proxy:
         import docker.errors
 
         for c in self.client.containers.list(all=True, filters={"label": f"{PROXY_LABEL}={self.cname}"}):
-            with_suppressed_notfound(lambda: c.remove(force=True))
+            _quietly(lambda: c.remove(force=True))
         try:
             net = self.client.networks.get(self.network)
             net.reload()
             for c in net.containers:
-                with_suppressed_notfound(lambda: net.disconnect(c, force=True))
-            net.remove()
+                _quietly(lambda: net.disconnect(c, force=True))
+            _quietly(net.remove)
         except docker.errors.NotFound:
             pass
-        with_suppressed_notfound(lambda: self.client.volumes.get(self.volume).remove(force=True))
+        _quietly(lambda: self.client.volumes.get(self.volume).remove(force=True))
 
 
 def with_suppressed_notfound(fn: Callable[[], Any]) -> Any:
@@ -621,4 +625,14 @@ def with_suppressed_notfound(fn: Callable[[], Any]) -> Any:
     try:
         return fn()
     except docker.errors.NotFound:
+        return None
+
+
+def _quietly(fn: Callable[[], Any]) -> Any:
+    """For teardown: a resource already gone or still in use is left."""
+    import docker.errors
+
+    try:
+        return fn()
+    except docker.errors.APIError:
         return None
