@@ -13,7 +13,20 @@ How a deploy of NAME goes (all under an engine-wide lock, see engine_lock):
    image's HEALTHCHECK or the HTTP probe (aimed at the candidate's own
    address).  If it is unhealthy the old container was never touched: the
    command fails with the health output and the candidate's last log lines.
-4. Switch:
+4. Switch (``switch`` in the target; the default follows from the ports):
+   - *proxy* (host ports published, the default then; see deploy/proxy.py
+     for the design): the ports belong to a per-target HAProxy,
+     ``NAME.proxy``, and the apps publish none.  One runtime-API call sends
+     new requests to the candidate; the old container drains (in-flight
+     requests finish), stays running through the watch window (``proxy.
+     watch``, 30 s) while the new one's answers are counted, and is stopped
+     only then.  Too many 5xx or connection errors in the window switch back
+     to it and fail the deploy (DeployError, exit 6) with the numbers and
+     the new container's log lines.  A target that published its ports
+     itself migrates on its next deploy: the only switch with a gap (the
+     old container must free the ports before the proxy can bind them).
+     Every proxy-mode run first reconciles: the proxy is made to serve NAME
+     and containers an interrupted run left running are stopped.
    - *start-first* (nothing published on host ports): the candidate itself
      takes the network aliases and the name, then the old one stops.  No
      downtime for clients that reach it by name.
@@ -23,7 +36,9 @@ How a deploy of NAME goes (all under an engine-wide lock, see engine_lock):
      If the new one does not come up healthy, the old one is started again.
 5. The old container is kept stopped as ``NAME.vSEQ`` (restart policy off so
    a daemon restart does not revive it); only the newest ``keep`` are kept.
-   ``rollback`` starts the previous one again the same way.
+   ``rollback`` starts the previous one again the same way; in proxy mode
+   it starts the kept container, waits until it answers at its own address,
+   and switches the proxy to it (no stop-first gap).
 """
 
 from __future__ import annotations

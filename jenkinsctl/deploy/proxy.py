@@ -188,7 +188,12 @@ def render_config(bindings: list[Binding], settings: ProxySettings, generation: 
     if settings.mode == "http":
         lines += ["    timeout http-request 30s",
                   "    timeout http-keep-alive 60s",
-                  "    retry-on conn-failure empty-response"]
+                  "    retry-on conn-failure empty-response",
+                  # On a soft stop (a newer generation took over) an idle
+                  # keep-alive connection is closed after its next answer
+                  # ("Connection: close"), not at once: a client sending on
+                  # it at that moment would see it reset.
+                  "    option idle-close-on-response"]
     for port in sorted({b.container_port for b in bindings}):
         name = f"p{port}"
         lines += ["", f"frontend {name}"]
@@ -308,6 +313,7 @@ def exec_argv(socket_path: str, commands: list[str]) -> list[str]:
             "; ".join(commands), socket_path]
 
 
+_SOCAT_ERROR = re.compile(r"socat\[\d+\] E |exec failed|executable file not found")
 _CLI_ERRORS = re.compile(r"(?im)^(unknown command|no such (backend|server)|require |invalid |.*: not found|"
                          r"permission denied|can't |cannot )")
 
@@ -414,14 +420,13 @@ class Proxy:
         if c is None:
             raise DeployError(f"container {self.cname}: its deploy proxy {self.name} is gone",
                               hint="deploy again: the proxy is recreated")
+        # No exec_inspect for the exit code (one more round trip per call):
+        # socat reports a failed connect on stderr, which is read here too.
         ex = self.api.exec_create(c.id, exec_argv(self._socket(c), commands), stdout=True, stderr=True)
         out = self.api.exec_start(ex["Id"]).decode("utf-8", errors="replace")
-        code = self.api.exec_inspect(ex["Id"]).get("ExitCode")
-        bad = _CLI_ERRORS.search(out)
-        if code not in (0, None) or bad:
+        if _CLI_ERRORS.search(out) or _SOCAT_ERROR.search(out):
             raise DeployError(f"container {self.cname}: the proxy refused '{'; '.join(commands)[:200]}': "
-                              f"{out.strip()[:500] or f'exit {code}'}",
-                              hint=f"see 'docker logs {self.name}'")
+                              f"{out.strip()[:500]}", hint=f"see 'docker logs {self.name}'")
         return out
 
     def stat(self, container=None) -> dict[tuple[str, str], dict[str, str]]:
@@ -555,15 +560,33 @@ class Proxy:
             raise
         if current is not None:
             # The new generation holds the listening sockets now: the old
-            # one stops accepting and finishes its requests (SIGUSR1).
+            # one stops accepting and finishes its requests (SIGUSR1, soft
+            # stop; no restart policy, or the engine would start it again).
+            # Idle keep-alive clients keep it for up to hard-stop-after: it
+            # is not waited for beyond a few seconds, only renamed out of
+            # the way and removed by a later deploy once it has exited.
+            self.api.update_container(current.id, restart_policy={"Name": "no", "MaximumRetryCount": 0})
             with_suppressed_notfound(lambda: self.api.kill(current.id, signal="SIGUSR1"))
-            with_suppressed_notfound(lambda: self.api.wait(current.id, timeout=int(self.settings.drain) + 15))
-            with_suppressed_notfound(lambda: self.api.remove_container(current.id, force=True))
+            self.api.rename(current.id, f"{self.name}-g{current.labels.get(GEN_LABEL, '1')}")
             self.api.rename(cid, self.name)
+            self._remove_exited_generations(wait=5.0)
         new = self.client.containers.get(cid)
         # A restart of this generation must not look for the old socket.
         self.api.put_archive(cid, CFG_DIR, tar_files({"takeover": ""}))
         return new
+
+    def _remove_exited_generations(self, wait: float = 0.0) -> None:
+        """Older proxy generations that have finished their soft stop."""
+        deadline = self.clock() + wait
+        while True:
+            old = [c for c in self.client.containers.list(all=True, filters={"label": f"{PROXY_LABEL}={self.cname}"})
+                   if c.name.startswith(f"{self.name}-g")]
+            for c in old:
+                if c.status != "running":
+                    with_suppressed_notfound(lambda: c.remove(force=True))
+            if all(c.status != "running" for c in old) or self.clock() >= deadline:
+                return
+            self.sleep(0.1)
 
     def start_created(self, container) -> None:
         self.api.start(container.id)
