@@ -938,6 +938,8 @@ class ContainerStrategy:
             self.api.stop(current.id, timeout=_stop_timeout(current))
         return {"mode": "proxy", "from": t_name, "retired": retired, "proxy": self.proxy.name,
                 "start_ms": round((t_ready - t0) * 1000, 1), "switch_ms": round((t_switched - t_ready) * 1000, 1),
+                # From the call until the proxy sends requests to the kept version.
+                "serving_ms": round((t_switched - t0) * 1000, 1),
                 "drain_seconds": round(drained, 3), "health": "answers"}
 
     # --- housekeeping -------------------------------------------------------------------

@@ -383,11 +383,23 @@ class Proxy:
     def find(self):
         import docker.errors
 
-        try:
-            c = self.client.containers.get(self.name)
-        except docker.errors.NotFound:
-            return None
-        return c if c.name == self.name else None
+        for name in (self.name, f"{self.name}-next"):
+            try:
+                c = self.client.containers.get(name)
+            except docker.errors.NotFound:
+                continue
+            if c.name != name:
+                continue
+            if name != self.name:
+                if c.status != "running":
+                    continue
+                # A run killed in the middle of a handover: the new
+                # generation serves but was not named yet.
+                log.warning("deploy proxy %s: taking over %s left by an interrupted run", self.name, name)
+                self.api.rename(c.id, self.name)
+                c.reload()
+            return c
+        return None
 
     def bindings(self, container=None) -> list[Binding]:
         c = container or self.find()
@@ -565,9 +577,12 @@ class Proxy:
             # Idle keep-alive clients keep it for up to hard-stop-after: it
             # is not waited for beyond a few seconds, only renamed out of
             # the way and removed by a later deploy once it has exited.
-            self.api.update_container(current.id, restart_policy={"Name": "no", "MaximumRetryCount": 0})
-            with_suppressed_notfound(lambda: self.api.kill(current.id, signal="SIGUSR1"))
-            self.api.rename(current.id, f"{self.name}-g{current.labels.get(GEN_LABEL, '1')}")
+            if current.status == "running":
+                self.api.update_container(current.id, restart_policy={"Name": "no", "MaximumRetryCount": 0})
+                with_suppressed_notfound(lambda: self.api.kill(current.id, signal="SIGUSR1"))
+                self.api.rename(current.id, f"{self.name}-g{current.labels.get(GEN_LABEL, '1')}")
+            else:
+                with_suppressed_notfound(lambda: self.api.remove_container(current.id, force=True))
             self.api.rename(cid, self.name)
             self._remove_exited_generations(wait=5.0)
         new = self.client.containers.get(cid)
