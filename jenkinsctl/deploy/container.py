@@ -638,6 +638,8 @@ class ContainerStrategy:
         some, else what the proxy publishes, else what the app publishes."""
         from jenkinsctl.deploy.proxy import bindings_from_port_bindings
 
+        if getattr(self.target, "switch", None) == "stop-first" and not proxied:
+            return []   # the app publishes them itself: whatever they are (UDP too)
         if self.target.ports:
             return bindings_from_port_bindings(self._spec_from_target_ports())
         if proxied:
@@ -666,6 +668,9 @@ class ContainerStrategy:
             raise DeployError(f"container {self.cname}: 'switch: start-first' cannot work with published host "
                               "ports (two containers cannot publish the same port)",
                               hint="use 'switch: proxy' (the default) or 'switch: stop-first'")
+        if want == "proxy" and not bindings:
+            raise DeployError(f"container {self.cname}: 'switch: proxy' but the target publishes no host port",
+                              hint="add ports: [HOST_IP:HOST_PORT:CONTAINER_PORT] to the target, or drop 'switch'")
         if want:
             return want
         return "proxy" if bindings or proxied else "start-first"
@@ -770,11 +775,10 @@ class ContainerStrategy:
                               ) from None
         t_ready = self.clock()
         self.api.rename(cid, self.cname)
-        self.api.update_container(cid, restart_policy=restart if restart.get("Name") != "no"
-                                  else {"Name": "unless-stopped", "MaximumRetryCount": 0})
-        # The old container published the ports itself: it cannot run next
-        # to the proxy, so it is kept with them removed from nothing; a
-        # rollback to it deploys its image instead.
+        self.api.update_container(cid, restart_policy=restart)
+        # The old container published the ports itself, so it cannot run
+        # next to the proxy: it is kept, but a rollback to it is refused
+        # with a hint to deploy its image instead.
         return {"mode": "proxy-migration", "id": cid[:12], "retired": retired, "proxy": self.proxy.name,
                 "switch_ms": round((t_ready - t_stop) * 1000, 1), **gate}
 

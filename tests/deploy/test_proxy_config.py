@@ -95,3 +95,42 @@ def test_parsers_and_counters():
 ])
 def test_the_switch_back_rule(answers, e5, econ, trip):
     assert tripped(Counters(answers, e5, econ, 0), ProxySettings()) is trip
+
+
+def _strategy(**target):
+    import types
+
+    from jenkinsctl.deploy import _default_target
+    from jenkinsctl.deploy.container import ContainerStrategy
+
+    t = _default_target("container", "web")
+    t = type(t)(**{**t.__dict__, **target})
+    return ContainerStrategy(types.SimpleNamespace(api=None), t, labels={})
+
+
+@pytest.mark.parametrize("switch, bindings, proxied, want", [
+    (None, [Binding("", 80, 8080)], False, "proxy"),          # published ports: proxy by default
+    (None, [], False, "start-first"),                        # none: start-first, as before
+    (None, [], True, "proxy"),                               # already behind its proxy
+    ("stop-first", [Binding("", 80, 8080)], False, "stop-first"),
+    ("proxy", [Binding("", 80, 8080)], False, "proxy"),
+])
+def test_switch_mode(switch, bindings, proxied, want):
+    assert _strategy(switch=switch)._switch_mode(bindings, proxied) == want
+
+
+@pytest.mark.parametrize("switch, bindings, proxied, words", [
+    ("stop-first", [], True, "docker rm -f web.proxy"),
+    ("start-first", [Binding("", 80, 8080)], False, "cannot work with published host ports"),
+    ("proxy", [], False, "publishes no host port"),
+])
+def test_switch_modes_that_cannot_work_are_refused(switch, bindings, proxied, words):
+    with pytest.raises(DeployError) as e:
+        _strategy(switch=switch)._switch_mode(bindings, proxied)
+    assert words in e.value.message + (e.value.hint or "")
+
+
+def test_proxy_settings_come_from_the_target():
+    s = _strategy(proxy={"watch": 5, "drain": 2, "mode": "tcp", "max_error_rate": 0.5, "min_errors": 9})
+    assert s.proxy_settings == ProxySettings(mode="tcp", watch=5, drain=2, max_error_rate=0.5, min_errors=9)
+    assert _strategy().proxy_settings == ProxySettings()
