@@ -157,6 +157,15 @@ def main() -> int:
             time.sleep(0.5)
         failed, resent, total, rate = len(load.failures), load.resent, len(load.results), load.rate()
 
+        print(f"\n1. {opts.switches} proxy switches under keep-alive load: {total} requests at {rate:.0f} req/s, "
+              f"{failed} failed (target 0), {resent} resent; switch_ms median "
+              f"{statistics.median(switch_ms):.0f}, max {max(switch_ms):.0f}", flush=True)
+        ps, ss = statistics.median(times["proxy"]), statistics.median(times["stop"])
+        print(f"2. ship --to after a one-line change: proxy {ps:.2f} s (runs {fmt(times['proxy'])}), stop-first "
+              f"{ss:.2f} s (runs {fmt(times['stop'])}): ratio {ps / ss:.2f} (target <= 1.2); deploy stage "
+              f"{statistics.median(deploy_s['proxy']):.2f} s vs {statistics.median(deploy_s['stop']):.2f} s",
+              flush=True)
+
         # 3. latency: through the proxy, via -p (docker-proxy), and to the container's address.
         direct_port = free_port()
         direct = client.containers.run(f"{repo}@{digests[0]}", name=direct_name, detach=True,
@@ -179,28 +188,23 @@ def main() -> int:
 
         conf = load_config(cfg)
         lib_s, cli_s, lib_start, serving = [], [], [], []
+        latest = client.containers.get(names["proxy"]).labels["io.jenkinsctl.deploy-seq"]
         for _ in range(3):
+            # Back to the version before, then forward again to the latest.
             strategy = make_strategy(conf.deploy_target("proxy"), config=conf, client=client)
             t = time.perf_counter()
             out = strategy.rollback()
             lib_s.append(time.perf_counter() - t)
             lib_start.append(out.details["start_ms"])
             serving.append(out.details["serving_ms"])
-            t, _p = run(JENKINSCTL + ["rollback", "--to", "proxy"], env)
+            t, _p = run(JENKINSCTL + ["rollback", "--to", "proxy", "--version", f"v{latest}"], env)
             cli_s.append(t)
 
-        print(f"\n1. {opts.switches} proxy switches under keep-alive load: {total} requests at {rate:.0f} req/s, "
-              f"{failed} failed (target 0), {resent} resent; switch_ms median "
-              f"{statistics.median(switch_ms):.0f}, max {max(switch_ms):.0f}")
-        ps, ss = statistics.median(times["proxy"]), statistics.median(times["stop"])
-        print(f"2. ship --to after a one-line change: proxy {ps:.2f} s (runs {fmt(times['proxy'])}), stop-first "
-              f"{ss:.2f} s (runs {fmt(times['stop'])}): ratio {ps / ss:.2f} (target <= 1.2); deploy stage "
-              f"{statistics.median(deploy_s['proxy']):.2f} s vs {statistics.median(deploy_s['stop']):.2f} s")
         for q in (50, 99):
             p, d, i = (percentile(lat[k], q) * 1000 for k in ("proxy", "direct", "ip"))
             print(f"3. p{q}: through the proxy {p:.3f} ms, direct -p (docker-proxy) {d:.3f} ms, direct to the "
                   f"container address {i:.3f} ms: ratio {p / d:.2f} vs -p, {p / i:.2f} vs the address"
-                  + ("  (target p50 <= 1.2)" if q == 50 else ""))
+                  + ("  (target p50 <= 1.2)" if q == 50 else ""), flush=True)
         print(f"4. rollback: the kept version serves after {', '.join(f'{x:.0f}' for x in serving)} ms (started and "
               f"answering after {', '.join(f'{x:.0f}' for x in lib_start)} ms, then the switch); the library call "
               f"returns after {fmt(lib_s)} s (drain + stop of the current one), the whole CLI command after "
