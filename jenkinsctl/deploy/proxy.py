@@ -44,8 +44,15 @@ Choices, and why:
 - **The runtime API is reached with ``docker exec`` of socat** on the admin
   unix socket inside the proxy: it works wherever jenkinsctl can reach the
   engine (an agent in a container, DOCKER_HOST over ssh), the socket is
-  never on a network, and several commands go in one call.  About 60-100 ms
-  a call here; the switch itself is one call.
+  never on a network, and several commands go in one call.  Measured on a
+  loaded 2-core machine: a switch (state read + switch batch, two calls)
+  takes 140-350 ms, median about 180-280 ms; requests keep flowing
+  meanwhile, so this is not downtime, only deploy time.
+- **Soft stop without resets:** ``option idle-close-on-response`` makes an
+  old generation close an idle keep-alive client connection after its next
+  answer (``Connection: close``) rather than at once, so a client that
+  sends at that moment is not reset (without it, 5 of about 2000 requests
+  had to be resent during a replacement under load; with it, none).
 - **The configuration lives in the proxy container** (copied in before it
   starts) and is rewritten after every switch, so a restart (restart policy
   ``unless-stopped``, daemon restart, reboot) comes back to the version that
