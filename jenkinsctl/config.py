@@ -163,6 +163,10 @@ class DeployTarget:
     idempotent: bool = False  # webhook: a POST that may have arrived may be sent again
     # container: NAME -> reference, installed as /run/secrets/NAME (deploy/secret_files.py)
     secrets: Mapping[str, SecretRef] = field(default_factory=dict)
+    # container: how the new version takes over (None: proxy when host ports
+    # are published, else start-first) and the proxy mode's settings.
+    switch: str | None = None
+    proxy: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -477,7 +481,8 @@ def from_document(doc: Mapping[str, Any], source: str = "<defaults>") -> Config:
             health=Health(http=h.get("http"), timeout=h.get("timeout", 60), interval=h.get("interval", 1)),
             keep=t["keep"], compose=t["compose"], service=t["service"], secret=_secret(t["secret"]),
             timeout=t["timeout"], retries=t["retries"], idempotent=t.get("idempotent", False),
-            secrets={k: SecretRef(**v) for k, v in (t.get("secrets") or {}).items()})
+            secrets={k: SecretRef(**v) for k, v in (t.get("secrets") or {}).items()},
+            switch=t.get("switch"), proxy=dict(t.get("proxy") or {}))
     return Config(
         version=doc["version"], project=doc["project"], state_dir=doc["state_dir"],
         engine=EngineConfig(**doc["engine"]),

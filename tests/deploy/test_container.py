@@ -36,7 +36,8 @@ def test_replaces_a_hand_made_container_keeping_its_settings_and_measures_the_sw
     docker_client.api.connect_container_to_network(old.id, network, aliases=["web-alias"])
     old.exec_run(["sh", "-c", "echo precious > /data/file"], user="root")
     assert wait_http("127.0.0.1", port) == "1.0.0"
-    cfg = write_config(tmp_path / "j.yaml", {})
+    # stop-first: the app publishes the port itself (proxy mode has its own tests in test_proxy.py).
+    cfg = write_config(tmp_path / "j.yaml", {"web": {"strategy": "container", "target": cname, "switch": "stop-first"}})
     try:
         with ProbeLoop("127.0.0.1", port) as probe:
             proc = deploy(cfg, v2.pinned, f"container:{cname}", cli_env,
@@ -79,7 +80,7 @@ def test_unhealthy_candidate_never_takes_traffic_and_the_command_fails_with_its_
         docker_client, example_images, cname, cli_env, tmp_path):
     port = free_port()
     cfg = write_config(tmp_path / "j.yaml", {"web": {
-        "strategy": "container", "target": cname, "ports": [f"127.0.0.1:{port}:8080"],
+        "strategy": "container", "target": cname, "ports": [f"127.0.0.1:{port}:8080"], "switch": "stop-first",
         "health": {"timeout": 30, "interval": 0.5}}})
     result_of(deploy(cfg, example_images["v1"].pinned, "web", cli_env))
     before = docker_client.containers.get(cname).id
@@ -102,7 +103,7 @@ def test_unhealthy_candidate_never_takes_traffic_and_the_command_fails_with_its_
 def test_rollback_and_keep(docker_client, example_images, cname, cli_env, tmp_path):
     port = free_port()
     cfg = write_config(tmp_path / "j.yaml", {"web": {
-        "strategy": "container", "target": cname, "ports": [f"127.0.0.1:{port}:8080"], "keep": 1,
+        "strategy": "container", "target": cname, "ports": [f"127.0.0.1:{port}:8080"], "switch": "stop-first", "keep": 1,
         "health": {"http": f"http://127.0.0.1:{port}/health", "timeout": 30, "interval": 0.5}}})
     for v in ("v1", "v2", "v3"):
         r = result_of(deploy(cfg, example_images[v].pinned, "web", cli_env))
@@ -178,7 +179,7 @@ def test_creates_the_container_from_the_config_when_absent(docker_client, exampl
                                                            tmp_path, monkeypatch):
     port = free_port()
     cfg = write_config(tmp_path / "j.yaml", {"web": {
-        "strategy": "container", "target": cname, "ports": [f"127.0.0.1:{port}:8080"],
+        "strategy": "container", "target": cname, "ports": [f"127.0.0.1:{port}:8080"], "switch": "stop-first",
         "env": {"GREETING": "hi", "TOKEN": {"env": "JCTEST_TOKEN"}}, "volumes": [f"{cname}-vol:/data"]}})
     env = {**cli_env, "JCTEST_TOKEN": "t0ken-value"}
     try:
