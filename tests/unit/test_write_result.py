@@ -24,7 +24,7 @@ def test_a_pipe_or_device_is_written_into_never_replaced(tmp_path):
     fifo = tmp_path / "pipe"
     os.mkfifo(fifo)
     got: list[str] = []
-    reader = threading.Thread(target=lambda: got.append(fifo.read_text()))
+    reader = threading.Thread(target=lambda: got.append(fifo.read_text()), daemon=True)
     reader.start()
     write_result(str(fifo), {"digest": "sha256:2"})
     reader.join(timeout=10)
