@@ -1,6 +1,6 @@
 """The ``container`` strategy: replace a named container, health-gated.
 
-How a deploy of NAME goes (all under an engine-wide lock, see engine_lock):
+How a deploy of NAME goes (all under an engine-wide lock, see deploy/lock.py):
 
 1. Pull the image by digest (skipped when the engine has it).
 2. Work out the new container's settings from the running one: its env,
@@ -57,14 +57,14 @@ from typing import Any, Callable, Mapping
 from jenkinsctl.deploy import (CANDIDATE_LABEL, DEPLOY_LABEL, IMAGE_LABEL, SEQ_LABEL, DeployOutcome, ImageRef,
                                parse_time, pull_by_digest)
 from jenkinsctl.deploy.health import http_probe, rewrite_host
+from jenkinsctl.deploy.lock import engine_lock
 from jenkinsctl.engine import ROLE_LABEL
 from jenkinsctl.engine import api_error as _api_error
-from jenkinsctl.errors import DeployError, Timeout
+from jenkinsctl.errors import DeployError
 
 log = logging.getLogger("jenkinsctl.deploy")
 
 BUILTIN_NETWORKS = ("bridge", "host", "none", "default")
-LOCK_STALE_SECONDS = 900
 SWITCH_PROBE_INTERVAL = 0.02
 MIN_UPTIME = 2.0  # seconds a container without any health check must stay up
 
@@ -94,6 +94,12 @@ class ContainerStrategy:
                                                if k in known})
         self.proxy = Proxy(client, self.cname, self.labels, self.proxy_settings, clock=clock, sleep=sleep)
 
+    def _lock_hold(self) -> float:
+        """How long one deploy or rollback of this target may hold its lock:
+        the target's own timeout plus the proxy's watch window and drain,
+        which run under the lock too.  Waiters elsewhere break it only after."""
+        return self.target.timeout + self.proxy_settings.watch + self.proxy_settings.drain
+
     # --- public --------------------------------------------------------------
 
     def deploy(self, image: ImageRef) -> DeployOutcome:
@@ -102,7 +108,7 @@ class ContainerStrategy:
         start = self.clock()
         pull_by_digest(self.client, image, self.auth)
         with engine_lock(self.client, f"{self.cname}.lock", image.pinned, self.labels, self.clock, self.sleep,
-                         timeout=self.target.timeout):
+                         timeout=self.target.timeout, hold=self._lock_hold()):
             current = self._current()
             proxied = self.proxy.find() is not None
             if proxied:
@@ -174,7 +180,7 @@ class ContainerStrategy:
         seq, target = chosen
         lock_image = target.attrs["Image"]
         with engine_lock(self.client, f"{self.cname}.lock", lock_image, self.labels, self.clock, self.sleep,
-                         timeout=self.target.timeout):
+                         timeout=self.target.timeout, hold=self._lock_hold()):
             try:
                 if self.proxy.find() is not None:
                     details = self._proxy_rollback(current, target)
@@ -1037,124 +1043,3 @@ def _stop_timeout(c) -> int:
 
 def _indent(text: str) -> str:
     return "\n".join("  " + line for line in text.splitlines())
-
-
-LOCK_OWNER = "io.jenkinsctl.lock-owner"   # HOST:PID, for people and messages
-LOCK_TIME = "io.jenkinsctl.lock-time"     # when it was taken (epoch seconds): the age rule
-LOCK_HOST = "io.jenkinsctl.lock-host"     # the owner's hostname
-LOCK_BOOT = "io.jenkinsctl.lock-boot"     # the owner's kernel boot id
-LOCK_PIDNS = "io.jenkinsctl.lock-pidns"   # the owner's pid namespace: where its pid means something
-LOCK_PID = "io.jenkinsctl.lock-pid"
-LOCK_START = "io.jenkinsctl.lock-start"   # the owner's start time (clock ticks after boot): pid reuse
-
-
-def _read(path: str) -> str | None:
-    try:
-        with open(path, encoding="ascii") as fh:
-            return fh.read().strip() or None
-    except OSError:
-        return None
-
-
-def _start_time(pid: int) -> str | None:
-    """The start time of process ``pid`` from /proc, or None when there is
-    no such (live, non-zombie) process."""
-    stat = _read(f"/proc/{pid}/stat")
-    if not stat:
-        return None
-    fields = stat.rpartition(")")[2].split()   # after "pid (comm)", which may hold spaces
-    if len(fields) < 20 or fields[0] in ("Z", "X", "x"):
-        return None
-    return fields[19]
-
-
-def _where() -> tuple[str, str] | None:
-    """(boot id, pid namespace) of this process: two processes with the
-    same pair see the same pids.  The hostname is not enough (agents in
-    containers share the host's engine with their own pid namespaces)."""
-    boot = _read("/proc/sys/kernel/random/boot_id")
-    try:
-        pidns = os.readlink("/proc/self/ns/pid")
-    except OSError:
-        return None
-    return (boot, pidns) if boot else None
-
-
-def _lock_labels() -> dict[str, str]:
-    pid = os.getpid()
-    host = socket.gethostname()
-    labels = {LOCK_OWNER: f"{host}:{pid}", LOCK_TIME: str(int(time.time())), LOCK_HOST: host, LOCK_PID: str(pid)}
-    where, start = _where(), _start_time(pid)
-    if where and start:
-        labels.update({LOCK_BOOT: where[0], LOCK_PIDNS: where[1], LOCK_START: start})
-    return labels
-
-
-def _owner_gone(labels: Mapping[str, str]) -> bool:
-    """True when the lock's owner ran where this process runs (same boot,
-    same pid namespace) and is no longer running: its pid is gone, a
-    zombie, or now a different process (another start time)."""
-    where = _where()
-    if not where or (labels.get(LOCK_BOOT), labels.get(LOCK_PIDNS)) != where:
-        return False
-    pid, start = labels.get(LOCK_PID, ""), labels.get(LOCK_START)
-    if not pid.isdigit() or not start:
-        return False
-    return _start_time(int(pid)) != start
-
-
-@contextlib.contextmanager
-def engine_lock(client, name: str, image: str, labels: Mapping[str, str], clock=time.monotonic, sleep=time.sleep,
-                timeout: float = 300):
-    """A mutex kept by the engine itself: a created (never started)
-    container named ``name``.  Container names are unique per engine, so
-    this serialises deploys of one target from every agent that uses this
-    engine, not just from one host's processes.
-
-    A holder that died (kill -9, a lost agent) cannot remove it.  Its labels
-    say where it ran and which process it was (boot id, pid namespace, pid,
-    start time): when that is here and the process is gone, the lock is
-    broken at once.  A holder elsewhere cannot be checked, so its lock is
-    broken only when older than LOCK_STALE_SECONDS."""
-    import docker.errors
-
-    api = client.api
-    deadline = clock() + timeout
-    body = {"Image": image, "Cmd": ["true"], "Entrypoint": [], "Labels": {**labels, **_lock_labels()},
-            "HostConfig": {"NetworkMode": "none"}}
-    waited = False
-    while True:
-        try:
-            res = api._post_json(api._url("/containers/create"), data=body, params={"name": name})
-            cid = api._result(res, True)["Id"]
-            break
-        except docker.errors.APIError as exc:
-            if getattr(exc, "status_code", None) != 409:
-                raise _api_error(f"take the deploy lock {name}", exc) from None
-        try:
-            held = api.inspect_container(name)
-            held_labels = held["Config"].get("Labels") or {}
-            holder = held_labels.get(LOCK_OWNER, "?")
-            since = int(held_labels.get(LOCK_TIME, "0") or 0)
-            why = ("its process is gone" if _owner_gone(held_labels)
-                   else f"it is older than {LOCK_STALE_SECONDS}s" if time.time() - since > LOCK_STALE_SECONDS
-                   else None)
-            if why:
-                log.warning("breaking the deploy lock %s held by %s: %s", name, holder, why)
-                api.remove_container(held["Id"], force=True)   # by id: never a lock taken since
-                continue
-        except docker.errors.NotFound:
-            continue
-        if clock() >= deadline:
-            raise Timeout(f"another deploy holds the lock {name} (owner {holder}) for more than {timeout:g}s",
-                          hint=f"wait for it; if its owner is gone (on another host), remove the lock with "
-                               f"'docker rm {name}'")
-        if not waited:
-            log.info("waiting for another deploy (lock %s held by %s)", name, holder)
-            waited = True
-        sleep(0.5)
-    try:
-        yield
-    finally:
-        with contextlib.suppress(docker.errors.APIError):
-            api.remove_container(cid, force=True)

@@ -213,7 +213,7 @@ def _hold_lock(lock: str, image: str):
     from tests.deploy.helpers import REPO
 
     code = ("import time, docker\n"
-            "from jenkinsctl.deploy.container import engine_lock\n"
+            "from jenkinsctl.deploy.lock import engine_lock\n"
             f"with engine_lock(docker.from_env(), {lock!r}, {image!r}, {TEST_LABELS!r}):\n"
             "    print('held', flush=True)\n"
             "    time.sleep(300)\n")
@@ -229,7 +229,7 @@ def test_a_lock_left_by_a_killed_deploy_on_this_host_is_broken_at_once(docker_cl
     import signal
     import time
 
-    from jenkinsctl.deploy.container import engine_lock
+    from jenkinsctl.deploy.lock import engine_lock
 
     lock, image = f"{cname}.lock", example_images["v1"].pinned
     holder = _hold_lock(lock, image)
@@ -247,7 +247,7 @@ def test_a_lock_left_by_a_killed_deploy_on_this_host_is_broken_at_once(docker_cl
 def test_a_lock_held_by_a_live_process_or_another_host_is_waited_for(docker_client, example_images, cname):
     import time
 
-    from jenkinsctl.deploy.container import LOCK_STALE_SECONDS, engine_lock
+    from jenkinsctl.deploy.lock import LOCK_STALE_SECONDS, engine_lock
     from jenkinsctl.errors import Timeout
 
     lock, image = f"{cname}.lock", example_images["v1"].pinned
@@ -265,20 +265,33 @@ def test_a_lock_held_by_a_live_process_or_another_host_is_waited_for(docker_clie
     # Another host (another boot): its pid means nothing here, so only age
     # breaks its lock.  The same pid namespace and pid as a process of ours
     # must not make it look local.
-    def foreign(age: float) -> None:
+    def foreign(age: float, until: float | None = None) -> None:
+        bound = {} if until is None else {"io.jenkinsctl.lock-until": str(int(time.time() + until))}
         docker_client.api.create_container(
             image, command=["true"], name=lock, host_config=docker_client.api.create_host_config(network_mode="none"),
             labels={**TEST_LABELS, "io.jenkinsctl.lock-owner": "elsewhere:1",
                     "io.jenkinsctl.lock-time": str(int(time.time() - age)), "io.jenkinsctl.lock-host": "elsewhere",
                     "io.jenkinsctl.lock-boot": "00000000-0000-0000-0000-000000000000",
                     "io.jenkinsctl.lock-pidns": "pid:[1]", "io.jenkinsctl.lock-pid": "999999999",
-                    "io.jenkinsctl.lock-start": "1"})
+                    "io.jenkinsctl.lock-start": "1", **bound})
 
     foreign(age=5)
     with pytest.raises(Timeout):
         with engine_lock(docker_client, lock, image, TEST_LABELS, timeout=1.5):
             pass
     docker_client.containers.get(lock).remove(force=True)
-    foreign(age=LOCK_STALE_SECONDS + 5)
+    foreign(age=LOCK_STALE_SECONDS + 5)   # written before lock-until existed: the age rule
     with engine_lock(docker_client, lock, image, TEST_LABELS, timeout=1.5):
         assert docker_client.containers.get(lock).labels["io.jenkinsctl.lock-owner"] != "elsewhere:1"
+    # A holder whose target allows an hour is not broken at 900 s...
+    foreign(age=LOCK_STALE_SECONDS + 5, until=3600 - LOCK_STALE_SECONDS)
+    with pytest.raises(Timeout):
+        with engine_lock(docker_client, lock, image, TEST_LABELS, timeout=1.5):
+            pass
+    docker_client.containers.get(lock).remove(force=True)
+    # ...only once past the bound it declared.
+    foreign(age=3700, until=-5)
+    with engine_lock(docker_client, lock, image, TEST_LABELS, timeout=1.5, hold=40) as _:
+        labels = docker_client.containers.get(lock).labels
+        assert labels["io.jenkinsctl.lock-owner"] != "elsewhere:1"
+        assert int(labels["io.jenkinsctl.lock-until"]) - int(labels["io.jenkinsctl.lock-time"]) >= 40
