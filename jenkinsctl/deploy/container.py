@@ -87,6 +87,9 @@ class ContainerStrategy:
         self.health_url = health_url or target.health.http
         self.health_timeout = float(target.health.timeout)
         self.health_interval = float(target.health.interval)
+        # The target's timeout bounds the whole deploy or rollback, health
+        # gates included (health.timeout bounds each gate on its own).
+        self._deadline: float | None = None
         from jenkinsctl.deploy.proxy import Proxy, ProxySettings
 
         known = {f.name for f in dataclasses.fields(ProxySettings)}
@@ -106,6 +109,7 @@ class ContainerStrategy:
         import docker.errors
 
         start = self.clock()
+        self._deadline = start + self.target.timeout
         pull_by_digest(self.client, image, self.auth)
         with engine_lock(self.client, f"{self.cname}.lock", image.pinned, self.labels, self.clock, self.sleep,
                          timeout=self.target.timeout, hold=self._lock_hold()):
@@ -165,6 +169,7 @@ class ContainerStrategy:
         import docker.errors
 
         start = self.clock()
+        self._deadline = start + self.target.timeout
         current = self._current()
         retired = self._retired()
         if not retired:
@@ -421,6 +426,7 @@ class ContainerStrategy:
         HEALTHCHECK says healthy (if it has one and ``require_healthcheck``);
         an unhealthy HEALTHCHECK or an exit fails at once."""
         start = self.clock()
+        timeout, why = self._bounded(timeout)
         deadline = start + timeout
         detail = "no probe ran yet"
         while True:
@@ -447,8 +453,18 @@ class ContainerStrategy:
                 return True, kind, f"running for {MIN_UPTIME:.0f}s (no HEALTHCHECK and no health.http)", \
                     self.clock() - start
             if self.clock() >= deadline:
-                return False, kind, f"not healthy within {timeout:g}s; last probe: {detail}", self.clock() - start
+                return False, kind, f"not healthy within {timeout:g}s{why}; last probe: {detail}", self.clock() - start
             self.sleep(interval if kind != "running" else 0.2)
+
+    def _bounded(self, timeout: float) -> tuple[float, str]:
+        """``timeout`` cut to what is left of the target's timeout, and the
+        reason to name when it was cut."""
+        if self._deadline is None:
+            return timeout, ""
+        left = max(0.0, self._deadline - self.clock())
+        if left < timeout:
+            return left, f" (what was left of the deploy's timeout of {self.target.timeout:g}s)"
+        return timeout, ""
 
     def _candidate_url(self, url: str, cid: str, spec: dict[str, Any]) -> str:
         """The health URL aimed at the candidate's own address: a URL on a
@@ -890,7 +906,8 @@ class ContainerStrategy:
         it was deployed, so here "it answers" is enough (fast, for a sub-
         second rollback): the HTTP probe at its address, else a TCP connect
         to its port."""
-        deadline = self.clock() + self.health_timeout
+        wait, why = self._bounded(self.health_timeout)
+        deadline = self.clock() + wait
         port = bindings[0].container_port if bindings else None
         url = self._candidate_url(self.health_url, cid, {"host_config": {"PortBindings": {
             f"{b.container_port}/tcp": [{"HostPort": str(b.host_port)}] for b in bindings}}, "networks": {}}) \
@@ -911,7 +928,7 @@ class ContainerStrategy:
             if ok:
                 return True, detail
             if self.clock() >= deadline:
-                return False, f"did not answer within {self.health_timeout:g}s; last probe: {detail}"
+                return False, f"did not answer within {wait:g}s{why}; last probe: {detail}"
             self.sleep(SWITCH_PROBE_INTERVAL)
 
     def _proxy_rollback(self, current, target) -> dict[str, Any]:

@@ -100,6 +100,23 @@ def test_unhealthy_candidate_never_takes_traffic_and_the_command_fails_with_its_
     assert sorted(leftovers) == [cname]          # no candidate, no lock left behind
 
 
+def test_the_targets_timeout_bounds_the_health_gate_too(docker_client, example_images, cname, cli_env, tmp_path):
+    """--timeout bounds the whole deploy: a candidate that never answers
+    fails when the deploy's 4 s are up, not after health.timeout's 60 s."""
+    import time
+
+    port = free_port()
+    cfg = write_config(tmp_path / "j.yaml", {"web": {
+        "strategy": "container", "target": cname, "ports": [f"127.0.0.1:{port}:8080"], "switch": "stop-first",
+        "health": {"http": f"http://127.0.0.1:{port}/missing", "timeout": 60, "interval": 0.5}}})
+    started = time.monotonic()
+    proc = deploy(cfg, example_images["v1"].pinned, "web", cli_env, "--timeout", "4")
+    took = time.monotonic() - started
+    assert proc.returncode == 6, proc.stderr
+    assert "the deploy's timeout of 4s" in proc.stderr, proc.stderr
+    assert took < 30, f"the deploy took {took:.1f}s with --timeout 4"
+
+
 def test_rollback_and_keep(docker_client, example_images, cname, cli_env, tmp_path):
     port = free_port()
     cfg = write_config(tmp_path / "j.yaml", {"web": {
