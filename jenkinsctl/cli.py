@@ -62,6 +62,28 @@ def _parser_class() -> type[argparse.ArgumentParser]:
     return _Parser
 
 
+def _terminal_columns() -> int:
+    """``shutil.get_terminal_size().columns``, as argparse sizes its help,
+    without importing shutil (bz2, lzma, fnmatch), which --help needs for
+    nothing else."""
+    try:
+        columns = int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return columns if columns > 0 else 80
+
+
+def _formatter(prog: str) -> argparse.HelpFormatter:
+    import argparse
+
+    return argparse.RawDescriptionHelpFormatter(prog, width=_terminal_columns() - 2)
+
+
 def _add_globals(p: argparse.ArgumentParser, suppress: bool) -> None:
     import argparse
 
@@ -85,9 +107,9 @@ def _top_parser() -> argparse.ArgumentParser:
 
     width = max(len(n) for n in COMMANDS)
     epilog = "commands:\n" + "\n".join(f"  {n:<{width}}  {h}" for n, (_, h) in COMMANDS.items())
-    p = _parser_class()(prog="jenkinsctl", description="Build, push and redeploy Docker images through the host engine, "
-                "and provision Jenkins SSH agents that can do it.",
-                epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = _parser_class()(prog="jenkinsctl", description="Build, push and redeploy Docker images through the host "
+                        "engine, and provision Jenkins SSH agents that can do it.",
+                        epilog=epilog, formatter_class=_formatter)
     p.add_argument("--version", action="version", version=f"jenkinsctl {__version__}")
     _add_globals(p, suppress=False)
     p.add_argument("command", metavar="COMMAND", nargs="?", help="one of the commands below")
@@ -96,11 +118,9 @@ def _top_parser() -> argparse.ArgumentParser:
 
 
 def _command_parser(name: str, module) -> argparse.ArgumentParser:
-    import argparse
-
     _, help_text = COMMANDS[name]
     p = _parser_class()(prog=f"jenkinsctl {name}", description=getattr(module, "DESCRIPTION", help_text),
-                formatter_class=argparse.RawDescriptionHelpFormatter)
+                        formatter_class=_formatter)
     _add_globals(p, suppress=True)
     module.add_arguments(p)
     return p

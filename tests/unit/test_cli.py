@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import subprocess
@@ -56,7 +57,7 @@ sys.exit(code)
 """
 # What each fast path must leave alone. --help builds an argparse parser,
 # and argparse imports re; --version builds nothing.
-_HEAVY = {"docker", "jenkins", "requests", "yaml", "jsonschema", "logging", "jenkinsctl.secrets",
+_HEAVY = {"docker", "jenkins", "requests", "yaml", "jsonschema", "logging", "shutil", "jenkinsctl.secrets",
           "jenkinsctl.config"}
 _NOT_ON_VERSION = _HEAVY | {"re", "argparse", "json", "typing"}
 
@@ -93,6 +94,29 @@ def test_help_imports_no_dependency(argv):
     assert "usage: jenkinsctl" in out.stdout
     assert "argparse" in mods
     assert not _top(mods) & _HEAVY, sorted(_top(mods) & _HEAVY)
+
+
+@pytest.mark.parametrize("columns", [None, "0", "-5", "x", "40", "200"])
+def test_help_is_sized_as_argparse_sizes_it(columns, monkeypatch, capsys):
+    """--help sizes itself without shutil, to the same width argparse's own
+    formatter (shutil.get_terminal_size) picks."""
+    import argparse
+
+    from jenkinsctl import cli
+
+    if columns is None:
+        monkeypatch.delenv("COLUMNS", raising=False)
+    else:
+        monkeypatch.setenv("COLUMNS", columns)
+    ours = cli._top_parser()
+    ours.formatter_class = argparse.RawDescriptionHelpFormatter
+    stdlib_text = ours.format_help()
+    assert cli._top_parser().format_help() == stdlib_text
+    module = importlib.import_module(COMMANDS["build"][0])
+    sub = cli._command_parser("build", module)
+    ours_text = sub.format_help()
+    sub.formatter_class = argparse.RawDescriptionHelpFormatter
+    assert ours_text == sub.format_help()
 
 
 def test_version():
