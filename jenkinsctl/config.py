@@ -388,8 +388,6 @@ def load_document(path: str | None, env: Mapping[str, str] | None = None, *,
                   discover: bool = True) -> tuple[dict, str]:
     """The merged, validated plain document and its source name.  With
     ``discover``, a ./jenkinsctl.yaml is read when no path is given."""
-    from jenkinsctl.yamlload import load_yaml
-
     env = os.environ if env is None else env
     sch = schema()
     doc: Any = {}
@@ -403,6 +401,11 @@ def load_document(path: str | None, env: Mapping[str, str] | None = None, *,
         if not data.strip():
             raise ConfigError(f"{source}: the file is empty", hint="write at least 'version: 1', or leave out "
                               "--config to use the built-in defaults", file=source)
+        # PyYAML only when there is a file: its import (about 20 ms, most of
+        # it regular expressions compiled by its resolver) is a large part of
+        # a command that runs on the built-in defaults.
+        from jenkinsctl.yamlload import load_yaml
+
         doc, positions = load_yaml(data, source)
         if doc is None:
             raise ConfigError(f"{source}: the file holds no settings (only comments or '---')",

@@ -47,6 +47,20 @@ def test_redact_masks_registered_secrets_url_passwords_and_auth_headers():
     assert secrets.redact(keep) == keep
 
 
+@pytest.mark.parametrize("text", [
+    "BEARER abcDEF123456", "x-registry-auth: eyJ1c2VybmFtZSI6ImEifQ==", "Baſic dXNlcjpwYXNzd29yZA==",
+    "bAsIc dXNlcjpwYXNzd29yZA==", "ssh://git:" + TOKEN + "@host/repo", "a@b c://x:y@", "plain text, no scheme",
+])
+def test_redact_skips_a_pattern_only_when_it_cannot_match(text):
+    """redact() runs the URL and header patterns only on text that holds "@"
+    or an auth scheme; the shortcut must never change the result."""
+    import re
+
+    full = re.sub(secrets._URL_USERINFO, lambda m: f"{m.group('pre')}:{secrets.MASK}@", text)
+    full = re.sub(secrets._AUTH_HEADER, lambda m: m.group("pre") + secrets.MASK, full)
+    assert secrets.redact(text) == full
+
+
 def test_redact_obj_reaches_nested_values_and_keys():
     secrets.sensitive("s3cr3t-value")
     doc = {"a": ["x s3cr3t-value y", {"s3cr3t-value": 1}], "n": 3}
