@@ -104,6 +104,7 @@ def main() -> int:
     with open(cfg, "w") as fh:
         fh.write(f"version: 1\nproject: jenkinsctl-bench\ndeploy:\n  targets:\n    app:\n"
                  f"      strategy: container\n      target: {name}\n      ports: ['127.0.0.1:{port}:8080']\n"
+                 f"      switch: stop-first\n"
                  f"      health: {{http: 'http://127.0.0.1:{port}/health', timeout: 60, interval: 0.5}}\n"
                  f"      keep: 2\n")
     ctx = os.path.join(work, "app")

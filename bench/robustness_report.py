@@ -43,6 +43,10 @@ CASES = OrderedDict([
     (21, "A deployed app and its data volume survive plan, apply, down, down --volumes"),
     (22, "SIGTERM at each step of apply; a container SIGKILL left incomplete"),
     (23, "State dir: 0700, .gitignore, symlinks and foreign owners refused"),
+    (24, "Repository content cannot steer a step: workspace config, plain tcp engine, {file:}"),
+    (25, "Registry credentials go only to their registry"),
+    (26, "Secrets never in errors, output or left-over files"),
+    (27, "Config and step-parameter fuzzing: every rejection a clear exit 2"),
 ])
 
 FINDINGS = """

@@ -3,24 +3,28 @@
 Exit codes: 0 success; 1 unexpected error; 2 usage or config error;
 3 engine; 4 build; 5 registry; 6 deploy; 7 Jenkins; 8 provision;
 9 doctor found a failing check; 10 timeout; 130 interrupted.
+
+Every command pays this module's import before it starts, and `--version`
+pays nothing else, so the module imports only `os` and `sys` (which Python
+has loaded already) and jenkinsctl's own light modules.  argparse, json,
+logging and the redaction helpers (which need `re`) are imported by the
+functions that use them: `--version` answers before any of them, and
+`--help` needs argparse only.  tests/unit/test_cli.py holds this line.
 """
 
 from __future__ import annotations
 
-import argparse
-import importlib
-import json
-import logging
 import os
 import sys
-from typing import Any, Sequence
 
 from jenkinsctl import __version__
 from jenkinsctl.commands import COMMANDS
 from jenkinsctl.errors import ConfigError, JenkinsctlError, UsageError
-from jenkinsctl.secrets import redact, redact_obj
 
-log = logging.getLogger("jenkinsctl")
+TYPE_CHECKING = False  # typing costs more to import than all of --version
+if TYPE_CHECKING:
+    import argparse
+    from typing import Any, Sequence
 
 
 class Context:
@@ -45,15 +49,44 @@ class Context:
         return self._config
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse exits with status 2 on its own; route that through UsageError
-    so the message format and the error-details file stay uniform."""
+def _parser_class() -> type[argparse.ArgumentParser]:
+    import argparse
 
-    def error(self, message: str):  # type: ignore[override]
-        raise UsageError(message, hint=f"run '{self.prog} --help' for usage")
+    class _Parser(argparse.ArgumentParser):
+        """argparse exits with status 2 on its own; route that through UsageError
+        so the message format and the error-details file stay uniform."""
+
+        def error(self, message: str):  # type: ignore[override]
+            raise UsageError(message, hint=f"run '{self.prog} --help' for usage")
+
+    return _Parser
+
+
+def _terminal_columns() -> int:
+    """``shutil.get_terminal_size().columns``, as argparse sizes its help,
+    without importing shutil (bz2, lzma, fnmatch), which --help needs for
+    nothing else."""
+    try:
+        columns = int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns if sys.__stdout__ else 0
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return columns if columns > 0 else 80
+
+
+def _formatter(prog: str) -> argparse.HelpFormatter:
+    import argparse
+
+    return argparse.RawDescriptionHelpFormatter(prog, width=_terminal_columns() - 2)
 
 
 def _add_globals(p: argparse.ArgumentParser, suppress: bool) -> None:
+    import argparse
+
     # On subcommands the defaults are suppressed so a global given before the
     # command is not reset by the subparser.
     d = (lambda v: argparse.SUPPRESS) if suppress else (lambda v: v)
@@ -69,12 +102,14 @@ def _add_globals(p: argparse.ArgumentParser, suppress: bool) -> None:
                    help="on failure, write the error as JSON to FILE")
 
 
-def _top_parser() -> _Parser:
+def _top_parser() -> argparse.ArgumentParser:
+    import argparse
+
     width = max(len(n) for n in COMMANDS)
     epilog = "commands:\n" + "\n".join(f"  {n:<{width}}  {h}" for n, (_, h) in COMMANDS.items())
-    p = _Parser(prog="jenkinsctl", description="Build, push and redeploy Docker images through the host engine, "
-                "and provision Jenkins SSH agents that can do it.",
-                epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = _parser_class()(prog="jenkinsctl", description="Build, push and redeploy Docker images through the host "
+                        "engine, and provision Jenkins SSH agents that can do it.",
+                        epilog=epilog, formatter_class=_formatter)
     p.add_argument("--version", action="version", version=f"jenkinsctl {__version__}")
     _add_globals(p, suppress=False)
     p.add_argument("command", metavar="COMMAND", nargs="?", help="one of the commands below")
@@ -82,16 +117,18 @@ def _top_parser() -> _Parser:
     return p
 
 
-def _command_parser(name: str, module) -> _Parser:
+def _command_parser(name: str, module) -> argparse.ArgumentParser:
     _, help_text = COMMANDS[name]
-    p = _Parser(prog=f"jenkinsctl {name}", description=getattr(module, "DESCRIPTION", help_text),
-                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = _parser_class()(prog=f"jenkinsctl {name}", description=getattr(module, "DESCRIPTION", help_text),
+                        formatter_class=_formatter)
     _add_globals(p, suppress=True)
     module.add_arguments(p)
     return p
 
 
 def _params_from_env(var: str) -> dict[str, Any]:
+    import json
+
     raw = os.environ.get(var)
     if raw is None:
         raise UsageError(f"--params-env {var}: the variable is not set",
@@ -111,6 +148,10 @@ def _params_from_env(var: str) -> dict[str, Any]:
 def _emit(ctx_output: str, result: Any, module) -> None:
     # Results pass through the redaction too: `validate` prints the config and
     # `status` / `doctor` the controller URL, which may carry user:token.
+    import json
+
+    from jenkinsctl.secrets import redact, redact_obj
+
     result = redact_obj(result)
     if ctx_output == "json":
         json.dump(result, sys.stdout, indent=2, sort_keys=True, default=str)
@@ -123,12 +164,15 @@ def _emit(ctx_output: str, result: Any, module) -> None:
     sys.stdout.flush()
 
 
-class _RedactingFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        return redact(super().format(record))
-
-
 def _setup_logging(debug: bool) -> None:
+    import logging
+
+    from jenkinsctl.secrets import redact
+
+    class _RedactingFormatter(logging.Formatter):
+        def format(self, record: logging.LogRecord) -> str:
+            return redact(super().format(record))
+
     # Logs go to stderr so stdout stays a clean result (or one JSON document).
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_RedactingFormatter("%(message)s"))
@@ -140,6 +184,11 @@ def _setup_logging(debug: bool) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv == ["--version"]:
+        # What argparse's version action prints, without building a parser:
+        # a pipeline step's first call, and a check scripts run often.
+        sys.stdout.write(f"jenkinsctl {__version__}\n")
+        return 0
     output, debug, error_file = "text", "--debug" in argv, None
     module = None
     try:
@@ -155,6 +204,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             close = difflib.get_close_matches(g.command, COMMANDS, n=1)
             raise UsageError(f"unknown command '{g.command}'",
                              hint=f"did you mean '{close[0]}'?" if close else "run 'jenkinsctl --help' for the list")
+        import importlib
+
         module = importlib.import_module(COMMANDS[g.command][0])
         sub = _command_parser(g.command, module)
         for key, value in vars(g).items():
@@ -185,6 +236,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         # deploy's outcome) sets exc.result; it is printed like a success.
         if getattr(exc, "result", None) is not None and module is not None:
             if output == "json":
+                import json
+
+                from jenkinsctl.secrets import redact_obj
+
                 json.dump(redact_obj({**exc.result, "error": exc.to_dict()}), sys.stdout, indent=2, sort_keys=True,
                           default=str)
                 sys.stdout.write("\n")
@@ -206,12 +261,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _print_traceback(exc: BaseException) -> None:
     import traceback
 
+    from jenkinsctl.secrets import redact
+
     sys.stderr.write(redact("".join(traceback.format_exception(type(exc), exc, exc.__traceback__))))
 
 
 def _fail(exc: JenkinsctlError, output: str, debug: bool, error_file: str | None) -> int:
     """Report ``exc`` on every channel.  This is the boundary every error text
     crosses, so the redaction happens here, once, for all of them."""
+    import json
+
+    from jenkinsctl.secrets import redact_obj
+
     if debug and exc.__traceback__ is not None and exc.exit_code != 1:
         _print_traceback(exc)
     details = redact_obj(exc.to_dict())

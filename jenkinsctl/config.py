@@ -88,6 +88,7 @@ class ControllerConfig:
     password: SecretRef
     timeout: float
     ready_timeout: float
+    agent_address: str | None = None  # external only: where the controller reaches agents
 
     @property
     def url(self) -> str:
@@ -162,6 +163,10 @@ class DeployTarget:
     idempotent: bool = False  # webhook: a POST that may have arrived may be sent again
     # container: NAME -> reference, installed as /run/secrets/NAME (deploy/secret_files.py)
     secrets: Mapping[str, SecretRef] = field(default_factory=dict)
+    # container: how the new version takes over (None: proxy when host ports
+    # are published, else start-first) and the proxy mode's settings.
+    switch: str | None = None
+    proxy: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -383,8 +388,6 @@ def load_document(path: str | None, env: Mapping[str, str] | None = None, *,
                   discover: bool = True) -> tuple[dict, str]:
     """The merged, validated plain document and its source name.  With
     ``discover``, a ./jenkinsctl.yaml is read when no path is given."""
-    from jenkinsctl.yamlload import load_yaml
-
     env = os.environ if env is None else env
     sch = schema()
     doc: Any = {}
@@ -398,6 +401,11 @@ def load_document(path: str | None, env: Mapping[str, str] | None = None, *,
         if not data.strip():
             raise ConfigError(f"{source}: the file is empty", hint="write at least 'version: 1', or leave out "
                               "--config to use the built-in defaults", file=source)
+        # PyYAML only when there is a file: its import (about 20 ms, most of
+        # it regular expressions compiled by its resolver) is a large part of
+        # a command that runs on the built-in defaults.
+        from jenkinsctl.yamlload import load_yaml
+
         doc, positions = load_yaml(data, source)
         if doc is None:
             raise ConfigError(f"{source}: the file holds no settings (only comments or '---')",
@@ -476,13 +484,15 @@ def from_document(doc: Mapping[str, Any], source: str = "<defaults>") -> Config:
             health=Health(http=h.get("http"), timeout=h.get("timeout", 60), interval=h.get("interval", 1)),
             keep=t["keep"], compose=t["compose"], service=t["service"], secret=_secret(t["secret"]),
             timeout=t["timeout"], retries=t["retries"], idempotent=t.get("idempotent", False),
-            secrets={k: SecretRef(**v) for k, v in (t.get("secrets") or {}).items()})
+            secrets={k: SecretRef(**v) for k, v in (t.get("secrets") or {}).items()},
+            switch=t.get("switch"), proxy=dict(t.get("proxy") or {}))
     return Config(
         version=doc["version"], project=doc["project"], state_dir=doc["state_dir"],
         engine=EngineConfig(**doc["engine"]),
         controller=ControllerConfig(external=c["external"], image=c["image"], port=c["port"],
                                     username=c["username"], password=_secret(c["password"]),
-                                    timeout=c["timeout"], ready_timeout=c["ready_timeout"]),
+                                    timeout=c["timeout"], ready_timeout=c["ready_timeout"],
+                                    agent_address=c.get("agent_address")),
         agents=tuple(AgentGroup(**{**g, "labels": tuple(g["labels"])}) for g in doc["agents"]),
         registry=RegistryConfig(url=r["url"], username=_secret(r["username"]) or r["username"],
                                 password=_secret(r["password"]),

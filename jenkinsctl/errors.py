@@ -7,7 +7,9 @@ raises and never exits.  The exit codes are documented in the README.
 
 from __future__ import annotations
 
-from typing import Any
+TYPE_CHECKING = False  # every command imports this module; typing is not free
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class JenkinsctlError(Exception):

@@ -157,6 +157,10 @@ class NodeSpec:
             "credentialsId": self.credentials_id,
             "javaPath": self.java_path,
             "jvmOptions": self.jvm_options,
+            # Not managed, so always empty: a command someone put around the
+            # agent's start would run on every launch.
+            "prefixStartSlaveCmd": "",
+            "suffixStartSlaveCmd": "",
             "launchTimeoutSeconds": str(self.launch_timeout),
             "maxNumRetries": str(self.max_retries),
             "retryWaitTime": str(self.retry_wait),
@@ -194,7 +198,13 @@ class NodeSpec:
 
 # Optional tuning fields: a controller that does not echo them back in
 # config.xml is not "different" because of them.
-_OPTIONAL_FIELDS = ("javaPath", "jvmOptions", "launchTimeoutSeconds", "maxNumRetries", "retryWaitTime")
+_OPTIONAL_FIELDS = ("javaPath", "jvmOptions", "prefixStartSlaveCmd", "suffixStartSlaveCmd", "launchTimeoutSeconds",
+                    "maxNumRetries", "retryWaitTime")
+# Fields the SSH launcher reads only when it connects: a change to one of
+# them needs a reconnect, because a controller keeps an online agent's
+# connection when its configuration changes.
+_CONNECTION_FIELDS = ("launcher", "host", "port", "credentialsId", "javaPath", "jvmOptions", "prefixStartSlaveCmd",
+                      "suffixStartSlaveCmd", "strategy", "keyAlgorithm", "key", "remoteFS")
 
 
 def node_fields(config_xml: str) -> dict[str, Any]:
@@ -286,6 +296,8 @@ def render_node_xml(spec: NodeSpec, base_xml: str | None = None) -> str:
     put(launcher, "credentialsId", spec.credentials_id)
     put(launcher, "javaPath", spec.java_path)
     put(launcher, "jvmOptions", spec.jvm_options)
+    put(launcher, "prefixStartSlaveCmd", "")
+    put(launcher, "suffixStartSlaveCmd", "")
     put(launcher, "launchTimeoutSeconds", str(spec.launch_timeout))
     put(launcher, "maxNumRetries", str(spec.max_retries))
     put(launcher, "retryWaitTime", str(spec.retry_wait))
@@ -433,6 +445,15 @@ def _client_class():
                 import jenkins
 
                 return jenkins.NotFoundException(f"{where}: not found (404)")
+            if status == 503 and _CASC_ERROR in _body(resp):
+                # A BootFailure of configuration-as-code: the controller will
+                # not get ready however long we wait.
+                return JenkinsError(f"the Jenkins controller at {self._display} did not start: its "
+                                    f"configuration-as-code was rejected: {_casc_error(_body(resp))}",
+                                    hint="the controller's log (docker logs) has the whole error; an attribute "
+                                         "the controller does not know usually means its core or plugins differ "
+                                         "from the versions resources/controller pins",
+                                    status=503, url=self._display, casc_failure=True)
             if status == 503:
                 return JenkinsError(f"the Jenkins controller at {self._display} is not ready (503 on {where})"
                                     + (f": {detail}" if detail else ""),
@@ -470,6 +491,28 @@ def _short_detail(resp) -> str:
         text = " ".join(x.group(1) for x in (h, title) if x) or re.sub(r"<[^>]+>", " ", text)
     text = " ".join(text.split())
     return text[:200]
+
+
+_CASC_ERROR = "Error loading configuration"
+
+
+def _casc_error(page: str) -> str:
+    """The message of configuration-as-code's error.jelly, on one line:
+    the error, the configurator, the attribute and the valid ones."""
+    def text(html: str) -> str:
+        return " ".join(re.sub(r"<[^>]+>", " ", html).split())
+
+    body = page.split("</h1>", 1)[-1] if "</h1>" in page else page
+    codes = [text(c) for c in re.findall(r"<code>(.*?)</code>", body, re.S)]
+    first = re.search(r"<p>(.*?)<pre>", body, re.S)
+    out = text(first.group(1)) if first else ""
+    if codes:
+        out += f" {codes[0]}"
+    if len(codes) > 1:
+        out += f" (attribute: {codes[1]})"
+    valid = [text(li) for li in re.findall(r"<li>(.*?)</li>", body, re.S)]
+    out += f"; valid: {', '.join(valid)}" if valid else ""
+    return out.strip()[:600] or text(body)[:600]
 
 
 def _connect_reason(exc: BaseException) -> str:
@@ -682,7 +725,23 @@ class JenkinsAPI:
             if type(exc).__name__ == "JenkinsException":
                 raise JenkinsError(f"creating node {spec.name} on {self.url} failed: {exc}") from None
             raise
+        self._check_pinned(spec)
         return "created"
+
+    def _check_pinned(self, spec: NodeSpec) -> None:
+        """Read the new node back: a controller whose ssh-slaves plugin did not
+        bind the host-key strategy (an unknown class, a form it ignores) falls
+        back to non-verifying.  Such a node is deleted, not left to connect."""
+        fields = node_fields(self.node_config(spec.name) or "<slave/>")
+        if (fields.get("strategy"), fields.get("keyAlgorithm"), fields.get("key")) == \
+                (MANUAL_KEY_STRATEGY, spec.host_key.algorithm, spec.host_key.key):
+            return
+        self.delete_node(spec.name)
+        raise JenkinsError(f"the controller at {self.url} created node {spec.name} without the pinned host key "
+                           f"(it stored strategy {fields.get('strategy') or 'none'}); the node was deleted again, "
+                           "so it never connects unverified",
+                           hint="check that the controller's ssh-slaves plugin is installed and current",
+                           node=spec.name)
 
     def _reconfigure(self, spec: NodeSpec, diff: Mapping[str, Any]) -> str:
         current = self.node_config(spec.name)
@@ -690,7 +749,29 @@ class JenkinsAPI:
             return self.ensure_node(spec)
         log.info("node %s differs in %s; reconfiguring", spec.name, ", ".join(sorted(diff)))
         self.server.reconfig_node(spec.name, render_node_xml(spec, current))
+        if any(k in _CONNECTION_FIELDS for k in diff):
+            # The controller keeps the old connection (SlaveComputer.setNode):
+            # connect again so the new host, port or pinned key is used now.
+            self.reconnect(spec.name)
         return "updated"
+
+    def disconnect(self, name: str, message: str = "") -> None:
+        """computer/NAME/doDisconnect: close the agent's channel (nothing
+        happens to a node that is not connected)."""
+        validate_node_name(name)
+        self._req("POST", f"computer/{quote(name, safe='')}/doDisconnect", params={"offlineMessage": message})
+
+    def reconnect(self, name: str, timeout: float = 15.0) -> None:
+        """Disconnect, wait until the controller shows the node offline (it
+        closes the channel on another thread), then launch it again."""
+        self.disconnect(name, "jenkinsctl: reconnecting with the changed configuration")
+        deadline = self._clock() + timeout
+        while True:
+            node = self.get_node(name)
+            if node is None or not node.online or self._clock() >= deadline:
+                break
+            self._sleep(0.1)
+        self.relaunch(name)
 
     def delete_node(self, name: str) -> bool:
         """Delete a node; False when it was not there."""

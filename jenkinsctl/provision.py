@@ -187,6 +187,7 @@ class Provisioner:
         self._clients: dict[str | None, Any] = {}
         self._client_lock = threading.Lock()
         self._api = None
+        self._agent_address: str | None = None
         self.clock = clock
         from jenkinsctl.keys import KeyStore
 
@@ -328,6 +329,10 @@ class Provisioner:
             network=network_name(self.cfg), publish_ssh=0 if self.cfg.controller.external else None)
         if self._local_engine(agent.group):
             kwargs["volumes"][str(self._agent_keys_dir(agent.node))] = {"bind": agent_image.KEYS_DIR, "mode": "ro"}
+        if self.cfg.controller.external and kwargs.get("ports"):
+            # Published where the controller can reach it (127.0.0.1 when
+            # the controller shares this host's network).
+            kwargs["ports"] = {k: (self.agent_address(), v[1]) for k, v in kwargs["ports"].items()}
         return kwargs
 
     def _local_engine(self, group: AgentGroup) -> bool:
@@ -561,16 +566,24 @@ class Provisioner:
     def _agent_hash(self, kwargs, image_id, host_key_line: str, client_key_line: str) -> str:
         return self.container_hash(kwargs, image_id, {"host_key": host_key_line, "authorized_key": client_key_line})
 
+    def agent_address(self) -> str:
+        """Where an external controller reaches the agents' published sshd."""
+        if self._agent_address is None:
+            self._agent_address = advertise_address(self.cfg.controller)
+        return self._agent_address
+
     def _node_address(self, agent: Agent, container) -> tuple[str | None, int | None]:
         """External controllers reach agents through a port published on
-        127.0.0.1; a controller on the project network by container name."""
+        the advertise address; a controller on the project network by
+        container name."""
         if not self.cfg.controller.external:
             return None, None
+        address = self.agent_address()
         if container is None:
-            return "127.0.0.1", None
+            return address, None
         ports = (container.attrs.get("NetworkSettings") or {}).get("Ports") or {}
         bound = ports.get(f"{agent.group.ssh_port}/tcp") or []
-        return "127.0.0.1", int(bound[0]["HostPort"]) if bound else None
+        return address, int(bound[0]["HostPort"]) if bound else None
 
     # --- apply ------------------------------------------------------------------------
 
@@ -847,7 +860,12 @@ class Provisioner:
         spec = self.node_spec(agent, self.keys.host_key(agent.node).public_line, host=host, port=port)
         node_action = api.ensure_node(spec)
         out = [Change("node", agent.node, node_action.replace("created", "create").replace("updated", "update"))]
-        if node_action == "unchanged":
+        if node_action == "unchanged" and container_action != "unchanged":
+            # A new or restarted container under an unchanged node: the
+            # controller may still hold the old container's connection.
+            api.reconnect(agent.node)
+            out.append(Change("node", agent.node, "relaunch"))
+        elif node_action == "unchanged":
             node = api.get_node(agent.node)
             if node is not None and not node.online and not node.temporarily_offline:
                 # The container was replaced or restarted under an unchanged
@@ -1023,6 +1041,43 @@ def _log_tail(container, lines: int = 5) -> str:
     except Exception:  # noqa: BLE001 - the logs are a bonus in an error message
         return ""
     return " | ".join(line for line in text.splitlines() if line.strip())[-800:]
+
+
+def advertise_address(controller: Any, *, resolve: Callable[[str], str] | None = None,
+                      route: Callable[[str, int], str] | None = None) -> str:
+    """controller.agent_address, else 127.0.0.1 for a controller URL on this
+    host, else this host's address on the route to the controller (the
+    source address the kernel picks for it; no packet is sent)."""
+    import ipaddress
+    import socket
+    from urllib.parse import urlsplit
+
+    from jenkinsctl.errors import ConfigError
+
+    if controller.agent_address:
+        return controller.agent_address
+    parts = urlsplit(controller.external or "")
+    host = parts.hostname or "127.0.0.1"
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+
+    def _resolve(name: str) -> str:
+        return socket.getaddrinfo(name, port, type=socket.SOCK_STREAM)[0][4][0]
+
+    def _route(ip: str, p: int) -> str:
+        family = socket.AF_INET6 if ":" in ip else socket.AF_INET
+        with socket.socket(family, socket.SOCK_DGRAM) as s:
+            s.connect((ip, p))  # UDP connect: picks the route, sends nothing
+            return s.getsockname()[0]
+
+    try:
+        ip = (resolve or _resolve)(host)
+        if ipaddress.ip_address(ip).is_loopback:
+            return "127.0.0.1"
+        return (route or _route)(ip, port)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot tell which address of this host the controller at {controller.external} "
+                          f"reaches agents on ({exc})",
+                          hint="set controller.agent_address to this host's address as the controller sees it")
 
 
 def reregister(cfg: Config, keystore: Any, *, client_rotated: bool, nodes: list[str],

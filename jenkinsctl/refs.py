@@ -27,13 +27,15 @@ from jenkinsctl.errors import UsageError
 NAME_MAX = 255
 TAG_MAX = 128
 
+# Pattern strings: re compiles each on its first use and caches it, so a
+# command that parses no reference pays nothing for them at import.
 _ALNUM = r"[a-z0-9]+"
 _SEP = r"(?:[._]|__|-+)"
-_PATH_COMPONENT = re.compile(rf"{_ALNUM}(?:{_SEP}{_ALNUM})*\Z")
+_PATH_COMPONENT = rf"{_ALNUM}(?:{_SEP}{_ALNUM})*\Z"
 _DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
-_DOMAIN = re.compile(rf"(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|\[[a-fA-F0-9:]+\])(?::[0-9]+)?\Z")
-_TAG = re.compile(r"[\w][\w.-]{0,127}\Z", re.ASCII)
-_DIGEST = re.compile(r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}\Z")
+_DOMAIN = rf"(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|\[[a-fA-F0-9:]+\])(?::[0-9]+)?\Z"
+_TAG = r"(?a)[\w][\w.-]{0,127}\Z"
+_DIGEST = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}\Z"
 
 TAG_RULE = ("a tag is 1 to 128 characters: letters, digits, '_', '.' and '-', "
             "not starting with '.' or '-'")
@@ -81,7 +83,7 @@ def validate_tag(tag: str) -> str:
     """Return ``tag`` if the reference grammar allows it, else raise."""
     if not isinstance(tag, str) or not tag:
         raise UsageError("invalid tag '': a tag may not be empty", hint=TAG_RULE)
-    if not _TAG.match(tag):
+    if not re.match(_TAG, tag):
         if len(tag) > TAG_MAX:
             why = f"it is {len(tag)} characters long, the limit is {TAG_MAX}"
         elif tag[0] in ".-":
@@ -94,7 +96,7 @@ def validate_tag(tag: str) -> str:
 
 
 def _check_digest(ref: str, digest: str) -> None:
-    if not _DIGEST.match(digest):
+    if not re.match(_DIGEST, digest):
         raise _fail(ref, f"digest '{digest}' is not valid", DIGEST_RULE)
     algo, _, hexpart = digest.partition(":")
     if algo == "sha256" and len(hexpart) != 64:
@@ -128,7 +130,7 @@ def parse(ref: str) -> Reference:
         name, tag = rest[:colon], rest[colon + 1:]
         if not tag:
             raise _fail(ref, "the tag after ':' is empty", TAG_RULE)
-        if not _TAG.match(tag):
+        if not re.match(_TAG, tag):
             try:
                 validate_tag(tag)
             except UsageError as exc:
@@ -138,14 +140,14 @@ def parse(ref: str) -> Reference:
     if len(name) > NAME_MAX:
         raise _fail(ref, f"the name is {len(name)} characters long, the limit is {NAME_MAX}", PATH_RULE)
     domain, path = _split_domain(name)
-    if domain and not _DOMAIN.match(domain):
+    if domain and not re.match(_DOMAIN, domain):
         raise _fail(ref, f"registry '{domain}' is not a valid host[:port]", DOMAIN_RULE)
     if not path:
         raise _fail(ref, "the repository path after the registry is empty", PATH_RULE)
     for component in path.split("/"):
         if not component:
             raise _fail(ref, "it has an empty path component ('//' or a trailing '/')", PATH_RULE)
-        if not _PATH_COMPONENT.match(component):
+        if not re.match(_PATH_COMPONENT, component):
             why = "has upper-case letters" if component.lower() != component else "is not valid"
             raise _fail(ref, f"path component '{component}' {why}", PATH_RULE)
     return Reference(domain, path, tag, digest)

@@ -17,14 +17,11 @@ the whole value.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import os
 import re
-import shutil
 import signal
 import stat
-import tempfile
 import threading
 from typing import Any, Iterator, Mapping
 
@@ -38,14 +35,18 @@ MIN_LENGTH = 3
 _lock = threading.Lock()
 _secrets: set[str] = set()
 
+# The patterns below are strings, not compiled at import: every command
+# imports this module, most outputs contain neither "@" nor an auth scheme,
+# and re compiles a pattern on its first use and caches it.
+
 # scheme://user:password@ -> scheme://user:********@
-_URL_USERINFO = re.compile(r"(?P<pre>\b[a-zA-Z][a-zA-Z0-9+.-]*://[^/\s:@]*):(?P<pw>[^/\s@]+)@")
+_URL_USERINFO = r"(?P<pre>\b[a-zA-Z][a-zA-Z0-9+.-]*://[^/\s:@]*):(?P<pw>[^/\s@]+)@"
 # Authorization: Bearer X / Basic X, X-Registry-Auth: X, as echoed by servers and libraries.
 # A challenge (WWW-Authenticate: Bearer realm="...") names no secret and stays,
 # and so does prose ("no basic auth credentials"): a value needs 8 characters
 # and something besides lower-case letters.
-_AUTH_HEADER = re.compile(r"(?P<pre>\b(?i:Bearer|Basic|X-Registry-Auth:?)\s+)(?!(?:realm|error|scope|service)=)"
-                          r"(?=[a-z]*[^a-z\s])(?P<val>[A-Za-z0-9._~+/=:-]{8,})")
+_AUTH_HEADER = (r"(?P<pre>\b(?i:Bearer|Basic|X-Registry-Auth:?)\s+)(?!(?:realm|error|scope|service)=)"
+                r"(?=[a-z]*[^a-z\s])(?P<val>[A-Za-z0-9._~+/=:-]{8,})")
 
 
 def _control(value: str) -> str | None:
@@ -82,6 +83,8 @@ def sensitive(value: str | None, what: str = "a secret") -> str | None:
 def sensitive_basic(username: str, password: str) -> None:
     """Register the Basic-auth and registry-auth encodings of a credential
     pair too: servers and libraries echo the header, not the password."""
+    import base64
+
     pair = f"{username}:{password}"
     with _lock:
         _secrets.add(base64.b64encode(pair.encode()).decode())
@@ -90,8 +93,8 @@ def sensitive_basic(username: str, password: str) -> None:
 # Path segments after these carry the token in Portainer-style trigger URLs
 # (/api/webhooks/<token>, /api/stacks/webhooks/<token>, /hooks/<token>).
 _TOKEN_PARENTS = ("webhooks", "webhook", "hooks", "hook", "token", "tokens", "trigger", "triggers")
-_UUID = re.compile(r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$")
-_TOKENISH = re.compile(r"^(?=.*[0-9])(?=.*[A-Za-z])[A-Za-z0-9_.~=+-]{20,}$")
+_UUID = r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$"
+_TOKENISH = r"^(?=.*[0-9])(?=.*[A-Za-z])[A-Za-z0-9_.~=+-]{20,}$"
 
 
 def url_tokens(url: str) -> list[str]:
@@ -110,7 +113,7 @@ def url_tokens(url: str) -> list[str]:
     segments = [unquote(p) for p in u.path.split("/")]
     for i, seg in enumerate(segments):
         after_parent = i > 0 and segments[i - 1].lower() in _TOKEN_PARENTS and len(seg) >= 8
-        if seg and (after_parent or _UUID.match(seg) or _TOKENISH.match(seg)):
+        if seg and (after_parent or re.match(_UUID, seg) or re.match(_TOKENISH, seg)):
             out.append(seg)
     return list(dict.fromkeys(out))
 
@@ -146,8 +149,12 @@ def redact(text: Any, *extra: str | None) -> Any:
     for value in values:  # longest first, so a secret containing another is masked whole
         if value in text:
             text = text.replace(value, MASK)
-    text = _URL_USERINFO.sub(lambda m: f"{m.group('pre')}:{MASK}@", text)
-    text = _AUTH_HEADER.sub(lambda m: m.group("pre") + MASK, text)
+    if "@" in text:
+        text = re.sub(_URL_USERINFO, lambda m: f"{m.group('pre')}:{MASK}@", text)
+    # casefold, not lower: the pattern's (?i) also matches "ſ" for "s".
+    folded = text.casefold()
+    if "bearer" in folded or "basic" in folded or "x-registry-auth" in folded:
+        text = re.sub(_AUTH_HEADER, lambda m: m.group("pre") + MASK, text)
     return text
 
 
@@ -188,6 +195,9 @@ def private_tempdir(prefix: str, environ: Mapping[str, str] | None = None) -> It
     ends the process without running ``finally`` blocks, which would leave
     the file behind.  The previous handlers run after the removal, so the
     process still ends (143 for SIGTERM) or raises KeyboardInterrupt as before."""
+    import shutil
+    import tempfile
+
     environ = os.environ if environ is None else environ
     path = tempfile.mkdtemp(prefix=prefix, dir=_private_base(environ))
     os.chmod(path, 0o700)

@@ -11,7 +11,9 @@ parameter Map to jenkinsctl as JSON in an environment variable
   (``x-credential``, read by the Groovy runner),
 * the keys only the Groovy runner uses (``x-runner``: ``failOnError``,
   ``timeout``), which it checks and removes before calling jenkinsctl, and
-* the ``vars/<step>.txt`` help page (``python -m jenkinsctl.steps --write-docs``).
+* the ``vars/<step>.txt`` help page (``python -m jenkinsctl.steps --write-docs``);
+  a default that comes from the config (``x-default-text``) names the config
+  schema's value as ``{config:POINTER}``, so its number cannot drift.
 
 Which step a command serves is the schema's ``x-jenkinsctl.command``, so the
 JSON object carries the step's parameters only: ``ship`` reads
@@ -26,9 +28,11 @@ import functools
 import html
 import json
 import pathlib
+import re
 import sys
 from typing import Any, Iterator, Sequence
 
+from jenkinsctl.config import schema as config_schema
 from jenkinsctl.errors import ConfigError
 from jenkinsctl.resources import resource_path
 
@@ -178,6 +182,31 @@ def _groovy(value: Any) -> str:
     return json.dumps(value)
 
 
+# {config:/$defs/deploy_target/properties/timeout}: a JSON pointer into
+# resources/schemas/config.schema.json, to a property that has a default.
+_CONFIG_DEFAULT = r"\{config:(/[^{}]*)\}"
+
+
+def default_text(step: str, name: str) -> str:
+    """Parameter ``name``'s ``x-default-text`` with each ``{config:POINTER}``
+    replaced by that config schema property's default."""
+    text = load_schema(step)["properties"][name]["x-default-text"]
+    sch = config_schema()
+
+    def value(m: re.Match[str]) -> str:
+        node: Any = sch
+        for part in m.group(1).split("/")[1:]:
+            node = node.get(part) if isinstance(node, dict) else None
+        if not isinstance(node, dict) or "default" not in node:
+            raise ConfigError(f"{step}.json: {name}: x-default-text names {m.group(0)}, which is not a property "
+                              "with a default in config.schema.json",
+                              hint="write a JSON pointer such as {config:/$defs/deploy_target/properties/timeout}")
+        v = node["default"]
+        return v if isinstance(v, str) else json.dumps(v)
+
+    return re.sub(_CONFIG_DEFAULT, value, text)
+
+
 def render_docs(step: str) -> str:
     """The ``vars/<step>.txt`` page: HTML that Jenkins shows under Pipeline
     Syntax > Global Variables Reference, generated so it cannot drift."""
@@ -197,7 +226,7 @@ def render_docs(step: str) -> str:
         elif "default" in prop:
             status = f"default: <code>{e(_groovy(prop['default']))}</code>"
         elif "x-default-text" in prop:
-            status = f"default: {e(prop['x-default-text'])}"
+            status = f"default: {e(default_text(step, name))}"
         else:
             status = "optional"
         out.append(f"  <dt><code>{name}</code> ({e(_type_text(prop))}, {status})</dt>")

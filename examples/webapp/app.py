@@ -5,6 +5,10 @@ GET /        -> "hello from jenkinsctl example, version X" (X from $APP_VERSION,
 GET /health  -> 200 "ok", or 500 when the image was built with
                 --build-arg APP_HEALTH=fail (a deliberately unhealthy version)
 GET /version -> X alone, for scripts
+GET /slow    -> X after 3 seconds (a long request in flight during a switch)
+
+Built with --build-arg APP_HEALTH=errors it passes /health but answers 500
+to everything else: a version only live traffic shows to be broken.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import os
 import pathlib
 import signal
 import sys
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 HERE = pathlib.Path(__file__).resolve().parent
@@ -30,6 +35,7 @@ def version() -> str:
 
 VERSION = version()
 HEALTHY = os.environ.get("APP_HEALTH", "ok") != "fail"
+BROKEN = os.environ.get("APP_HEALTH", "ok") == "errors"
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -50,6 +56,11 @@ class Handler(BaseHTTPRequestHandler):
                 self._send(200, "ok\n")
             else:
                 self._send(500, f"unhealthy on purpose: built with APP_HEALTH=fail (version {VERSION})\n")
+        elif BROKEN:
+            self._send(500, f"broken on purpose: built with APP_HEALTH=errors (version {VERSION})\n")
+        elif self.path == "/slow":
+            time.sleep(3)
+            self._send(200, VERSION + "\n")
         elif self.path == "/version":
             self._send(200, VERSION + "\n")
         elif self.path == "/":

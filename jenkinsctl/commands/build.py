@@ -8,13 +8,13 @@ streamed to stderr line by line; stdout carries only the result.
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
-from jenkinsctl import ship as shiplib
-from jenkinsctl.build import stderr_sink
-from jenkinsctl.engine import LazyEngine
-from jenkinsctl.errors import UsageError
-from jenkinsctl.registry import registry_auth
-from jenkinsctl.ship import Clients, Plan, plan_build, secret_auth_for_build
+if TYPE_CHECKING:
+    from jenkinsctl.ship import Clients, Plan
+
+# The library is imported inside the functions: `jenkinsctl build --help` imports
+# this module, and must stay as cheap as the CLI's own start-up.
 
 DESCRIPTION = """Build an image on the host engine and tag it REPO:TAG.
 
@@ -58,6 +58,8 @@ def add_arguments(p) -> None:
 
 
 def _pairs(values, flag: str, *, allow_bare: bool) -> dict[str, str | None]:
+    from jenkinsctl.errors import UsageError
+
     out: dict[str, str | None] = {}
     if isinstance(values, dict):  # from --params-env: {"K": "V"}
         values = [(k, v) for k, v in values.items()]
@@ -76,10 +78,13 @@ def _pairs(values, flag: str, *, allow_bare: bool) -> dict[str, str | None]:
     return out
 
 
-def plan(args, ctx, environ=None, *, auth=None, moving: bool = False, repository=None) -> Plan:
+def plan(args, ctx, environ=None, *, auth=None, moving: bool = False, repository=None) -> "Plan":
     """The checked Plan of the build options (see ship.plan_build).
     ``auth``: the push's credentials (ship); a plain build checks build
     args and labels against registry.url's, when they can be read."""
+    from jenkinsctl.registry import registry_auth
+    from jenkinsctl.ship import plan_build, secret_auth_for_build
+
     environ = os.environ if environ is None else environ
     conf = ctx.config
     if auth is None and not moving:
@@ -93,13 +98,19 @@ def plan(args, ctx, environ=None, *, auth=None, moving: bool = False, repository
                       moving_rules=conf.build.moving_tags if moving else None)
 
 
-def clients_for(conf, *, auth=None) -> Clients:
+def clients_for(conf, *, auth=None) -> "Clients":
     """A LazyEngine: a BuildKit build or a light push never imports docker-py."""
+    from jenkinsctl.build import stderr_sink
+    from jenkinsctl.engine import LazyEngine
+    from jenkinsctl.ship import Clients
+
     engine = LazyEngine(conf.engine.host, timeout=conf.engine.timeout, tls=conf.engine.tls)
     return Clients(engine=engine, config=conf, auth=auth, log=stderr_sink())
 
 
 def run(args, ctx):
+    from jenkinsctl import ship as shiplib
+
     p = plan(args, ctx)
     result = shiplib.build(p.spec, clients_for(ctx.config))
     out = result.to_dict()

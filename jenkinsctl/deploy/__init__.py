@@ -295,6 +295,14 @@ def write_result(path: str, result: Mapping[str, Any]) -> None:
 
     directory = os.path.dirname(os.path.abspath(path))
     try:
+        if os.path.exists(path) and not os.path.isfile(path):
+            # A device or a pipe (--result /dev/null, /dev/stdout): write
+            # into it.  Renaming over it would replace /dev/null itself with
+            # a regular file when jenkinsctl runs as root.
+            with open(path, "w", encoding="utf-8") as fh:
+                json.dump(result, fh, indent=2, sort_keys=True, default=str)
+                fh.write("\n")
+            return
         os.makedirs(directory, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".result-", dir=directory)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:

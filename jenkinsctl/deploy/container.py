@@ -1,6 +1,6 @@
 """The ``container`` strategy: replace a named container, health-gated.
 
-How a deploy of NAME goes (all under an engine-wide lock, see engine_lock):
+How a deploy of NAME goes (all under an engine-wide lock, see deploy/lock.py):
 
 1. Pull the image by digest (skipped when the engine has it).
 2. Work out the new container's settings from the running one: its env,
@@ -13,7 +13,20 @@ How a deploy of NAME goes (all under an engine-wide lock, see engine_lock):
    image's HEALTHCHECK or the HTTP probe (aimed at the candidate's own
    address).  If it is unhealthy the old container was never touched: the
    command fails with the health output and the candidate's last log lines.
-4. Switch:
+4. Switch (``switch`` in the target; the default follows from the ports):
+   - *proxy* (host ports published, the default then; see deploy/proxy.py
+     for the design): the ports belong to a per-target HAProxy,
+     ``NAME.proxy``, and the apps publish none.  One runtime-API call sends
+     new requests to the candidate; the old container drains (in-flight
+     requests finish), stays running through the watch window (``proxy.
+     watch``, 30 s) while the new one's answers are counted, and is stopped
+     only then.  Too many 5xx or connection errors in the window switch back
+     to it and fail the deploy (DeployError, exit 6) with the numbers and
+     the new container's log lines.  A target that published its ports
+     itself migrates on its next deploy: the only switch with a gap (the
+     old container must free the ports before the proxy can bind them).
+     Every proxy-mode run first reconciles: the proxy is made to serve NAME
+     and containers an interrupted run left running are stopped.
    - *start-first* (nothing published on host ports): the candidate itself
      takes the network aliases and the name, then the old one stops.  No
      downtime for clients that reach it by name.
@@ -23,13 +36,16 @@ How a deploy of NAME goes (all under an engine-wide lock, see engine_lock):
      If the new one does not come up healthy, the old one is started again.
 5. The old container is kept stopped as ``NAME.vSEQ`` (restart policy off so
    a daemon restart does not revive it); only the newest ``keep`` are kept.
-   ``rollback`` starts the previous one again the same way.
+   ``rollback`` starts the previous one again the same way; in proxy mode
+   it starts the kept container, waits until it answers at its own address,
+   and switches the proxy to it (no stop-first gap).
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import logging
 import os
 import re
@@ -41,14 +57,14 @@ from typing import Any, Callable, Mapping
 from jenkinsctl.deploy import (CANDIDATE_LABEL, DEPLOY_LABEL, IMAGE_LABEL, SEQ_LABEL, DeployOutcome, ImageRef,
                                parse_time, pull_by_digest)
 from jenkinsctl.deploy.health import http_probe, rewrite_host
+from jenkinsctl.deploy.lock import engine_lock
 from jenkinsctl.engine import ROLE_LABEL
 from jenkinsctl.engine import api_error as _api_error
-from jenkinsctl.errors import DeployError, Timeout
+from jenkinsctl.errors import DeployError
 
 log = logging.getLogger("jenkinsctl.deploy")
 
 BUILTIN_NETWORKS = ("bridge", "host", "none", "default")
-LOCK_STALE_SECONDS = 900
 SWITCH_PROBE_INTERVAL = 0.02
 MIN_UPTIME = 2.0  # seconds a container without any health check must stay up
 
@@ -71,6 +87,21 @@ class ContainerStrategy:
         self.health_url = health_url or target.health.http
         self.health_timeout = float(target.health.timeout)
         self.health_interval = float(target.health.interval)
+        # The target's timeout bounds the whole deploy or rollback, health
+        # gates included (health.timeout bounds each gate on its own).
+        self._deadline: float | None = None
+        from jenkinsctl.deploy.proxy import Proxy, ProxySettings
+
+        known = {f.name for f in dataclasses.fields(ProxySettings)}
+        self.proxy_settings = ProxySettings(**{k: v for k, v in dict(getattr(target, "proxy", None) or {}).items()
+                                               if k in known})
+        self.proxy = Proxy(client, self.cname, self.labels, self.proxy_settings, clock=clock, sleep=sleep)
+
+    def _lock_hold(self) -> float:
+        """How long one deploy or rollback of this target may hold its lock:
+        the target's own timeout plus the proxy's watch window and drain,
+        which run under the lock too.  Waiters elsewhere break it only after."""
+        return self.target.timeout + self.proxy_settings.watch + self.proxy_settings.drain
 
     # --- public --------------------------------------------------------------
 
@@ -78,11 +109,17 @@ class ContainerStrategy:
         import docker.errors
 
         start = self.clock()
+        self._deadline = start + self.target.timeout
         pull_by_digest(self.client, image, self.auth)
         with engine_lock(self.client, f"{self.cname}.lock", image.pinned, self.labels, self.clock, self.sleep,
-                         timeout=self.target.timeout):
-            self._remove_leftovers()
+                         timeout=self.target.timeout, hold=self._lock_hold()):
             current = self._current()
+            proxied = self.proxy.find() is not None
+            if proxied:
+                # An interrupted deploy may have left the proxy on another
+                # container: back to NAME before anything is removed.
+                self._reconcile_proxy(current)
+            self._remove_leftovers()
             previous = self._describe(current) if current is not None else None
             if current is not None and self._already_running(current, image):
                 return DeployOutcome(self.name, self.cname, "unchanged", image.pinned, image.digest, previous,
@@ -93,10 +130,27 @@ class ContainerStrategy:
             self._apply_target_env(spec)
             labels = {**spec["labels"], **self.labels, ROLE_LABEL: "deploy", DEPLOY_LABEL: self.cname,
                       SEQ_LABEL: str(seq), IMAGE_LABEL: image.pinned}
+            bindings = self._bindings(spec, proxied)
+            mode = self._switch_mode(bindings, proxied)
             publishes = bool(spec["host_config"].get("PortBindings"))
             details: dict[str, Any] = {"container": self.cname, "seq": seq}
             try:
-                if current is None:
+                if mode == "proxy":
+                    from jenkinsctl.deploy.proxy import port_bindings_of
+
+                    spec["host_config"]["PortBindings"] = port_bindings_of(bindings)
+                    spec["networks"].setdefault(self.proxy.network, {"Aliases": [], "IPAMConfig": None,
+                                                                     "Links": None})
+                    if current is None:
+                        details.update(self._proxy_create(image, spec, labels, bindings))
+                        outcome = "created"
+                    elif not proxied:
+                        details.update(self._proxy_migrate(image, spec, labels, bindings, current))
+                        outcome = "deployed"
+                    else:
+                        details.update(self._proxy_switch(image, spec, labels, bindings, current))
+                        outcome = "deployed"
+                elif current is None:
                     details.update(self._create_first(image, spec, labels))
                     outcome = "created"
                 elif publishes:
@@ -115,6 +169,7 @@ class ContainerStrategy:
         import docker.errors
 
         start = self.clock()
+        self._deadline = start + self.target.timeout
         current = self._current()
         retired = self._retired()
         if not retired:
@@ -130,9 +185,12 @@ class ContainerStrategy:
         seq, target = chosen
         lock_image = target.attrs["Image"]
         with engine_lock(self.client, f"{self.cname}.lock", lock_image, self.labels, self.clock, self.sleep,
-                         timeout=self.target.timeout):
+                         timeout=self.target.timeout, hold=self._lock_hold()):
             try:
-                details = self._switch_to_existing(current, target)
+                if self.proxy.find() is not None:
+                    details = self._proxy_rollback(current, target)
+                else:
+                    details = self._switch_to_existing(current, target)
             except docker.errors.APIError as exc:
                 raise _api_error(f"roll back container {self.cname}", exc) from None
         pinned = _image_of(target)
@@ -368,6 +426,7 @@ class ContainerStrategy:
         HEALTHCHECK says healthy (if it has one and ``require_healthcheck``);
         an unhealthy HEALTHCHECK or an exit fails at once."""
         start = self.clock()
+        timeout, why = self._bounded(timeout)
         deadline = start + timeout
         detail = "no probe ran yet"
         while True:
@@ -394,8 +453,18 @@ class ContainerStrategy:
                 return True, kind, f"running for {MIN_UPTIME:.0f}s (no HEALTHCHECK and no health.http)", \
                     self.clock() - start
             if self.clock() >= deadline:
-                return False, kind, f"not healthy within {timeout:g}s; last probe: {detail}", self.clock() - start
+                return False, kind, f"not healthy within {timeout:g}s{why}; last probe: {detail}", self.clock() - start
             self.sleep(interval if kind != "running" else 0.2)
+
+    def _bounded(self, timeout: float) -> tuple[float, str]:
+        """``timeout`` cut to what is left of the target's timeout, and the
+        reason to name when it was cut."""
+        if self._deadline is None:
+            return timeout, ""
+        left = max(0.0, self._deadline - self.clock())
+        if left < timeout:
+            return left, f" (what was left of the deploy's timeout of {self.target.timeout:g}s)"
+        return timeout, ""
 
     def _candidate_url(self, url: str, cid: str, spec: dict[str, Any]) -> str:
         """The health URL aimed at the candidate's own address: a URL on a
@@ -587,6 +656,322 @@ class ContainerStrategy:
         self.api.stop(current.id, timeout=_stop_timeout(current))
         return {"mode": "start-first", "from": t_name, "retired": retired, "switch_ms": 0, **gate}
 
+    # --- proxy mode (jenkinsctl/deploy/proxy.py) ---------------------------------------
+
+    def _bindings(self, spec: dict[str, Any], proxied: bool) -> list:
+        """What the target publishes: the config's ports when it names
+        some, else what the proxy publishes, else what the app publishes."""
+        from jenkinsctl.deploy.proxy import bindings_from_port_bindings
+
+        if getattr(self.target, "switch", None) == "stop-first" and not proxied:
+            return []   # the app publishes them itself: whatever they are (UDP too)
+        if self.target.ports:
+            return bindings_from_port_bindings(self._spec_from_target_ports())
+        if proxied:
+            return self.proxy.bindings()
+        return bindings_from_port_bindings(spec["host_config"].get("PortBindings"))
+
+    def _spec_from_target_ports(self) -> dict[str, list]:
+        bindings: dict[str, list] = {}
+        for p in self.target.ports:
+            proto = "tcp"
+            if "/" in p:
+                p, proto = p.split("/", 1)
+            parts = p.split(":")
+            ip, host_port, cport = (parts if len(parts) == 3 else ["", parts[0], parts[1]])
+            bindings.setdefault(f"{cport}/{proto}", []).append({"HostIp": ip, "HostPort": host_port})
+        return bindings
+
+    def _switch_mode(self, bindings: list, proxied: bool) -> str:
+        want = getattr(self.target, "switch", None)
+        if want == "stop-first" and proxied:
+            raise DeployError(f"container {self.cname}: 'switch: stop-first' but the target runs behind its "
+                              f"deploy proxy {self.proxy.name}",
+                              hint=f"to publish from the app again, remove the proxy first "
+                                   f"('docker rm -f {self.proxy.name}') and deploy; or drop 'switch: stop-first'")
+        if want == "start-first" and bindings:
+            raise DeployError(f"container {self.cname}: 'switch: start-first' cannot work with published host "
+                              "ports (two containers cannot publish the same port)",
+                              hint="use 'switch: proxy' (the default) or 'switch: stop-first'")
+        if want == "proxy" and not bindings:
+            raise DeployError(f"container {self.cname}: 'switch: proxy' but the target publishes no host port",
+                              hint="add ports: [HOST_IP:HOST_PORT:CONTAINER_PORT] to the target, or drop 'switch'")
+        if want:
+            return want
+        return "proxy" if bindings or proxied else "start-first"
+
+    def _proxy_image(self) -> str:
+        from jenkinsctl.deploy.proxy import ensure_image
+
+        return ensure_image(self.client, self.labels)
+
+    def _app_ip(self, cid: str) -> str:
+        ip = self.proxy.app_ip(cid)
+        if not ip:
+            raise DeployError(f"container {self.cname}: {cid[:12]} has no address on {self.proxy.network}",
+                              hint="the proxy reaches the app on that network; was it disconnected?")
+        return ip
+
+    def _join_proxy_network(self, c) -> str:
+        """The address of ``c`` on the proxy's network, connecting it first
+        (a container made before proxy mode, or by hand)."""
+        ip = self.proxy.app_ip(c.id)
+        if ip:
+            return ip
+        self.api.connect_container_to_network(c.id, self.proxy.network)
+        return self._app_ip(c.id)
+
+    def _reconcile_proxy(self, current) -> None:
+        """Make the proxy serve NAME and stop what an interrupted deploy
+        left running: the proxy may point at a candidate (killed after the
+        switch, before the renames), and the previous version may still
+        run (killed in the watch window)."""
+        if current is None:
+            return
+        if current.status != "running":
+            self.api.start(current.id)
+        ip = self._join_proxy_network(current)
+        self.proxy.ensure(self._proxy_image(), self.proxy.bindings(), ip)
+        slot, addr, states = self.proxy.active()
+        if addr != ip:
+            log.warning("container %s: the proxy served %s, not %s: switching it back", self.cname, addr, ip)
+            new_slot, old_slot, _ = self.proxy.switch(ip)
+            self.proxy.persist(ip, new_slot)
+            if old_slot:
+                self.proxy.drain(old_slot, self.proxy_settings.drain)
+        else:
+            for s, st in states.items():
+                if s != slot and st != "maint":
+                    self.proxy.drain(s, self.proxy_settings.drain)
+        for _, c in self._retired():
+            if c.status == "running" and c.id != current.id:
+                log.info("container %s: stopping %s, left running by an interrupted deploy", self.cname, c.name)
+                self.api.update_container(c.id, restart_policy={"Name": "no", "MaximumRetryCount": 0})
+                self.api.stop(c.id, timeout=_stop_timeout(c))
+
+    def _proxy_candidate(self, image: ImageRef, spec, labels) -> tuple[str, str, dict]:
+        cid, gate = self._start_candidate(image, spec, labels, f"{self.cname}.next", final=True)
+        return cid, self._app_ip(cid), gate
+
+    def _proxy_create(self, image: ImageRef, spec, labels, bindings) -> dict[str, Any]:
+        ref = self._proxy_image()
+        self.proxy.ensure_network()
+        cid, ip, gate = self._proxy_candidate(image, spec, labels)
+        try:
+            self.proxy.ensure(ref, bindings, ip)
+            new_slot, old_slot, _ = self.proxy.switch(ip)
+            self.proxy.persist(ip, new_slot)
+        except Exception:
+            self._remove(cid)
+            raise
+        self.api.rename(cid, self.cname)
+        self.api.update_container(cid, restart_policy=spec["host_config"].get("RestartPolicy") or {"Name": "no"})
+        if old_slot:
+            self.proxy.drain(old_slot, self.proxy_settings.drain)
+        return {"mode": "proxy", "id": cid[:12], "proxy": self.proxy.name, **gate}
+
+    def _proxy_migrate(self, image: ImageRef, spec, labels, bindings, current) -> dict[str, Any]:
+        """A target that published its ports itself: the only switch with a
+        gap, from stopping the old container (which frees the ports) until
+        the proxy has bound them."""
+        ref = self._proxy_image()
+        self.proxy.ensure_network()
+        cid, ip, gate = self._proxy_candidate(image, spec, labels)
+        try:
+            pc = self.proxy.ensure(ref, bindings, ip, create_only=True)
+        except Exception:
+            self._remove(cid)
+            raise
+        retired = self._retire_name(current)
+        restart = current.attrs["HostConfig"].get("RestartPolicy") or {"Name": "no"}
+        self.api.rename(current.id, retired)
+        self.api.update_container(current.id, restart_policy={"Name": "no", "MaximumRetryCount": 0})
+        t_stop = self.clock()
+        self.api.stop(current.id, timeout=_stop_timeout(current))
+        try:
+            self.proxy.start_created(pc)
+        except Exception as exc:  # noqa: BLE001 - the proxy could not bind: put the old one back
+            with contextlib.suppress(Exception):
+                self.api.remove_container(pc.id, force=True)
+            self._restore(current, retired, restart, cid)
+            raise DeployError(f"container {self.cname}: the deploy proxy did not start: "
+                              f"{getattr(exc, 'message', None) or exc}; the previous container was started again",
+                              hint="or set 'switch: stop-first' on the target to keep publishing from the app"
+                              ) from None
+        t_ready = self.clock()
+        self.api.rename(cid, self.cname)
+        self.api.update_container(cid, restart_policy=restart)
+        # The old container published the ports itself, so it cannot run
+        # next to the proxy: it is kept, but a rollback to it is refused
+        # with a hint to deploy its image instead.
+        return {"mode": "proxy-migration", "id": cid[:12], "retired": retired, "proxy": self.proxy.name,
+                "switch_ms": round((t_ready - t_stop) * 1000, 1), **gate}
+
+    def _proxy_switch(self, image: ImageRef, spec, labels, bindings, current) -> dict[str, Any]:
+        ref = self._proxy_image()
+        old_ip = self._join_proxy_network(current)
+        # A new proxy image or configuration (other ports, settings) is
+        # applied first, by handover, still serving the current version.
+        self.proxy.ensure(ref, bindings, old_ip)
+        cid, ip, gate = self._proxy_candidate(image, spec, labels)
+        t_switch = self.clock()
+        try:
+            new_slot, old_slot, base = self.proxy.switch(ip)
+        except Exception:
+            self._remove(cid)
+            raise
+        t_switched = self.clock()
+        self.proxy.persist(ip, new_slot)
+        retired = self._retire_name(current)
+        restart = current.attrs["HostConfig"].get("RestartPolicy") or {"Name": "no"}
+        self.api.rename(current.id, retired)
+        self.api.update_container(current.id, restart_policy={"Name": "no", "MaximumRetryCount": 0})
+        self.api.rename(cid, self.cname)
+        self.api.update_container(cid, restart_policy=restart)
+        watched = self._watch(new_slot, old_slot, base, t_switched)
+        watched["base"] = base
+        if watched["tripped"]:
+            self._switch_back(cid, current, retired, restart, old_ip, watched)
+        self.api.stop(current.id, timeout=_stop_timeout(current))
+        return {"mode": "proxy", "id": cid[:12], "retired": retired, "proxy": self.proxy.name,
+                "switch_ms": round((t_switched - t_switch) * 1000, 1), "drain_seconds": watched["drain_seconds"],
+                "drain_left": watched["drain_left"], "watch_seconds": watched["watch_seconds"],
+                "new_version": watched["counters"], **gate}
+
+    def _watch(self, new_slot: str, old_slot: str | None, base, t_switched: float) -> dict[str, Any]:
+        """Drain the old slot and, for the watch window, read the new slot's
+        counters; stop early when they pass the threshold."""
+        from jenkinsctl.deploy.proxy import counters_of, tripped
+
+        st = self.proxy_settings
+        drained = old_slot is None
+        drain_seconds, left = 0.0, 0
+        c = self.proxy.find()
+        backends = self.proxy.backends(c)
+        delta = counters_of({}, backends, new_slot)
+        while True:
+            stat = self.proxy.stat(c)
+            now = self.clock()
+            delta = counters_of(stat, backends, new_slot).minus(base)
+            if tripped(delta, st):
+                return {"tripped": True, "counters": delta.to_dict(), "drain_seconds": round(drain_seconds, 3),
+                        "drain_left": left, "watch_seconds": round(now - t_switched, 3)}
+            if not drained:
+                left = counters_of(stat, backends, old_slot).sessions
+                if left == 0 or now - t_switched >= st.drain:
+                    # The old version keeps running (warm) until the window
+                    # closes; it just gets no requests.
+                    self.proxy.set_state(old_slot, "maint")
+                    drained, drain_seconds = True, now - t_switched
+            if drained and now - t_switched >= st.watch:
+                return {"tripped": False, "counters": delta.to_dict(), "drain_seconds": round(drain_seconds, 3),
+                        "drain_left": left, "watch_seconds": round(now - t_switched, 3)}
+            self.sleep(0.05 if not drained else 0.2)
+
+    def _switch_back(self, cid: str, current, retired: str, restart: dict, old_ip: str,
+                     watched: dict[str, Any]) -> None:
+        """Live errors in the window: the old version (still running) serves
+        again, the new one is removed, the deploy fails."""
+        t = self.clock()
+        new_slot, bad_slot, _ = self.proxy.switch(old_ip)
+        switched_back_ms = round((self.clock() - t) * 1000, 1)
+        self.proxy.persist(old_ip, new_slot)
+        self.api.rename(cid, f"{self.cname}.failed")
+        self.api.rename(current.id, self.cname)
+        self.api.update_container(current.id, restart_policy=restart)
+        if bad_slot:
+            self.proxy.drain(bad_slot, min(self.proxy_settings.drain, 10))
+            # All it answered, including what came in while the switch back
+            # was under way, not just what tripped the watch.
+            watched["counters"] = self.proxy.counters(bad_slot).minus(watched["base"]).to_dict()
+        try:
+            logs = self.api.logs(cid, tail=20).decode("utf-8", errors="replace").rstrip()
+        except Exception as exc:  # noqa: BLE001
+            logs = f"(could not read the logs: {exc})"
+        self._remove(cid)
+        n = watched["counters"]
+        seq = _seq_of(current)
+        message = "\n".join([
+            f"container {self.cname}: the new version failed {n['errors_5xx'] + n['conn_errors']} "
+            f"of {n['answers'] + n['conn_errors']} live requests within {watched['watch_seconds']:g}s of the switch "
+            f"(5xx answers: {n['errors_5xx']}, connection errors: {n['conn_errors']}); switched back to the "
+            f"previous version v{seq} in {switched_back_ms:g} ms",
+            "last log lines of the new version:", _indent(logs or "(none)")])
+        raise DeployError(message, hint="the previous version serves again. Fix the new version (see its log "
+                          "lines) and deploy again", container=self.cname, switched_back=True,
+                          counters=n, watch_seconds=watched["watch_seconds"], switched_back_ms=switched_back_ms)
+
+    def _wait_answers(self, cid: str, ip: str, bindings) -> tuple[bool, str]:
+        """A kept version that starts again: it passed its health gate when
+        it was deployed, so here "it answers" is enough (fast, for a sub-
+        second rollback): the HTTP probe at its address, else a TCP connect
+        to its port."""
+        wait, why = self._bounded(self.health_timeout)
+        deadline = self.clock() + wait
+        port = bindings[0].container_port if bindings else None
+        url = self._candidate_url(self.health_url, cid, {"host_config": {"PortBindings": {
+            f"{b.container_port}/tcp": [{"HostPort": str(b.host_port)}] for b in bindings}}, "networks": {}}) \
+            if self.health_url else None
+        detail = "no probe ran yet"
+        while True:
+            state = self.api.inspect_container(cid)["State"]
+            if not state.get("Running"):
+                return False, f"the container exited with code {state.get('ExitCode')}"
+            if url:
+                ok, detail = http_probe(url, timeout=1.0)
+            else:
+                try:
+                    with socket.create_connection((ip, port), timeout=1.0):
+                        ok, detail = True, f"{ip}:{port} accepts connections"
+                except OSError as exc:
+                    ok, detail = False, f"{ip}:{port}: {exc}"
+            if ok:
+                return True, detail
+            if self.clock() >= deadline:
+                return False, f"did not answer within {wait:g}s{why}; last probe: {detail}"
+            self.sleep(SWITCH_PROBE_INTERVAL)
+
+    def _proxy_rollback(self, current, target) -> dict[str, Any]:
+        t0 = self.clock()
+        bindings = self.proxy.bindings()
+        if target.attrs["HostConfig"].get("PortBindings"):
+            raise DeployError(f"container {self.cname}: the kept version {target.name} publishes host ports itself "
+                              "(it ran before the deploy proxy) and cannot run next to it",
+                              hint=f"deploy its image instead: jenkinsctl deploy --image {_image_of(target)}")
+        restart = (current.attrs["HostConfig"].get("RestartPolicy") if current is not None else None) \
+            or {"Name": "unless-stopped", "MaximumRetryCount": 0}
+        t_name = target.name
+        if target.status != "running":
+            self.api.start(target.id)
+        ip = self._join_proxy_network(target)
+        ok, detail = self._wait_answers(target.id, ip, bindings)
+        if not ok:
+            message = self._failure_message(target.id, f"the kept version {t_name}", detail)
+            with contextlib.suppress(Exception):
+                self.api.stop(target.id, timeout=5)
+            raise DeployError(message.replace("nothing was switched", "the current version still serves"),
+                              container=self.cname, health=detail)
+        t_ready = self.clock()
+        new_slot, old_slot, _ = self.proxy.switch(ip)
+        t_switched = self.clock()
+        self.proxy.persist(ip, new_slot)
+        retired = self._retire_name(current) if current is not None else None
+        if current is not None:
+            self.api.rename(current.id, retired)
+            self.api.update_container(current.id, restart_policy={"Name": "no", "MaximumRetryCount": 0})
+        self.api.rename(target.id, self.cname)
+        self.api.update_container(target.id, restart_policy=restart)
+        drained = 0.0
+        if old_slot:
+            drained, _ = self.proxy.drain(old_slot, self.proxy_settings.drain)
+        if current is not None:
+            self.api.stop(current.id, timeout=_stop_timeout(current))
+        return {"mode": "proxy", "from": t_name, "retired": retired, "proxy": self.proxy.name,
+                "start_ms": round((t_ready - t0) * 1000, 1), "switch_ms": round((t_switched - t_ready) * 1000, 1),
+                # From the call until the proxy sends requests to the kept version.
+                "serving_ms": round((t_switched - t0) * 1000, 1),
+                "drain_seconds": round(drained, 3), "health": "answers"}
+
     # --- housekeeping -------------------------------------------------------------------
 
     def _prune(self) -> list[str]:
@@ -675,124 +1060,3 @@ def _stop_timeout(c) -> int:
 
 def _indent(text: str) -> str:
     return "\n".join("  " + line for line in text.splitlines())
-
-
-LOCK_OWNER = "io.jenkinsctl.lock-owner"   # HOST:PID, for people and messages
-LOCK_TIME = "io.jenkinsctl.lock-time"     # when it was taken (epoch seconds): the age rule
-LOCK_HOST = "io.jenkinsctl.lock-host"     # the owner's hostname
-LOCK_BOOT = "io.jenkinsctl.lock-boot"     # the owner's kernel boot id
-LOCK_PIDNS = "io.jenkinsctl.lock-pidns"   # the owner's pid namespace: where its pid means something
-LOCK_PID = "io.jenkinsctl.lock-pid"
-LOCK_START = "io.jenkinsctl.lock-start"   # the owner's start time (clock ticks after boot): pid reuse
-
-
-def _read(path: str) -> str | None:
-    try:
-        with open(path, encoding="ascii") as fh:
-            return fh.read().strip() or None
-    except OSError:
-        return None
-
-
-def _start_time(pid: int) -> str | None:
-    """The start time of process ``pid`` from /proc, or None when there is
-    no such (live, non-zombie) process."""
-    stat = _read(f"/proc/{pid}/stat")
-    if not stat:
-        return None
-    fields = stat.rpartition(")")[2].split()   # after "pid (comm)", which may hold spaces
-    if len(fields) < 20 or fields[0] in ("Z", "X", "x"):
-        return None
-    return fields[19]
-
-
-def _where() -> tuple[str, str] | None:
-    """(boot id, pid namespace) of this process: two processes with the
-    same pair see the same pids.  The hostname is not enough (agents in
-    containers share the host's engine with their own pid namespaces)."""
-    boot = _read("/proc/sys/kernel/random/boot_id")
-    try:
-        pidns = os.readlink("/proc/self/ns/pid")
-    except OSError:
-        return None
-    return (boot, pidns) if boot else None
-
-
-def _lock_labels() -> dict[str, str]:
-    pid = os.getpid()
-    host = socket.gethostname()
-    labels = {LOCK_OWNER: f"{host}:{pid}", LOCK_TIME: str(int(time.time())), LOCK_HOST: host, LOCK_PID: str(pid)}
-    where, start = _where(), _start_time(pid)
-    if where and start:
-        labels.update({LOCK_BOOT: where[0], LOCK_PIDNS: where[1], LOCK_START: start})
-    return labels
-
-
-def _owner_gone(labels: Mapping[str, str]) -> bool:
-    """True when the lock's owner ran where this process runs (same boot,
-    same pid namespace) and is no longer running: its pid is gone, a
-    zombie, or now a different process (another start time)."""
-    where = _where()
-    if not where or (labels.get(LOCK_BOOT), labels.get(LOCK_PIDNS)) != where:
-        return False
-    pid, start = labels.get(LOCK_PID, ""), labels.get(LOCK_START)
-    if not pid.isdigit() or not start:
-        return False
-    return _start_time(int(pid)) != start
-
-
-@contextlib.contextmanager
-def engine_lock(client, name: str, image: str, labels: Mapping[str, str], clock=time.monotonic, sleep=time.sleep,
-                timeout: float = 300):
-    """A mutex kept by the engine itself: a created (never started)
-    container named ``name``.  Container names are unique per engine, so
-    this serialises deploys of one target from every agent that uses this
-    engine, not just from one host's processes.
-
-    A holder that died (kill -9, a lost agent) cannot remove it.  Its labels
-    say where it ran and which process it was (boot id, pid namespace, pid,
-    start time): when that is here and the process is gone, the lock is
-    broken at once.  A holder elsewhere cannot be checked, so its lock is
-    broken only when older than LOCK_STALE_SECONDS."""
-    import docker.errors
-
-    api = client.api
-    deadline = clock() + timeout
-    body = {"Image": image, "Cmd": ["true"], "Entrypoint": [], "Labels": {**labels, **_lock_labels()},
-            "HostConfig": {"NetworkMode": "none"}}
-    waited = False
-    while True:
-        try:
-            res = api._post_json(api._url("/containers/create"), data=body, params={"name": name})
-            cid = api._result(res, True)["Id"]
-            break
-        except docker.errors.APIError as exc:
-            if getattr(exc, "status_code", None) != 409:
-                raise _api_error(f"take the deploy lock {name}", exc) from None
-        try:
-            held = api.inspect_container(name)
-            held_labels = held["Config"].get("Labels") or {}
-            holder = held_labels.get(LOCK_OWNER, "?")
-            since = int(held_labels.get(LOCK_TIME, "0") or 0)
-            why = ("its process is gone" if _owner_gone(held_labels)
-                   else f"it is older than {LOCK_STALE_SECONDS}s" if time.time() - since > LOCK_STALE_SECONDS
-                   else None)
-            if why:
-                log.warning("breaking the deploy lock %s held by %s: %s", name, holder, why)
-                api.remove_container(held["Id"], force=True)   # by id: never a lock taken since
-                continue
-        except docker.errors.NotFound:
-            continue
-        if clock() >= deadline:
-            raise Timeout(f"another deploy holds the lock {name} (owner {holder}) for more than {timeout:g}s",
-                          hint=f"wait for it; if its owner is gone (on another host), remove the lock with "
-                               f"'docker rm {name}'")
-        if not waited:
-            log.info("waiting for another deploy (lock %s held by %s)", name, holder)
-            waited = True
-        sleep(0.5)
-    try:
-        yield
-    finally:
-        with contextlib.suppress(docker.errors.APIError):
-            api.remove_container(cid, force=True)

@@ -19,6 +19,16 @@ from tests.support.swarm import ensure_swarm, remove_test_services
 def _remove_deploy_test_resources(docker_client):
     yield
     remove_test_resources(docker_client, label=f"{TEST_LABEL}=deploy")
+    # Deploy proxies of this directory's targets (named PREFIX...): they
+    # carry the project's labels, not the test label.
+    from jenkinsctl.deploy.proxy import PROXY_LABEL, Proxy, ProxySettings
+
+    for c in docker_client.containers.list(all=True, filters={"label": PROXY_LABEL}):
+        if c.labels.get(PROXY_LABEL, "").startswith(PREFIX):
+            Proxy(docker_client, c.labels[PROXY_LABEL], {}, ProxySettings()).remove()
+    for n in docker_client.networks.list(filters={"label": PROXY_LABEL}):
+        if (n.attrs.get("Labels") or {}).get(PROXY_LABEL, "").startswith(PREFIX):
+            Proxy(docker_client, n.attrs["Labels"][PROXY_LABEL], {}, ProxySettings()).remove()
 
 # version name -> build args of the example app
 VERSIONS = {
@@ -26,6 +36,8 @@ VERSIONS = {
     "v2": {"APP_VERSION": "2.0.0"},
     "v3": {"APP_VERSION": "3.0.0"},
     "bad": {"APP_VERSION": "bad", "APP_HEALTH": "fail"},
+    # passes /health, answers 500 to real requests: only the watch window catches it
+    "errors": {"APP_VERSION": "errors", "APP_HEALTH": "errors"},
 }
 
 

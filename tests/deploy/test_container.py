@@ -36,7 +36,8 @@ def test_replaces_a_hand_made_container_keeping_its_settings_and_measures_the_sw
     docker_client.api.connect_container_to_network(old.id, network, aliases=["web-alias"])
     old.exec_run(["sh", "-c", "echo precious > /data/file"], user="root")
     assert wait_http("127.0.0.1", port) == "1.0.0"
-    cfg = write_config(tmp_path / "j.yaml", {})
+    # stop-first: the app publishes the port itself (proxy mode has its own tests in test_proxy.py).
+    cfg = write_config(tmp_path / "j.yaml", {"web": {"strategy": "container", "target": cname, "switch": "stop-first"}})
     try:
         with ProbeLoop("127.0.0.1", port) as probe:
             proc = deploy(cfg, v2.pinned, f"container:{cname}", cli_env,
@@ -79,7 +80,7 @@ def test_unhealthy_candidate_never_takes_traffic_and_the_command_fails_with_its_
         docker_client, example_images, cname, cli_env, tmp_path):
     port = free_port()
     cfg = write_config(tmp_path / "j.yaml", {"web": {
-        "strategy": "container", "target": cname, "ports": [f"127.0.0.1:{port}:8080"],
+        "strategy": "container", "target": cname, "ports": [f"127.0.0.1:{port}:8080"], "switch": "stop-first",
         "health": {"timeout": 30, "interval": 0.5}}})
     result_of(deploy(cfg, example_images["v1"].pinned, "web", cli_env))
     before = docker_client.containers.get(cname).id
@@ -99,10 +100,27 @@ def test_unhealthy_candidate_never_takes_traffic_and_the_command_fails_with_its_
     assert sorted(leftovers) == [cname]          # no candidate, no lock left behind
 
 
+def test_the_targets_timeout_bounds_the_health_gate_too(docker_client, example_images, cname, cli_env, tmp_path):
+    """--timeout bounds the whole deploy: a candidate that never answers
+    fails when the deploy's 4 s are up, not after health.timeout's 60 s."""
+    import time
+
+    port = free_port()
+    cfg = write_config(tmp_path / "j.yaml", {"web": {
+        "strategy": "container", "target": cname, "ports": [f"127.0.0.1:{port}:8080"], "switch": "stop-first",
+        "health": {"http": f"http://127.0.0.1:{port}/missing", "timeout": 60, "interval": 0.5}}})
+    started = time.monotonic()
+    proc = deploy(cfg, example_images["v1"].pinned, "web", cli_env, "--timeout", "4")
+    took = time.monotonic() - started
+    assert proc.returncode == 6, proc.stderr
+    assert "the deploy's timeout of 4s" in proc.stderr, proc.stderr
+    assert took < 30, f"the deploy took {took:.1f}s with --timeout 4"
+
+
 def test_rollback_and_keep(docker_client, example_images, cname, cli_env, tmp_path):
     port = free_port()
     cfg = write_config(tmp_path / "j.yaml", {"web": {
-        "strategy": "container", "target": cname, "ports": [f"127.0.0.1:{port}:8080"], "keep": 1,
+        "strategy": "container", "target": cname, "ports": [f"127.0.0.1:{port}:8080"], "switch": "stop-first", "keep": 1,
         "health": {"http": f"http://127.0.0.1:{port}/health", "timeout": 30, "interval": 0.5}}})
     for v in ("v1", "v2", "v3"):
         r = result_of(deploy(cfg, example_images[v].pinned, "web", cli_env))
@@ -178,7 +196,7 @@ def test_creates_the_container_from_the_config_when_absent(docker_client, exampl
                                                            tmp_path, monkeypatch):
     port = free_port()
     cfg = write_config(tmp_path / "j.yaml", {"web": {
-        "strategy": "container", "target": cname, "ports": [f"127.0.0.1:{port}:8080"],
+        "strategy": "container", "target": cname, "ports": [f"127.0.0.1:{port}:8080"], "switch": "stop-first",
         "env": {"GREETING": "hi", "TOKEN": {"env": "JCTEST_TOKEN"}}, "volumes": [f"{cname}-vol:/data"]}})
     env = {**cli_env, "JCTEST_TOKEN": "t0ken-value"}
     try:
@@ -212,7 +230,7 @@ def _hold_lock(lock: str, image: str):
     from tests.deploy.helpers import REPO
 
     code = ("import time, docker\n"
-            "from jenkinsctl.deploy.container import engine_lock\n"
+            "from jenkinsctl.deploy.lock import engine_lock\n"
             f"with engine_lock(docker.from_env(), {lock!r}, {image!r}, {TEST_LABELS!r}):\n"
             "    print('held', flush=True)\n"
             "    time.sleep(300)\n")
@@ -228,7 +246,7 @@ def test_a_lock_left_by_a_killed_deploy_on_this_host_is_broken_at_once(docker_cl
     import signal
     import time
 
-    from jenkinsctl.deploy.container import engine_lock
+    from jenkinsctl.deploy.lock import engine_lock
 
     lock, image = f"{cname}.lock", example_images["v1"].pinned
     holder = _hold_lock(lock, image)
@@ -246,7 +264,7 @@ def test_a_lock_left_by_a_killed_deploy_on_this_host_is_broken_at_once(docker_cl
 def test_a_lock_held_by_a_live_process_or_another_host_is_waited_for(docker_client, example_images, cname):
     import time
 
-    from jenkinsctl.deploy.container import LOCK_STALE_SECONDS, engine_lock
+    from jenkinsctl.deploy.lock import LOCK_STALE_SECONDS, engine_lock
     from jenkinsctl.errors import Timeout
 
     lock, image = f"{cname}.lock", example_images["v1"].pinned
@@ -264,20 +282,33 @@ def test_a_lock_held_by_a_live_process_or_another_host_is_waited_for(docker_clie
     # Another host (another boot): its pid means nothing here, so only age
     # breaks its lock.  The same pid namespace and pid as a process of ours
     # must not make it look local.
-    def foreign(age: float) -> None:
+    def foreign(age: float, until: float | None = None) -> None:
+        bound = {} if until is None else {"io.jenkinsctl.lock-until": str(int(time.time() + until))}
         docker_client.api.create_container(
             image, command=["true"], name=lock, host_config=docker_client.api.create_host_config(network_mode="none"),
             labels={**TEST_LABELS, "io.jenkinsctl.lock-owner": "elsewhere:1",
                     "io.jenkinsctl.lock-time": str(int(time.time() - age)), "io.jenkinsctl.lock-host": "elsewhere",
                     "io.jenkinsctl.lock-boot": "00000000-0000-0000-0000-000000000000",
                     "io.jenkinsctl.lock-pidns": "pid:[1]", "io.jenkinsctl.lock-pid": "999999999",
-                    "io.jenkinsctl.lock-start": "1"})
+                    "io.jenkinsctl.lock-start": "1", **bound})
 
     foreign(age=5)
     with pytest.raises(Timeout):
         with engine_lock(docker_client, lock, image, TEST_LABELS, timeout=1.5):
             pass
     docker_client.containers.get(lock).remove(force=True)
-    foreign(age=LOCK_STALE_SECONDS + 5)
+    foreign(age=LOCK_STALE_SECONDS + 5)   # written before lock-until existed: the age rule
     with engine_lock(docker_client, lock, image, TEST_LABELS, timeout=1.5):
         assert docker_client.containers.get(lock).labels["io.jenkinsctl.lock-owner"] != "elsewhere:1"
+    # A holder whose target allows an hour is not broken at 900 s...
+    foreign(age=LOCK_STALE_SECONDS + 5, until=3600 - LOCK_STALE_SECONDS)
+    with pytest.raises(Timeout):
+        with engine_lock(docker_client, lock, image, TEST_LABELS, timeout=1.5):
+            pass
+    docker_client.containers.get(lock).remove(force=True)
+    # ...only once past the bound it declared.
+    foreign(age=3700, until=-5)
+    with engine_lock(docker_client, lock, image, TEST_LABELS, timeout=1.5, hold=40) as _:
+        labels = docker_client.containers.get(lock).labels
+        assert labels["io.jenkinsctl.lock-owner"] != "elsewhere:1"
+        assert int(labels["io.jenkinsctl.lock-until"]) - int(labels["io.jenkinsctl.lock-time"]) >= 40

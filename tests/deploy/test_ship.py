@@ -55,7 +55,7 @@ def test_ship_builds_pushes_and_deploys_by_digest_with_a_result_file(
     ctx = app_repo(tmp_path / "app", "main", "1.0.0")
     port = free_port()
     cfg = write_config(tmp_path / "j.yaml", {"web": {
-        "strategy": "container", "target": cname, "ports": [f"127.0.0.1:{port}:8080"],
+        "strategy": "container", "target": cname, "ports": [f"127.0.0.1:{port}:8080"], "proxy": {"watch": 1},
         "health": {"http": f"http://127.0.0.1:{port}/health", "timeout": 30}}})
     out = tmp_path / "result.json"
     first = result_of(run_cli("--config", cfg, "-o", "json", "ship", str(ctx), "--image", repo, "--to", "web",
@@ -104,7 +104,7 @@ def test_concurrent_ships_of_two_branches_each_deploy_their_own_digest(
     ports = {b: free_port() for b in names}
     cfg = write_config(tmp_path / "j.yaml", {
         b.replace("/", "-"): {"strategy": "container", "target": n, "ports": [f"127.0.0.1:{ports[b]}:8080"],
-                              "health": {"http": f"http://127.0.0.1:{ports[b]}/health", "timeout": 60}}
+                              "proxy": {"watch": 1}, "health": {"http": f"http://127.0.0.1:{ports[b]}/health", "timeout": 60}}
         for b, n in names.items()})
     procs = {}
     try:

@@ -17,5 +17,6 @@ from tests.fakejenkins.fixtures import (  # noqa: E402,F401
     silent_server,
     sshd_agent_factory,
     sshd_image,
+    sshd_image_java17,
     test_network,
 )

@@ -8,18 +8,19 @@ import pytest
 import requests
 
 from emulator_helpers import create_form, node_json, raw
+from tests.fakejenkins import JENKINS_VERSION
 from tests.fakejenkins.fixtures import ADMIN, ADMIN_PASSWORD, ADMIN_TOKEN, READER, READER_PASSWORD
 
 
 def test_version_header_on_every_answer(fake_jenkins, jenkins_client):
     jenkins_client.get_whoami()  # resolves auth; see the next test
-    assert jenkins_client.get_version() == "2.479.3"
+    assert jenkins_client.get_version() == JENKINS_VERSION
     for resp in (
         requests.get(fake_jenkins.url, timeout=5),  # 403 anonymous
         requests.get(fake_jenkins.url, auth=(ADMIN, "wrong"), timeout=5),  # 401
         requests.get(fake_jenkins.url + "nope", auth=(ADMIN, ADMIN_PASSWORD), timeout=5),  # 404
     ):
-        assert resp.headers["X-Jenkins"] == "2.479.3", resp.status_code
+        assert resp.headers["X-Jenkins"] == JENKINS_VERSION, resp.status_code
 
 
 def test_get_version_first_is_anonymous_and_fails_like_a_secured_controller(fake_jenkins):
@@ -31,7 +32,7 @@ def test_get_version_first_is_anonymous_and_fails_like_a_secured_controller(fake
     assert fake_jenkins.requests[-1]["user"] == "anonymous"
     assert fake_jenkins.requests[-1]["status"] == 403
     client.get_whoami()
-    assert client.get_version() == "2.479.3"
+    assert client.get_version() == JENKINS_VERSION
 
 
 @pytest.mark.parametrize("secret,kind", [(ADMIN_PASSWORD, "password"), (ADMIN_TOKEN, "token")])
@@ -124,7 +125,7 @@ def test_startup_503_then_ready(fake_jenkins_factory):
     r = requests.get(emu.url + "api/json", auth=(ADMIN, ADMIN_PASSWORD), timeout=5)
     assert r.status_code == 503
     assert "Please wait while Jenkins is getting ready to work" in r.text
-    assert r.headers["X-Jenkins"] == "2.479.3"
+    assert r.headers["X-Jenkins"] == JENKINS_VERSION
     client = jenkins.Jenkins(emu.url, ADMIN, ADMIN_PASSWORD, timeout=1)
     # While starting, and afterwards too: python-jenkins' wait_for_normal_op
     # polls get_version, which never sends credentials (auth is resolved

@@ -1,6 +1,8 @@
 """SSH launch against real sshd containers, as the ssh-slaves plugin does it."""
 from __future__ import annotations
 
+import time
+
 import jenkins
 import pytest
 
@@ -27,9 +29,9 @@ def client(jenkins_client, client_key):
     return jenkins_client
 
 
-def create(client, name, agent, strategy="pinned", remote_fs=None, cred="agent-key", retries=2, port=None):
+def create(client, name, agent, strategy="pinned", remote_fs=None, cred="agent-key", retries=2, port=None, **extra):
     params = {"host": agent.host, "port": port or agent.port, "credentialsId": cred,
-              "maxNumRetries": retries, "retryWaitTime": 15, "launchTimeoutSeconds": 20}
+              "maxNumRetries": retries, "retryWaitTime": 15, "launchTimeoutSeconds": 20, **extra}
     if strategy == "pinned":
         params["sshHostKeyVerificationStrategy"] = pinned(agent.host_key.pin)
     elif strategy is not None:
@@ -108,28 +110,91 @@ def test_fixing_the_pin_with_reconfig_relaunches_online(fake_jenkins, client, ag
     assert settle(fake_jenkins, client, "fixme")["offline"] is False
 
 
-def test_relaunch_endpoint(fake_jenkins, client, agent):
+def test_relaunch_of_an_online_agent_is_already_launched_and_disconnect_then_launch_reconnects(
+        fake_jenkins, client, agent):
     create(client, "again", agent)
     settle(fake_jenkins, client, "again")
+    # SlaveComputer.doLaunchSlaveAgent with a channel: the already-launched page, nothing changes.
     r = raw(fake_jenkins, "POST", "computer/again/launchSlaveAgent")
+    assert r.status_code == 200 and "Already launched" in r.text
+    comp = fake_jenkins.computer("again")
+    assert comp.launches == 1 and comp.connected
+    # Reconfiguring an online node keeps its connection (no relaunch).
+    client.reconfig_node("again", client.get_node_config("again").replace("<numExecutors>1<", "<numExecutors>2<"))
+    assert comp.launches == 1 and comp.connected and comp.channel is not None
+    r = raw(fake_jenkins, "POST", "computer/again/doDisconnect", params={"offlineMessage": "rekey"})
     assert r.status_code == 302
+    info = client.get_node_info("again")
+    assert info["offline"] is True and info["temporarilyOffline"] is False
+    assert info["offlineCause"]["_class"] == "hudson.slaves.OfflineCause$UserCause"
+    assert info["offlineCauseReason"] == "rekey"
+    # The agent process ended with its session.
+    # (the [.] keeps pgrep from matching the shell that runs it)
+    deadline = time.monotonic() + 5
+    while agent.exec("pgrep -f 'java.*-jar remoting[.]jar' || true")[1].strip() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert agent.exec("pgrep -f 'java.*-jar remoting[.]jar' || true")[1].strip() == ""
+    assert raw(fake_jenkins, "POST", "computer/again/launchSlaveAgent").status_code == 302
     assert settle(fake_jenkins, client, "again")["offline"] is False
     assert fake_jenkins.computer("again").launches == 2
 
 
-def test_no_java_on_the_agent(fake_jenkins, client, agent_without_java):
+def test_java_off_the_login_path_fails_at_start_and_javapath_fixes_it(fake_jenkins, client, agent_without_java):
     create(client, "nojava", agent_without_java)
     info = settle(fake_jenkins, client, "nojava")
     assert info["offline"] is True
-    assert "Java not found" in info["offlineCauseReason"] and "javaPath" in info["offlineCauseReason"]
-    assert agent_without_java.exec("test -e /home/jenkins/nojava")[0] != 0
+    reason = info["offlineCauseReason"]
+    assert "Agent JVM has terminated. Exit code=127" in reason and "java: command not found" in reason, reason
+    log = fake_jenkins.computer("nojava").log
+    assert any('Starting agent process: cd "/home/jenkins/nojava" && java  -jar remoting.jar -workDir '
+               '/home/jenkins/nojava -jar-cache /home/jenkins/nojava/remoting/jarCache' in line for line in log)
+    # remoting.jar was copied before the start failed, as the plugin does.
+    assert agent_without_java.exec("test -f /home/jenkins/nojava/remoting.jar")[0] == 0
+    java = agent_without_java.exec("ls /usr/lib/jvm/*/bin/java")[1].split()[0]
+    create(client, "javapath", agent_without_java, javaPath=java)
+    assert settle(fake_jenkins, client, "javapath")["offline"] is False
+
+
+def test_java17_agent_fails_with_unsupported_class_version(fake_jenkins, client, sshd_agent_factory):
+    old = sshd_agent_factory(java=17)
+    create(client, "java17", old)
+    info = settle(fake_jenkins, client, "java17")
+    assert info["offline"] is True
+    log = "\n".join(fake_jenkins.computer("java17").log)
+    assert ("java.lang.UnsupportedClassVersionError: Main has been compiled by a more recent version of the Java "
+            "Runtime (class file version 65.0), this version of the Java Runtime only recognizes class file "
+            "versions up to 61.0") in log
+    assert "Agent JVM has terminated. Exit code=1" in info["offlineCauseReason"]
+
+
+def test_chatty_login_shell_aborts_the_launch(fake_jenkins, client, sshd_agent_factory):
+    chatty = sshd_agent_factory(chatty=True)
+    create(client, "chatty", chatty)
+    info = settle(fake_jenkins, client, "chatty")
+    assert info["offline"] is True and "garbage before a command execution" in info["offlineCauseReason"]
+    log = fake_jenkins.computer("chatty").log
+    assert "The received junk text is as follows:" in log and any(line.startswith("Welcome to ") for line in log)
+    # Nothing was copied: the check runs before SFTP.
+    assert chatty.exec("test -e /home/jenkins/chatty")[0] != 0
+
+
+def test_without_sftp_the_jar_goes_over_scp(fake_jenkins, client, sshd_agent_factory):
+    nosftp = sshd_agent_factory()
+    code, out = nosftp.exec("sed -i '/^Subsystem/d' /etc/ssh/sshd_config && kill -HUP 1")
+    assert code == 0, out
+    time.sleep(0.5)
+    create(client, "scp", nosftp)
+    assert settle(fake_jenkins, client, "scp")["offline"] is False
+    log = fake_jenkins.computer("scp").log
+    assert any("SFTP failed. Copying via SCP." in line for line in log)
+    assert nosftp.exec("stat -c '%a %U' /home/jenkins/scp/remoting.jar")[1] == "644 jenkins\n"
 
 
 def test_read_only_remote_fs(fake_jenkins, client, agent):
     create(client, "ro", agent, remote_fs="/srv/readonly-root")
     info = settle(fake_jenkins, client, "ro")
     assert info["offline"] is True
-    assert "/srv/readonly-root" in info["offlineCauseReason"] and "not writable" in info["offlineCauseReason"]
+    assert "Could not copy remoting.jar into '/srv/readonly-root' on agent" in info["offlineCauseReason"]
 
 
 def test_missing_credential(fake_jenkins, jenkins_client, agent):

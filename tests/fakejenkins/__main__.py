@@ -1,10 +1,14 @@
 """python -m tests.fakejenkins --port PORT [--user NAME:PASSWORD ...] [--startup-seconds N] [--no-crumbs]
 
 Starts the emulator in the foreground, on 127.0.0.1 unless --bind says otherwise.
+Like the real controller it reads CASC_JENKINS_CONFIG (a file, a directory or
+a comma-separated list) at start; then it has only the users that
+configuration declares (plus any --user), not the default admin:admin.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from .server import JENKINS_VERSION, FakeJenkins, User
@@ -58,14 +62,18 @@ def main(argv: list[str] | None = None) -> int:
     except argparse.ArgumentTypeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if not users:
+    casc = os.environ.get("CASC_JENKINS_CONFIG") or None
+    if not users and not casc:
         users["admin"] = User("admin", "admin")
     emu = FakeJenkins(list(users.values()), host=args.bind, port=args.port, crumbs=not args.no_crumbs,
                       startup_seconds=args.startup_seconds, version=args.jenkins_version,
-                      time_scale=args.time_scale, known_hosts=args.known_hosts)
+                      time_scale=float(os.environ.get("FAKEJENKINS_TIME_SCALE") or args.time_scale),
+                      known_hosts=args.known_hosts, casc=casc, environ=dict(os.environ))
     emu.start()
+    state = f"boot FAILED: {emu.boot_failure}" if emu.boot_failure else \
+        f"users: {', '.join(sorted(emu.users))}; crumbs {'on' if emu.crumbs else 'off'}"
     print(f"fakejenkins: Jenkins {emu.version} emulator on {args.bind}:{emu.port} "
-          f"(users: {', '.join(sorted(users))}; crumbs {'on' if emu.crumbs else 'off'})", flush=True)
+          f"(CASC_JENKINS_CONFIG={casc or 'unset'}; {state})", flush=True)
     try:
         emu._stop.wait()
     except KeyboardInterrupt:

@@ -104,9 +104,17 @@ def docker_engine():
 
 @pytest.fixture(scope="session")
 def sshd_image(docker_engine) -> str:
+    """An agent host with Java 21, as agents of the pinned Jenkins need."""
     from .image import build_sshd_image
 
-    return build_sshd_image(docker_engine)
+    return build_sshd_image(docker_engine, java=21)
+
+
+@pytest.fixture(scope="session")
+def sshd_image_java17(docker_engine) -> str:
+    from .image import build_sshd_image
+
+    return build_sshd_image(docker_engine, java=17)
 
 
 @pytest.fixture(scope="session")
@@ -164,22 +172,25 @@ def _wait_for_ssh(host: str, port: int, timeout: float = 30) -> None:
 
 
 @pytest.fixture(scope="module")
-def sshd_agent_factory(docker_engine, sshd_image, client_key, tmp_path_factory) -> Iterator[Callable[..., SshAgent]]:
-    """``factory(no_java=False, network=None, authorized_key=None)`` starts an
-    sshd agent host with a freshly generated host key mounted in, its port
-    published on 127.0.0.1 only, and waits until sshd answers."""
+def sshd_agent_factory(docker_engine, sshd_image, client_key, tmp_path_factory,
+                       request) -> Iterator[Callable[..., SshAgent]]:
+    """``factory(no_java=False, network=None, authorized_key=None, java=21,
+    chatty=False)`` starts an sshd agent host with a freshly generated host
+    key mounted in, its port published on 127.0.0.1 only, and waits until
+    sshd answers."""
     started = []
 
     def make(no_java: bool = False, network: Optional[str] = None,
-             authorized_key: Optional[sshkeys.KeyPair] = None) -> SshAgent:
+             authorized_key: Optional[sshkeys.KeyPair] = None, java: int = 21, chatty: bool = False) -> SshAgent:
+        image = sshd_image if java == 21 else request.getfixturevalue("sshd_image_java17")
         host_key = sshkeys.generate("agent-host-key")
         keydir: Path = tmp_path_factory.mktemp("agent-keys")
         host_key.write(keydir, "ssh_host_ed25519_key")
         (keydir / "authorized_keys").write_text((authorized_key or client_key).public_line + "\n")
         name = f"jenkinsctl-test-agent-{uuid.uuid4().hex[:10]}"
         container = docker_engine.containers.run(
-            sshd_image, name=name, detach=True, labels=LABELS, network=network,
-            environment={"AGENT_NO_JAVA": "1" if no_java else "0"},
+            image, name=name, detach=True, labels=LABELS, network=network,
+            environment={"AGENT_NO_JAVA": "1" if no_java else "0", "AGENT_CHATTY": "1" if chatty else "0"},
             volumes={str(keydir): {"bind": "/run/agent-keys", "mode": "ro"}},
             ports={"22/tcp": ("127.0.0.1", None)},
         )

@@ -28,7 +28,7 @@ EMULATOR_REPO = "jenkinsctl-test/fakejenkins"
 SSHD_REPO = "jenkinsctl-test/sshd-agent"
 
 # What the emulator image runs with besides the standard library.
-EMULATOR_REQUIREMENTS = ["paramiko>=3"]
+EMULATOR_REQUIREMENTS = ["paramiko>=3", "PyYAML>=6"]
 WHEEL_CACHE = Path(os.environ.get("JENKINSCTL_TEST_CACHE", Path.home() / ".cache" / "jenkinsctl-tests")) / "wheels"
 
 
@@ -48,8 +48,19 @@ def _runtime_modules() -> list[Path]:
     return [p for p in sorted(HERE.glob("*.py")) if p.name not in _HOST_ONLY]
 
 
+def _pins_json() -> bytes:
+    """The pinned versions, for the container: it has neither jenkinsctl
+    nor resources/controller to read them from (version.py)."""
+    import json
+
+    from .version import PINNED
+
+    return json.dumps({"core": PINNED.core, "plugins": PINNED.plugins}, sort_keys=True).encode()
+
+
 def _emulator_sources() -> list[tuple[str, bytes]]:
     files = [(f"tests/fakejenkins/{p.name}", p.read_bytes()) for p in _runtime_modules()]
+    files.append(("tests/fakejenkins/pins.json", _pins_json()))
     files.append(("Dockerfile", (HERE / "Dockerfile").read_bytes()))
     files.append(("requirements", "\n".join(EMULATOR_REQUIREMENTS).encode()))
     return files
@@ -63,11 +74,15 @@ def _image_exists(client: docker.DockerClient, tag: str) -> bool:
         return False
 
 
-def _remove_stale(client: docker.DockerClient, repo: str, keep: str) -> None:
+def _remove_stale(client: docker.DockerClient, repo: str, keep: str, variant: str | None = None) -> None:
+    """Older tags of ``repo``; with ``variant`` (a tag prefix such as
+    "repo:java17"), only those of the same variant."""
     for image in client.images.list(name=repo, filters={"label": f"{OWNER_LABEL}=1"}):
         if keep in image.tags:
             continue
         for tag in image.tags:
+            if variant and not tag.startswith(variant):
+                continue
             try:
                 client.images.remove(tag, noprune=False)
             except docker.errors.APIError:
@@ -77,28 +92,41 @@ def _remove_stale(client: docker.DockerClient, repo: str, keep: str) -> None:
 BASE_IMAGE = "debian:bookworm-slim"
 
 
-def _build(client: docker.DockerClient, context: Path, tag: str, repo: str) -> str:
-    if not _image_exists(client, BASE_IMAGE):
+def _build(client: docker.DockerClient, context: Path, tag: str, repo: str, buildargs: dict | None = None,
+           keep_prefix: str | None = None) -> str:
+    base = (buildargs or {}).get("BASE_IMAGE", BASE_IMAGE)
+    if not _image_exists(client, base):
         raise RuntimeError(
-            f"base image {BASE_IMAGE} is missing and Docker Hub may be unreachable; "
+            f"base image {base} is missing and Docker Hub may be unreachable; "
             "run scripts/bootstrap, which builds it with debootstrap"
         )
     try:
-        client.images.build(path=str(context), tag=tag, labels=LABELS, rm=True, forcerm=True, pull=False)
+        client.images.build(path=str(context), tag=tag, labels=LABELS, rm=True, forcerm=True, pull=False,
+                            buildargs=buildargs or None)
     except docker.errors.BuildError as exc:
         log = "".join(str(chunk.get("stream", chunk.get("error", ""))) for chunk in exc.build_log)
         raise RuntimeError(f"building {tag} failed: {exc.msg}\n{log[-4000:]}") from exc
-    _remove_stale(client, repo, tag)
+    _remove_stale(client, repo, tag, keep_prefix)
     return tag
 
 
-def build_sshd_image(client: docker.DockerClient) -> str:
-    """Build (or reuse) the sshd agent host image; return its tag."""
+# Agent hosts by Java version: 21 is what Jenkins >= 2.545 agents need
+# (remoting.jar is class-file 65); Debian 13 is the first to ship it.
+JAVA_VARIANTS = {
+    17: {"BASE_IMAGE": "debian:bookworm-slim", "JAVA_PACKAGE": "openjdk-17-jre-headless"},
+    21: {"BASE_IMAGE": "debian:trixie-slim", "JAVA_PACKAGE": "openjdk-21-jre-headless"},
+}
+
+
+def build_sshd_image(client: docker.DockerClient, java: int = 21) -> str:
+    """Build (or reuse) the sshd agent host image with Java ``java``; return its tag."""
+    args = JAVA_VARIANTS[java]
     files = [(p.name, p.read_bytes()) for p in sorted(SSHD_DIR.iterdir()) if p.is_file()]
-    tag = f"{SSHD_REPO}:{_hash_files(files)}"
+    files.append(("buildargs", repr(sorted(args.items())).encode()))
+    tag = f"{SSHD_REPO}:java{java}-{_hash_files(files)}"
     if _image_exists(client, tag):
         return tag
-    return _build(client, SSHD_DIR, tag, SSHD_REPO)
+    return _build(client, SSHD_DIR, tag, SSHD_REPO, buildargs=args, keep_prefix=f"{SSHD_REPO}:java{java}-")
 
 
 def _wheels(dest: Path) -> None:
@@ -128,6 +156,7 @@ def build_image(client: docker.DockerClient) -> str:
         (ctx / "tests" / "__init__.py").write_text("")
         for p in _runtime_modules():
             shutil.copy2(p, pkg / p.name)
+        (pkg / "pins.json").write_bytes(_pins_json())
         shutil.copy2(HERE / "Dockerfile", ctx / "Dockerfile")
         (ctx / "wheels").mkdir()
         _wheels(ctx / "wheels")

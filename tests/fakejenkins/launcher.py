@@ -1,12 +1,21 @@
-"""Launch an SSH agent the way the ssh-slaves plugin does, with paramiko.
+"""Launch an SSH agent the way the pinned ssh-slaves plugin does
+(SSHLauncher.launch, ssh-slaves 3.1097.v868116049892), with paramiko.
 
 1. connect to host:port (retrying connection failures maxNumRetries times,
-   retryWaitTime apart, scaled by the emulator's ``time_scale``);
-2. verify the host key against the node's strategy;
-3. log in with the credential's username and private key (or password);
-4. find Java (``java -version``) and require the controller's minimum (17);
-5. make sure remoteFS is writable: ``mkdir -p`` and write ``remoting.jar``;
-6. only then mark the node online.
+   retryWaitTime apart, scaled by the emulator's ``time_scale``), verify
+   the host key against the node's strategy, log in with the credential;
+2. ``verifyNoHeaderJunk``: run ``exit 0``; any output (a chatty .bashrc or
+   motd) aborts the launch;
+3. ``reportEnvironment``: run ``set`` and log it;
+4. ``copyAgentJar``: remoting.jar into remoteFS over SFTP (creating remoteFS
+   0700 if missing), or over SCP when no SFTP client can be started;
+5. ``startAgent``: ``cd "REMOTEFS" && JAVA JVMOPTS -jar remoting.jar -workDir
+   REMOTEFS -jar-cache REMOTEFS/remoting/jarCache`` (prefix/suffix around it),
+   ``JAVA`` being ``java`` from the login PATH unless javaPath is set.  The
+   jar is agentjar.remoting_jar(): class-file major 65, so a Java 17 agent
+   fails for real with UnsupportedClassVersionError.  The node is online
+   once the agent process writes remoting's capability preamble, and stays
+   online while that SSH session lives.
 
 Every failure leaves the node offline with a reason a person can act on.
 """
@@ -16,23 +25,36 @@ import base64
 import hashlib
 import io
 import os
-import re
-import shlex
 import socket
+import stat
+import threading
 import time
 from typing import TYPE_CHECKING, Optional
 
 import paramiko
 
 from . import model
+from .agentjar import PREAMBLE, remoting_jar
 
 if TYPE_CHECKING:
     from .server import Computer, FakeJenkins
 
-MIN_JAVA = 17
-# JavaVersionChecker's candidates, in its order.
-JAVA_CANDIDATES = ["java", "$JAVA_HOME/bin/java", "/usr/bin/java", "/usr/java/default/bin/java",
-                   "/usr/java/latest/bin/java", "/usr/local/bin/java", "/usr/local/java/bin/java"]
+AGENT_JAR = "remoting.jar"
+JUNK = ("SSH connection reports a garbage before a command execution.\nCheck your .bashrc, .profile, and so on "
+        "to make sure it is quiet.\nThe received junk text is as follows:")
+
+
+class Channel:
+    """An online agent: the SSH connection and the agent process's session."""
+
+    def __init__(self, transport: paramiko.Transport, session: paramiko.Channel):
+        self.transport, self.session = transport, session
+
+    def close(self) -> None:
+        try:
+            self.session.close()
+        finally:
+            self.transport.close()
 
 
 class LaunchError(Exception):
@@ -63,6 +85,9 @@ class _Launch:
 
     def log(self, line: str) -> bool:
         return self.emu.launch_update(self.name, self.gen, lambda c: c.log.append(f"[{_stamp()}] {line}"))
+
+    def log_raw(self, text: str) -> bool:
+        return self.emu.launch_update(self.name, self.gen, lambda c: c.log.extend(text.split("\n")))
 
     def where(self) -> str:
         return f"{self.la.host}:{self.la.port}"
@@ -178,7 +203,8 @@ class _Launch:
         except paramiko.SSHException as exc:
             raise LaunchError(f"Authentication with {self.where()} failed: {exc}") from None
 
-    def run(self, t: paramiko.Transport, command: str) -> tuple[int, str]:
+    def exec_quiet(self, t: paramiko.Transport, command: str) -> tuple[int, bytes]:
+        """Trilead's Connection.exec: stdout and stderr into one stream."""
         chan = t.open_session(timeout=self.la.launch_timeout_seconds)
         chan.settimeout(self.la.launch_timeout_seconds)
         chan.set_combine_stderr(True)
@@ -195,40 +221,155 @@ class _Launch:
             raise LaunchError(f"‘{command}’ did not finish within {self.la.launch_timeout_seconds}s on {self.where()}")
         status = chan.recv_exit_status()
         chan.close()
-        return status, out.decode("utf-8", "replace")
+        return status, out
 
-    def check_java(self, t: paramiko.Transport) -> str:
-        candidates = [self.la.java_path] if self.la.java_path else \
-            JAVA_CANDIDATES + [self.cfg.remote_fs.rstrip("/") + "/jdk/bin/java"]
-        tried = []
-        for java in candidates:
-            cmd = f"{java} -version" if java.startswith("$") else f"{shlex.quote(java)} -version"
-            self.log(f"[SSH] Checking java version of {java}")
-            status, out = self.run(t, cmd)
-            tried.append(java)
-            m = re.search(r'version "(\d+)(?:\.(\d+))?', out)
-            if status != 0 or not m:
-                continue
-            major = int(m.group(1))
-            if major == 1 and m.group(2):
-                major = int(m.group(2))
-            if major < MIN_JAVA:
-                raise LaunchError(f"Java {major} found at {java} on {self.where()}, but Jenkins {self.emu.version} "
-                                  f"agents need Java {MIN_JAVA} or newer. Install a newer JRE or set javaPath.")
-            self.log(f"[SSH] {java} -version returned {major}.")
-            return java
-        raise LaunchError(f"Java not found on {self.where()} (tried {', '.join(tried)}). Install Java {MIN_JAVA} or "
-                          "newer on the agent (e.g. openjdk-17-jre-headless), or set javaPath in the launcher.")
+    def verify_no_header_junk(self, t: paramiko.Transport) -> None:
+        _, out = self.exec_quiet(t, "exit 0")
+        if out:
+            self.log_raw(JUNK)
+            self.log_raw(out.decode("utf-8", "replace").rstrip("\n"))
+            raise LaunchError("SSH connection reports a garbage before a command execution: the login shell of "
+                              f"{self.where()} prints text (.bashrc, .profile, motd). Make it quiet for "
+                              "non-interactive logins.")
 
-    def check_remote_fs(self, t: paramiko.Transport, user: str) -> None:
-        rfs = self.cfg.remote_fs
-        q = shlex.quote(rfs)
-        status, out = self.run(t, f"mkdir -p -- {q} && touch -- {q}/remoting.jar")
-        if status != 0:
-            raise LaunchError(f"Could not copy remoting.jar into ‘{rfs}’ on {self.where()}: the directory is not "
-                              f"writable by ‘{user}' ({out.strip()}). Make it writable by that user or change remoteFS.")
-        self.log(f"[SSH] Copied remoting.jar to {rfs}")
+    def report_environment(self, t: paramiko.Transport) -> None:
+        self.log("[SSH] The remote user's environment is:")
+        _, out = self.exec_quiet(t, "set")
+        self.log_raw(out.decode("utf-8", "replace").rstrip("\n"))
 
+    def copy_agent_jar(self, t: paramiko.Transport, wd: str) -> None:
+        jar = remoting_jar()
+        path = wd + "/" + AGENT_JAR
+        self.log("[SSH] Starting sftp client.")
+        try:
+            sftp = t.open_sftp_client()
+        except (paramiko.SSHException, EOFError, OSError) as exc:
+            sftp = None
+            self.log(f"ERROR: [SSH] SFTP failed. Copying via SCP.\n{type(exc).__name__}: {exc}")
+        if sftp is None:
+            self.copy_agent_jar_scp(t, wd, jar)
+            return
+        try:
+            try:
+                st = sftp.stat(wd)
+            except FileNotFoundError:
+                st = None
+            if st is None:
+                self.log(f"[SSH] Remote file system root {wd} does not exist. Will try to create it...")
+                _sftp_mkdirs(sftp, wd)
+            elif stat.S_ISREG(st.st_mode or 0):
+                raise LaunchError(f"Remote file system root {wd} is a file not a directory or a symlink.")
+            self.log("[SSH] Copying latest remoting.jar...")
+            overwrite = True
+            try:
+                with sftp.open(path, "rb") as fh:
+                    have = hashlib.md5(fh.read()).hexdigest().upper()
+                want = hashlib.md5(jar).hexdigest().upper()
+                self.log_raw(f"Source agent hash is {want}. Installed agent hash is {have}")
+                overwrite = have != want
+            except FileNotFoundError:
+                pass
+            if overwrite:
+                try:
+                    sftp.remove(path)
+                except OSError:
+                    pass
+                with sftp.open(path, "wb") as fh:
+                    fh.write(jar)
+                self.log(f"[SSH] Copied {len(jar)} bytes.")
+            else:
+                self.log_raw("Verified agent jar. No update is necessary.")
+        except LaunchError:
+            raise
+        except (OSError, paramiko.SSHException) as exc:
+            raise LaunchError(f"Could not copy remoting.jar into '{wd}' on agent: {type(exc).__name__}: {exc}. "
+                              f"Make {wd} writable by the SSH user or change remoteFS.") from None
+        finally:
+            sftp.close()
+
+    def copy_agent_jar_scp(self, t: paramiko.Transport, wd: str, jar: bytes) -> None:
+        """copySlaveJarUsingSCP: test -d, mkdir -p, rm, then the scp sink
+        protocol (``scp -t DIR``) with mode 0644."""
+        if self.exec_quiet(t, f"test -d {wd}")[0] != 0:
+            self.log(f"[SSH] Remote file system root {wd} does not exist. Will try to create it...")
+            if self.exec_quiet(t, f"mkdir -p {wd}")[0] != 0:
+                self.log_raw(f"Failed to create {wd}")
+        self.exec_quiet(t, f"rm {wd}/{AGENT_JAR}")
+        self.log("[SSH] Copying latest remoting.jar...")
+        chan = t.open_session(timeout=self.la.launch_timeout_seconds)
+        chan.settimeout(self.la.launch_timeout_seconds)
+        try:
+            chan.exec_command(f"scp -t -d {wd}")
+
+            def ack() -> None:
+                b = chan.recv(1)
+                if b != b"\0":
+                    rest = b""
+                    while b and not rest.endswith(b"\n"):
+                        rest += chan.recv(1024)
+                        if not rest:
+                            break
+                    raise OSError(f"scp: {(b[1:] if b else b'') + rest!r}".strip())
+
+            ack()
+            chan.sendall(f"C0644 {len(jar)} {AGENT_JAR}\n".encode())
+            ack()
+            chan.sendall(jar + b"\0")
+            ack()
+        except (OSError, socket.timeout, paramiko.SSHException) as exc:
+            raise LaunchError(f"Could not copy remoting.jar into '{wd}' on agent: {exc}") from None
+        finally:
+            chan.close()
+
+    def start_agent(self, t: paramiko.Transport, wd: str) -> paramiko.Channel:
+        la = self.la
+        java = la.java_path or "java"
+        jvm = la.jvm_options or ""
+        suffix = la.suffix_start_slave_cmd or ""
+        if "-workDir" in suffix or "-jar-cache" in suffix:
+            work_dir_param = ""
+        else:
+            base = la.work_dir or wd
+            work_dir_param = f" -workDir {base} -jar-cache {base}/remoting/jarCache"
+        cmd = f'cd "{wd}" && {java} {jvm} -jar {AGENT_JAR}{work_dir_param}'
+        cmd = (la.prefix_start_slave_cmd or "") + cmd + suffix
+        self.log(f"[SSH] Starting agent process: {cmd}")
+        chan = t.open_session(timeout=la.launch_timeout_seconds)
+        chan.exec_command(cmd)
+        self.log_raw("Expanded the channel window size to 4MB")
+        # computer.setChannel: wait for the agent's preamble on stdout,
+        # copying stderr into the log meanwhile.
+        deadline = time.monotonic() + la.launch_timeout_seconds
+        out, err = b"", b""
+        chan.settimeout(0.2)
+        while time.monotonic() < deadline:
+            try:
+                data = chan.recv(4096)
+                if not data and chan.exit_status_ready():
+                    break
+                out += data
+            except socket.timeout:
+                pass
+            while chan.recv_stderr_ready():
+                err += chan.recv_stderr(4096)
+            if PREAMBLE.encode() in out:
+                if err:
+                    self.log_raw(err.decode("utf-8", "replace").rstrip("\n"))
+                return chan
+            if chan.exit_status_ready() and not chan.recv_ready():
+                break
+        while chan.recv_stderr_ready():
+            err += chan.recv_stderr(4096)
+        if err:
+            self.log_raw(err.decode("utf-8", "replace").rstrip("\n"))
+        if chan.exit_status_ready():
+            outcome = f"Agent JVM has terminated. Exit code={chan.recv_exit_status()}"
+        else:
+            outcome = "Agent JVM has not reported exit code. Is it still running?"
+        chan.close()
+        first = next((line for line in err.decode("utf-8", "replace").splitlines()
+                      if "Error" in line or "not found" in line), "")
+        raise LaunchError(f"{outcome}" + (f": {first.strip()}" if first else ""))
 
 def _load_key(cred: model.Credential) -> paramiko.PKey:
     text = cred.private_key or ""
@@ -253,6 +394,7 @@ def launch(emu: "FakeJenkins", name: str, generation: int) -> None:
         return
     la = job.la
     reason: Optional[str] = None
+    channel: Optional[Channel] = None
     try:
         cred = job.credential()
         for attempt in range(la.max_num_retries + 1):
@@ -279,10 +421,15 @@ def launch(emu: "FakeJenkins", name: str, generation: int) -> None:
             try:
                 job.authenticate(t, cred)
                 job.log("[SSH] Authentication successful.")
-                job.check_java(t)
-                job.check_remote_fs(t, cred.username)
-            finally:
+                job.verify_no_header_junk(t)
+                job.report_environment(t)
+                wd = job.cfg.remote_fs.rstrip("/") or "/"
+                job.copy_agent_jar(t, wd)
+                session = job.start_agent(t, wd)
+                channel = Channel(t, session)
+            except BaseException:
                 t.close()
+                raise
             break
     except LaunchError as exc:
         reason = exc.reason
@@ -293,12 +440,55 @@ def launch(emu: "FakeJenkins", name: str, generation: int) -> None:
         c.launching = False
         if reason is None:
             c.connected = True
+            c.channel = channel
             c.launch_failure = None
-            c.log.append(f"[{_stamp()}] Agent successfully connected and online")
+            c.log.append("Remoting version is: (fakejenkins agentjar, class file major 65)")
+            c.log.append("Agent successfully connected and online")
         else:
             c.connected = False
             c.launch_failure = reason
             c.log.append(f"[{_stamp()}] ERROR: {reason}")
-            c.log.append(f"[{_stamp()}] Launch failed - cleaning up connection")
+            c.log.append(f"[{_stamp()}] [SSH] Connection closed.")
 
-    emu.launch_update(name, generation, finish)
+    if not emu.launch_update(name, generation, finish):
+        if channel is not None:
+            channel.close()  # the node was deleted, changed or relaunched meanwhile
+        return
+    if channel is not None:
+        threading.Thread(target=_watch, args=(emu, name, generation, channel), name=f"channel-{name}",
+                         daemon=True).start()
+
+
+def _watch(emu: "FakeJenkins", name: str, generation: int, channel: Channel) -> None:
+    """The channel ends when the agent process or the connection ends (the
+    container was removed, sshd restarted): the node goes offline with
+    ChannelTermination, as SlaveComputer.onClosed does."""
+    session = channel.session
+    while not emu._stop.is_set():
+        if session.exit_status_ready() or session.closed or not channel.transport.is_active():
+            break
+        time.sleep(0.2)
+
+    def lost(c: "Computer") -> None:
+        if c.channel is channel:
+            c.channel = None
+            c.connected = False
+            c.launch_failure = "Connection was broken: the agent process or its SSH connection ended"
+            c.channel_broken = True
+            c.log.append(f"[{_stamp()}] {c.launch_failure}")
+
+    emu.launch_update(name, generation, lost)
+    channel.close()
+
+
+def _sftp_mkdirs(sftp: paramiko.SFTPClient, path: str) -> None:
+    """Trilead SFTPClient.mkdirs(path, 0700): each missing parent too."""
+    parts = [p for p in path.split("/") if p]
+    cur = "/" if path.startswith("/") else ""
+    for p in parts:
+        cur = (cur.rstrip("/") + "/" + p) if cur else p
+        try:
+            sftp.stat(cur)
+        except FileNotFoundError:
+            sftp.mkdir(cur, 0o700)
+

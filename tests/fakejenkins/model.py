@@ -81,10 +81,10 @@ _EMULATOR_UNSAFE = "'\""
 
 def check_good_name(raw: Optional[str]) -> str:
     """``ComputerSet.checkName`` + ``Jenkins.checkGoodName`` (2.479)."""
-    if raw is None:
+    # doDoCreateItem: checkName(Util.fixEmptyAndTrim(name)), so an empty or
+    # blank name is the same as none.
+    if raw is None or raw.strip() == "":
         raise failure("Query parameter 'name' is required")
-    if raw == "" or raw.strip() == "":
-        raise failure("No name is specified")
     if raw != raw.strip():
         raise failure(f"‘{raw}’ has leading or trailing blanks (the emulator rejects what Jenkins would silently trim)")
     name = raw
@@ -152,6 +152,8 @@ class NodeConfig:
     label: str = ""
     retention: str = RETENTION_ALWAYS
     user_id: Optional[str] = None
+    # Node.temporaryOfflineCause (persisted in config.xml): (class, userId, message, timestamp ms)
+    temp_offline: Optional[tuple] = None
 
     @property
     def labels(self) -> list[str]:
@@ -213,9 +215,32 @@ def _int(obj: dict, key: str, where: str, *, default: Optional[int], minimum: in
     return v
 
 
+# Algorithms Trilead's KeyAlgorithmManager knows (RSA, DSA, ECDSA 256/384/521, Ed25519).
+TRILEAD_ALGORITHMS = ("ssh-rsa", "ssh-dss", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521",
+                      "ssh-ed25519")
+_B64 = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
+
+
+def java_base64_decode(text: str) -> bytes:
+    """``java.util.Base64.getDecoder().decode(String)``: strict RFC 4648, no
+    line breaks or blanks; its IllegalArgumentException messages."""
+    body = text.rstrip("=")
+    for ch in body:
+        if ch not in _B64:
+            raise ValueError(f"Illegal base64 character {ord(ch):x}")
+    pad = len(text) - len(body)
+    if pad > 2 or (pad and len(text) % 4) or len(body) % 4 == 1:
+        raise ValueError("Input byte array has wrong 4-byte ending unit" if len(body) % 4 == 1
+                         else "Input byte array has incorrect ending byte")
+    return base64.b64decode(body + "=" * (-len(body) % 4))
+
+
 def parse_host_key(text: Any, where: str) -> tuple[str, bytes]:
-    """``ManuallyProvidedKeyVerificationStrategy(String key)``: one string,
-    "ALGORITHM BASE64" as in a known_hosts or .pub file."""
+    """``new ManuallyProvidedKeyVerificationStrategy(String key)`` (ssh-slaves
+    3.1097): ``parseKey`` splits on spaces only (a tab is no separator),
+    decodes the second token with ``java.util.Base64`` (a trailing newline is
+    an illegal character) and asks Trilead to decode the key for the named
+    algorithm.  Every failure escapes the constructor: a 500."""
     if not isinstance(text, str):
         # A JSON object such as {"algorithm": ..., "key": ...} is the *XML*
         # shape of the stored key, not the form field: Stapler cannot bind an
@@ -224,28 +249,33 @@ def parse_host_key(text: Any, where: str) -> tuple[str, bytes]:
             f"{where}: the key must be a string \"ALGORITHM BASE64\" (e.g. the host's ssh_host_ed25519_key.pub), "
             f"got {type(text).__name__}; java.lang.IllegalArgumentException: Key should be 2 parts: algorithm and Base 64 encoded key value."
         )
-    parts = text.split()
-    if len(parts) < 2:
+    if " " not in text:
         raise xstream_error(
             f"{where}: java.lang.IllegalArgumentException: Key should be 2 parts: algorithm and Base 64 encoded key value."
         )
-    algorithm, b64 = parts[0], parts[1]
+    tokens = [t for t in text.split(" ") if t]  # java.util.StringTokenizer(key, " ")
+    if len(tokens) < 2:
+        raise xstream_error(f"{where}: java.util.NoSuchElementException")
+    algorithm, b64 = tokens[0], tokens[1]
     try:
-        blob = base64.b64decode(b64, validate=True)
-    except (binascii.Error, ValueError):
-        raise xstream_error(f"{where}: Invalid key: Key value should be Base 64 encoded") from None
+        blob = java_base64_decode(b64)
+    except ValueError as exc:
+        raise xstream_error(f"{where}: java.lang.IllegalArgumentException: {exc}") from None
+    if algorithm not in TRILEAD_ALGORITHMS:
+        raise xstream_error(f"{where}: java.lang.IllegalArgumentException: Invalid key: Unexpected key algorithm: {algorithm}")
     _check_blob(algorithm, blob, where)
     return algorithm, blob
 
 
 def _check_blob(algorithm: str, blob: bytes, where: str) -> None:
     # The blob starts with its own algorithm name (RFC 4253 string).
-    if len(blob) < 4:
-        raise xstream_error(f"{where}: Invalid key: key blob too short")
-    n = int.from_bytes(blob[:4], "big")
-    inner = blob[4 : 4 + n].decode("ascii", "replace")
+    # Trilead's decodePublicKey reads the blob's own type first: a mismatch
+    # is "Key value does not parse into a valid ALGORITHM key".
+    n = int.from_bytes(blob[:4], "big") if len(blob) >= 4 else -1
+    inner = blob[4 : 4 + n].decode("ascii", "replace") if n >= 0 else None
     if inner != algorithm:
-        raise xstream_error(f"{where}: Invalid key: algorithm {algorithm!r} does not match the key's own type {inner!r}")
+        raise xstream_error(f"{where}: java.lang.IllegalArgumentException: Invalid key: Key value does not parse "
+                            f"into a valid {algorithm} key")
 
 
 def _bind_strategy(obj: Any) -> HostKeyStrategy:
@@ -412,6 +442,21 @@ def _sub(parent: ET.Element, tag: str, text: Optional[str] = None, **attrib: str
 
 def node_to_xml(cfg: NodeConfig) -> str:
     root = ET.Element("slave")
+    if cfg.temp_offline is not None:
+        # Node's own field, so XStream writes it before Slave's fields.
+        cls, user, message, ts = cfg.temp_offline
+        te = _sub(root, "temporaryOfflineCause", **{"class": cls})
+        _sub(te, "timestamp", str(ts))
+        de = _sub(te, "description")
+        _sub(_sub(de, "holder"), "owner", "hudson.slaves.Messages")
+        _sub(de, "key", "SlaveComputer.DisconnectedBy")
+        args = _sub(de, "args")
+        _sub(args, "string", user or "anonymous")
+        _sub(args, "string", f" : {message}" if message else "")
+        if user is not None:
+            _sub(te, "userId", user)
+        if message is not None:
+            _sub(te, "message", message)
     _sub(root, "name", cfg.name)
     if cfg.description is not None:
         _sub(root, "description", cfg.description)
@@ -517,9 +562,15 @@ def node_from_xml(body: bytes) -> NodeConfig:
     f = _children(
         root,
         {"name", "description", "remoteFS", "numExecutors", "mode", "retentionStrategy", "launcher", "label",
-         "nodeProperties", "userId"},
+         "nodeProperties", "userId", "temporaryOfflineCause"},
         "slave",
     )
+    temp = None
+    if "temporaryOfflineCause" in f:
+        te = f["temporaryOfflineCause"]
+        ts = _xml_int(te.find("timestamp"), "temporaryOfflineCause/timestamp", 0)
+        temp = (te.get("class") or "hudson.slaves.OfflineCause$UserCause", _text(te.find("userId")),
+                _text(te.find("message")), ts)
     name = _text(f.get("name"))
     if not name:
         raise failure("Invalid agent configuration. Name is empty")
@@ -545,7 +596,7 @@ def node_from_xml(body: bytes) -> NodeConfig:
     return NodeConfig(
         name=name, remote_fs=remote_fs, launcher=launcher, description=_text(f.get("description")),
         num_executors=num, mode=mode, label=" ".join((_text(f.get("label")) or "").split()),
-        retention=retention, user_id=_text(f.get("userId")),
+        retention=retention, user_id=_text(f.get("userId")), temp_offline=temp,
     )
 
 

@@ -24,8 +24,11 @@ from typing import Any, Callable, Optional
 
 from . import model
 from .model import HttpError, failure
+from .version import PINNED
 
-JENKINS_VERSION = "2.479.3"
+# The core version pinned for the controller jenkinsctl runs (version.py):
+# the emulator is that Jenkins, with those plugins.
+JENKINS_VERSION = PINNED.core
 CRUMB_FIELD = "Jenkins-Crumb"
 
 # Permission id -> title, as Jenkins words them in 403 answers.
@@ -55,7 +58,7 @@ PERMISSION_TITLES = {
     CRED_VIEW: "Credentials/View",
     CRED_DELETE: "Credentials/Delete",
 }
-ROLES = {"admin": set(PERMISSION_TITLES), "read": {READ}}
+ROLES = {"admin": set(PERMISSION_TITLES), "read": {READ}, "none": set()}
 
 BUILT_IN_NAMES = ("(master)", "(built-in)", "")
 
@@ -87,6 +90,7 @@ class Computer:
     temporarily_offline: bool = False
     user_offline_cause: Optional[dict] = None
     user_offline_reason: str = ""
+    temp: Optional[tuple] = None
     launch_failure: Optional[str] = None
     generation: int = 0
     launch_attempts: int = 0  # SSH connection attempts, retries included
@@ -94,14 +98,37 @@ class Computer:
     log: list = field(default_factory=list)
     security_warnings: list = field(default_factory=list)
     trusted_key: Optional[tuple] = None  # ManuallyTrusted: key seen on first connect
+    channel: Optional[Any] = None  # launcher.Channel of an online SSH agent
+    channel_broken: bool = False  # the channel ended by itself
+    disconnect_cause: Optional[dict] = None  # doDisconnect's UserCause
+    disconnect_reason: str = ""
 
     @property
     def offline(self) -> bool:
         return self.temporarily_offline or not self.connected
 
+    def set_temp_offline(self, temp: Optional[tuple]) -> None:
+        """Node.setTemporaryOfflineCause; ``temp`` is (class, userId, message, timestamp ms)."""
+        self.temp = temp
+        if temp is None:
+            self.temporarily_offline = False
+            self.user_offline_cause, self.user_offline_reason = None, ""
+            return
+        cls, user, msg, ts = temp
+        self.temporarily_offline = True
+        self.user_offline_cause = {"_class": cls, "description": f"Disconnected by {user or 'anonymous'}"
+                                   + (f" : {msg}" if msg else ""), "timestamp": ts}
+        # UserCause.getMessage(): Util.escape(message)
+        self.user_offline_reason = _util_escape(msg or "")
+
     def offline_cause(self) -> tuple[Optional[dict], str]:
         if self.temporarily_offline and self.user_offline_cause is not None:
             return self.user_offline_cause, self.user_offline_reason
+        if not self.connected and self.disconnect_cause is not None:
+            return self.disconnect_cause, self.disconnect_reason
+        if not self.connected and self.channel_broken:
+            return {"_class": "hudson.slaves.OfflineCause$ChannelTermination",
+                    "description": self.launch_failure}, self.launch_failure or ""
         if not self.connected and self.launch_failure is not None:
             # A real controller puts the details into the agent log and says
             # only "failed to launch"; the emulator repeats the actionable line.
@@ -146,6 +173,8 @@ class FakeJenkins:
         version: str = JENKINS_VERSION,
         time_scale: float = 1.0,
         known_hosts: Optional[str] = None,
+        casc: Optional[str] = None,
+        environ: Optional[dict] = None,
     ):
         self.users = {u.name: u for u in (users if users is not None else [User("admin", "admin")])}
         self.host, self.port = host, port
@@ -168,10 +197,34 @@ class FakeJenkins:
         self._ready_at = time.monotonic() + startup_seconds
         self._httpd: Optional[ThreadingHTTPServer] = None
         self._thread: Optional[threading.Thread] = None
+        # Configuration-as-Code: the CASC_JENKINS_CONFIG value, the
+        # environment its ${...} see, and what the controller's log shows.
+        self.casc = casc
+        self.environ = dict(environ if environ is not None else {})
+        self.log_lines: list[str] = []
+        self.boot_failure = None  # a casc.ConfiguratorError: every page answers 503
+        self.num_executors = 0
+        self.mode = "NORMAL"
+        self.system_message: Optional[str] = None
+        self.slave_agent_port = -1
+        self.libraries: list[dict] = []
+        # hudson.markup.EscapedMarkupFormatter, core's default: escapes all HTML.
+        self.markup_formatter = "plainText"
 
     # --- lifecycle -------------------------------------------------------
 
     def start(self) -> "FakeJenkins":
+        if self.casc:
+            # ConfigurationAsCode.init runs before Jenkins serves anything;
+            # a failure is a BootFailure, answered on every URL.
+            from .casc import ConfiguratorError
+
+            try:
+                self.configure()
+            except ConfiguratorError as exc:
+                self.boot_failure = exc
+                self.log("SEVERE", "hudson.util.BootFailure#publish", "Failed to initialize Jenkins\n"
+                         f"io.jenkins.plugins.casc.ConfigurationAsCodeBootFailure: {exc.java_text}")
         handler = type("Handler", (_Handler,), {"emu": self})
         self._httpd = ThreadingHTTPServer((self.host, self.port), handler)
         self._httpd.daemon_threads = True
@@ -186,6 +239,9 @@ class FakeJenkins:
         with self.lock:
             for c in self.computers.values():
                 c.generation += 1  # running launches give up
+                if c.channel is not None:
+                    c.channel.close()
+                    c.channel = None
         if self._httpd is not None:
             self._httpd.shutdown()
             self._httpd.server_close()
@@ -219,6 +275,26 @@ class FakeJenkins:
     @property
     def ready(self) -> bool:
         return time.monotonic() >= self._ready_at
+
+    # --- Configuration-as-Code ------------------------------------------------
+
+    def log(self, level: str, where: str, message: str) -> None:
+        """A line of the controller's log (stderr too, so `docker logs` shows it)."""
+        import sys
+
+        from .casc import log_line
+
+        line = log_line(level, where, message)
+        with self.lock:
+            self.log_lines.append(line)
+        print(line, file=sys.stderr, flush=True)
+
+    def configure(self) -> None:
+        """ConfigurationAsCode.configure(): read, check, then apply; raises
+        casc.ConfiguratorError and changes nothing when the files are bad."""
+        from . import casc_apply
+
+        casc_apply.configure(self)
 
     # --- request log -------------------------------------------------------
 
@@ -275,6 +351,13 @@ class FakeJenkins:
                     "log": list(c.log),
                 }
             return {"version": self.version, "ready": self.ready, "nodes": nodes,
+                    "bootFailure": str(self.boot_failure) if self.boot_failure else None,
+                    "users": {u.name: {"role": u.role, "hasPassword": u.password is not None}
+                              for u in self.users.values()},
+                    "numExecutors": self.num_executors, "mode": self.mode, "slaveAgentPort": self.slave_agent_port,
+                    "systemMessage": self.system_message, "crumbs": self.crumbs, "libraries": list(self.libraries),
+                    "markupFormatter": self.markup_formatter,
+                    "log": list(self.log_lines),
                     "credentials": sorted(self.credentials), "securityWarnings": list(self.security_warnings)}
 
     # --- node lifecycle -------------------------------------------------------
@@ -284,14 +367,50 @@ class FakeJenkins:
             self.computers[cfg.name] = Computer(cfg)
             self._launch(cfg.name)
 
-    def relaunch(self, name: str) -> None:
+    def relaunch(self, name: str) -> bool:
+        """``launchSlaveAgent``: connect(true); False when the agent is
+        connected already (SlaveComputer.doLaunchSlaveAgent)."""
         with self.lock:
-            self._launch(name)
+            return self._launch(name, force=True)
 
-    def _launch(self, name: str) -> None:
+    def disconnect(self, name: str, cause: Optional[dict] = None, reason: str = "") -> None:
+        """SlaveComputer.disconnect: close the channel; the node stays
+        offline until it is launched again."""
+        with self.lock:
+            c = self.computers[name]
+            c.generation += 1
+            c.launching = False
+            if c.channel is not None:
+                c.channel.close()
+                c.channel = None
+            if c.connected:
+                c.log.append(f"[{time.strftime('%m/%d/%y %H:%M:%S')}] [SSH] Connection closed.")
+            c.connected = False
+            c.disconnect_cause = cause
+            c.disconnect_reason = reason
+            self.changed.notify_all()
+
+    def retention_check(self, name: str) -> None:
+        """RetentionStrategy.Always.check (run by SlaveComputer.setNode after
+        a configuration change): launch an offline node that is not
+        connecting; a connected one keeps its connection."""
+        with self.lock:
+            c = self.computers[name]
+            if not c.connected and not c.launching:
+                self._launch(name)
+
+    def _launch(self, name: str, force: bool = False) -> bool:
         from . import launcher
 
         c = self.computers[name]
+        if c.connected:
+            # SSHLauncher.launch with a live connection: Messages.SSHLauncher_alreadyConnected
+            c.log.append("The Agent is connected, disconnect it before to try to connect it again.")
+            return False
+        if c.launching and not force:
+            return True
+        c.disconnect_cause = None
+        c.channel_broken = False
         c.generation += 1
         c.launches += 1
         c.connected = False
@@ -308,6 +427,7 @@ class FakeJenkins:
             c.launch_failure = "The emulator does not run CommandLauncher commands on the controller."
             c.log.append(c.launch_failure)
         self.changed.notify_all()
+        return True
 
     def launch_update(self, name: str, generation: int, fn: Callable[[Computer], None]) -> bool:
         """Apply ``fn`` to the node if the launch is still current; False if
@@ -398,7 +518,10 @@ class _Handler(BaseHTTPRequestHandler):
         if self.request_version != "HTTP/0.9":
             if not hasattr(self, "_headers_buffer"):
                 self._headers_buffer = []
-            self._headers_buffer.append(f"{keyword}: {value}\r\n".encode("utf-8"))
+            # Jetty writes header values as ISO-8859-1 and replaces what it
+            # cannot encode (X-Error's ‘NAME’ quotes) with spaces.
+            value = "".join(ch if ord(ch) <= 0xFF else " " for ch in str(value))
+            self._headers_buffer.append(f"{keyword}: {value}\r\n".encode("latin-1"))
         if keyword.lower() == "connection":
             if value.lower() == "close":
                 self.close_connection = True
@@ -479,6 +602,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _handle(self, ctx: _Ctx) -> _Answer:
         emu = self.emu
+        if emu.boot_failure is not None:
+            return _casc_error_page(emu.boot_failure, 503)
         if not emu.ready:
             return _Answer(503, "<html><head><title>Starting Jenkins</title></head><body>"
                                 "<h1>Please wait while Jenkins is getting ready to work</h1>"
@@ -562,7 +687,28 @@ class _Handler(BaseHTTPRequestHandler):
             return self._computers(ctx, seg[1:], get, post)
         if seg[:5] == ["credentials", "store", "system", "domain", "_"]:
             return self._credentials(ctx, seg[5:], get, post)
+        if seg == ["configuration-as-code", "reload"]:
+            return self._casc_reload(ctx, post)
         return self._no_such(ctx)
+
+    def _casc_reload(self, ctx: _Ctx, post: bool) -> _Answer:
+        """ConfigurationAsCode.doReload: @RequirePOST, Overall/Manage, then
+        configure(); a failure is logged and shown on error.jelly."""
+        from .casc import ConfiguratorError
+
+        if not post:
+            raise HttpError(405, "This URL requires POST")
+        self._require(ctx, ADMINISTER)
+        if not self.emu.casc:
+            # Without CASC_JENKINS_CONFIG (or $JENKINS_HOME/jenkins.yaml) there is nothing to apply.
+            return _redirect("")
+        try:
+            self.emu.configure()
+        except ConfiguratorError as exc:
+            self.emu.log("SEVERE", "io.jenkins.plugins.casc.ConfigurationAsCode#doReload",
+                         f"Failed to reload configuration\n{exc.java_text}")
+            return _casc_error_page(exc, 200)
+        return _redirect("")
 
     def _no_such(self, ctx: _Ctx) -> _Answer:
         raise HttpError(404, "Not Found")
@@ -570,11 +716,11 @@ class _Handler(BaseHTTPRequestHandler):
     def _hudson_json(self) -> dict:
         emu = self.emu
         return {
-            "_class": "hudson.model.Hudson", "assignedLabels": [{"name": "built-in"}], "mode": "NORMAL",
-            "nodeDescription": "the Jenkins controller's built-in node", "nodeName": "", "numExecutors": 0,
-            "description": None, "jobs": [], "overallLoad": {},
+            "_class": "hudson.model.Hudson", "assignedLabels": [{"name": "built-in"}], "mode": emu.mode,
+            "nodeDescription": "the Jenkins controller's built-in node", "nodeName": "",
+            "numExecutors": emu.num_executors, "description": emu.system_message, "jobs": [], "overallLoad": {},
             "primaryView": {"_class": "hudson.model.AllView", "name": "all", "url": emu.url},
-            "quietDownReason": None, "quietingDown": False, "slaveAgentPort": -1, "unlabeledLoad": {"_class": "jenkins.model.UnlabeledLoadStatistics"},
+            "quietDownReason": None, "quietingDown": False, "slaveAgentPort": emu.slave_agent_port, "unlabeledLoad": {"_class": "jenkins.model.UnlabeledLoadStatistics"},
             "url": emu.url, "useCrumbs": emu.crumbs, "useSecurity": True,
             "views": [{"_class": "hudson.model.AllView", "name": "all", "url": emu.url}],
         }
@@ -601,7 +747,8 @@ class _Handler(BaseHTTPRequestHandler):
             "description": "the Jenkins controller's built-in node", "displayName": "Built-In Node", "executors": [],
             "icon": "symbol-computer", "iconClassName": "symbol-computer", "idle": True, "jnlpAgent": False,
             "launchSupported": True, "loadStatistics": {"_class": "hudson.model.Label$1"}, "manualLaunchAllowed": True,
-            "monitorData": {}, "numExecutors": 0, "offline": False, "offlineCause": None, "offlineCauseReason": "",
+            "monitorData": {}, "numExecutors": self.emu.num_executors, "offline": False, "offlineCause": None,
+            "offlineCauseReason": "",
             "oneOffExecutors": [], "temporarilyOffline": False,
         }
 
@@ -634,7 +781,8 @@ class _Handler(BaseHTTPRequestHandler):
                                        "displayName": "Nodes", "totalExecutors": total}, ctx))
         if seg == ["doCreateItem"]:
             if not post:
-                raise HttpError(405, "This URL requires POST")
+                # ComputerSet.doDoCreateItem is @POST: other verbs find no action.
+                raise HttpError(404, "Not Found")
             return self._create_node(ctx)
         name, rest = seg[0], seg[1:]
         if name in BUILT_IN_NAMES:
@@ -655,20 +803,30 @@ class _Handler(BaseHTTPRequestHandler):
         if rest == ["config.xml"]:
             if get:
                 self._require(ctx, COMPUTER_EXTENDED_READ)
+                import dataclasses
+
                 with emu.lock:
-                    return _Answer(200, model.node_to_xml(c.config), ctype="application/xml;charset=utf-8")
+                    cfg = dataclasses.replace(c.config, temp_offline=c.temp)
+                    return _Answer(200, model.node_to_xml(cfg), ctype="application/xml;charset=utf-8")
             if post:
                 self._require(ctx, COMPUTER_CONFIGURE)
                 return self._reconfigure(ctx, name)
             return self._no_such(ctx)
         if rest == ["logText", "progressiveText"] and get:
+            # AnnotatedLargeText.doProgressiveText: the bytes from ?start=,
+            # X-Text-Size the total, so the next call continues there.
             with emu.lock:
-                text = "".join(line + "\n" for line in c.log)
+                data = "".join(line + "\n" for line in c.log).encode()
                 more = c.launching
-            return _Answer(200, text, ctype="text/plain;charset=utf-8",
-                           headers={"X-Text-Size": str(len(text.encode())), "X-More-Data": "true" if more else "false"})
+            start = ctx.param("start") or "0"
+            try:
+                offset = max(0, int(start))
+            except ValueError:
+                offset = 0
+            return _Answer(200, data[offset:], ctype="text/plain;charset=utf-8",
+                           headers={"X-Text-Size": str(len(data)), "X-More-Data": "true" if more else "false"})
         actions = {"doDelete": self._delete_node, "toggleOffline": self._toggle_offline,
-                   "launchSlaveAgent": self._launch_agent}
+                   "launchSlaveAgent": self._launch_agent, "doDisconnect": self._disconnect}
         if len(rest) == 1 and rest[0] in actions:
             if not post:
                 raise HttpError(405, "This URL requires POST")
@@ -707,6 +865,9 @@ class _Handler(BaseHTTPRequestHandler):
             if c is None:
                 raise HttpError(404, "Not Found")
             c.generation += 1
+            if c.channel is not None:
+                c.channel.close()
+                c.channel = None
             emu.changed.notify_all()
         return _redirect("..")
 
@@ -716,22 +877,33 @@ class _Handler(BaseHTTPRequestHandler):
             c = emu.computers[name]
             if not c.temporarily_offline:
                 self._require(ctx, COMPUTER_DISCONNECT)
-                msg = (ctx.param("offlineMessage") or "").strip()
-                c.temporarily_offline = True
-                c.user_offline_cause = {"_class": "hudson.slaves.OfflineCause$UserCause",
-                                        "description": f"Disconnected by {ctx.user}" + (f" : {msg}" if msg else "")}
-                c.user_offline_reason = msg
+                msg = (ctx.param("offlineMessage") or "").strip() or None
+                c.set_temp_offline(("hudson.slaves.OfflineCause$UserCause", ctx.user, msg, int(time.time() * 1000)))
             else:
                 self._require(ctx, COMPUTER_CONNECT)
-                c.temporarily_offline = False
-                c.user_offline_cause, c.user_offline_reason = None, ""
+                c.set_temp_offline(None)
             emu.changed.notify_all()
         return _redirect(".")
 
     def _launch_agent(self, ctx: _Ctx, name: str) -> _Answer:
         self._require(ctx, COMPUTER_CONNECT)
-        self.emu.relaunch(name)
+        if not self.emu.relaunch(name):
+            # SlaveComputer.doLaunchSlaveAgent with a channel: already-launched.jelly
+            return _page("Already launched")
         return _redirect("log")
+
+    def _disconnect(self, ctx: _Ctx, name: str) -> _Answer:
+        """SlaveComputer.doDoDisconnect: does nothing for a disconnected node."""
+        emu = self.emu
+        with emu.lock:
+            connected = emu.computers[name].connected
+        if connected:
+            self._require(ctx, COMPUTER_DISCONNECT)
+            msg = (ctx.param("offlineMessage") or "").strip()
+            emu.disconnect(name, {"_class": "hudson.slaves.OfflineCause$UserCause",
+                                  "description": f"Disconnected by {ctx.user}" + (f" : {msg}" if msg else "")},
+                           msg)
+        return _redirect(".")
 
     def _reconfigure(self, ctx: _Ctx, name: str) -> _Answer:
         emu = self.emu
@@ -745,10 +917,14 @@ class _Handler(BaseHTTPRequestHandler):
                 if cfg.name in emu.computers or cfg.name in BUILT_IN_NAMES:
                     raise failure(f"Agent called ‘{cfg.name}’ already exists")
                 del emu.computers[name]
-                c.generation += 1
                 emu.computers[cfg.name] = c
             c.config = cfg
-            emu.relaunch(cfg.name)
+            # temporaryOfflineCause is part of the node: a config.xml without
+            # it brings a disabled node back.
+            c.set_temp_offline(cfg.temp_offline)
+            # Jenkins.updateNode -> SlaveComputer.setNode: the computer (and a
+            # live channel) stays; only an offline node is launched again.
+            emu.retention_check(cfg.name)
         return _Answer(200, b"")
 
     # --- credentials ------------------------------------------------------------------
@@ -835,6 +1011,28 @@ class _Handler(BaseHTTPRequestHandler):
             emu.hanging = True
             return _Answer(204, b"")
         raise HttpError(404, "no such emulator endpoint")
+
+
+def _casc_error_page(exc: Any, status: int) -> _Answer:
+    """configuration-as-code's ConfigurationAsCode/error.jelly."""
+    parts = [f"<p>{_html(exc.error_message)}<pre><code>{_html(exc.configurator or '')}</code></pre></p>"]
+    if exc.invalid is not None:
+        parts.append(f"<p>Attribute was: <pre><code>{_html(exc.invalid)}</code></pre></p>")
+    if exc.valid:
+        parts.append("<p>Valid attributes are:</p><ul>" + "".join(f"<li>{_html(a)}</li>" for a in exc.valid) + "</ul>")
+    body = ("<!DOCTYPE html><html><head><title>Error loading configuration [Jenkins]</title></head><body>"
+            "<h1>Error loading configuration</h1>" + "".join(parts) + "</body></html>")
+    return _Answer(status, body)
+
+
+def _util_escape(text: str) -> str:
+    """hudson.Util.escape."""
+    out = []
+    for i, ch in enumerate(text):
+        nxt = text[i + 1] if i + 1 < len(text) else ""
+        out.append({"\n": "<br>", "<": "&lt;", ">": "&gt;", "&": "&amp;", '"': "&quot;", "'": "&#039;"}.get(ch)
+                   or ("&nbsp;" if ch == " " and nxt == " " else ch))
+    return "".join(out)
 
 
 def _html(text: str) -> str:

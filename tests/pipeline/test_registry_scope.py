@@ -86,6 +86,7 @@ def image_on(docker_client, image_tracker):
     return tag
 
 
+@pytest.mark.case(25)
 def test_another_registry_gets_none_of_the_configured_credentials(registry, other_registry, image_on, tmp_path):
     cfg = tmp_path / "jenkinsctl.yaml"
     cfg.write_text(f'project: scope\nstate_dir: {tmp_path}/state\nregistry: {{url: "{registry.url}"}}\n')
@@ -99,6 +100,7 @@ def test_another_registry_gets_none_of_the_configured_credentials(registry, othe
     assert registry.password not in r.stdout + r.stderr
 
 
+@pytest.mark.case(25)
 def test_registry_others_get_their_own_credentials_only(registry, other_registry, image_on, tmp_path):
     cfg = tmp_path / "jenkinsctl.yaml"
     cfg.write_text(f'project: scope\nstate_dir: {tmp_path}/state\n'

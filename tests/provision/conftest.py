@@ -21,8 +21,12 @@ import yaml
 from tests.fakejenkins.fixtures import docker_engine, emulator_image  # noqa: F401
 from tests.support.agent import agent_image  # noqa: F401
 
-EMULATOR_PASSWORD = "admin"  # the emulator container's default user admin:admin
+# The controller container (the emulator image) is configured only by the
+# CasC file and secret files jenkinsctl puts into it, as a real controller:
+# the admin password is a fresh one per project, read from
+# /run/secrets/jenkins-admin-password with ${readFile:}.
 PASSWORD_ENV = "JCTEST_JENKINS_PASSWORD"
+EMULATOR_PASSWORD = "external-admin-pw"  # the in-process external controller's admin
 
 
 def free_port() -> int:
@@ -67,7 +71,8 @@ class Project:
         self.state_dir = tmp_path / "state"
         self.agents_root = tmp_path / "agents"
         self.agents_root.mkdir(mode=0o755)
-        self.env = {PASSWORD_ENV: EMULATOR_PASSWORD}
+        self.password = "pw-" + uuid.uuid4().hex[:12]
+        self.env = {PASSWORD_ENV: self.password}
         self.external: str | None = None
 
     def doc(self, agents: list[dict[str, Any]] | None = None, **controller: Any) -> dict[str, Any]:
@@ -95,6 +100,11 @@ class Project:
         from jenkinsctl.config import load_config
 
         return load_config(self.write(self.doc(agents, **controller)), env=self.env)
+
+    def api(self):
+        from jenkinsctl.jenkins_api import JenkinsAPI
+
+        return JenkinsAPI(self.url, "admin", self.password, timeout=10)
 
     def provisioner(self, cfg=None, **kw):
         from jenkinsctl.provision import Provisioner

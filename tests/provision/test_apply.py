@@ -15,7 +15,7 @@ from jenkinsctl.jenkins_api import MANUAL_KEY_STRATEGY, JenkinsAPI, node_fields
 
 
 def api_for(project) -> JenkinsAPI:
-    return JenkinsAPI(project.url, "admin", "admin", timeout=10)
+    return project.api()
 
 
 def test_apply_registers_pinned_agents_and_second_apply_changes_nothing(project):
@@ -25,6 +25,13 @@ def test_apply_registers_pinned_agents_and_second_apply_changes_nothing(project)
 
     first = prov.apply(wait_timeout=120)
     assert first["nodes"] == {"agent-1": {"online": True}, "agent-2": {"online": True}}
+    # The controller booted with the generated CasC: its nodes and the agents'
+    # credential already matched what apply wants, so apply wrote neither.
+    node_actions = {c["action"] for c in first["changes"] if c["kind"] == "node"}
+    assert node_actions <= {"unchanged", "relaunch"} and "unchanged" in node_actions, first["changes"]
+    assert [c["action"] for c in first["changes"] if c["kind"] == "credential"] == ["unchanged"]
+    assert not [r for r in project.requests() if r["method"] == "POST" and (
+        "doCreateItem" in r["path"] or "config.xml" in r["path"] or "createCredentials" in r["path"])]
     names = sorted(c.name for c in project.containers())
     assert names == sorted([f"{project.name}-controller", f"{project.name}-agent-1", f"{project.name}-agent-2"])
 

@@ -43,7 +43,7 @@ def test_plan_apply_down_and_down_volumes_leave_a_deployed_app_and_its_data(proj
     # The deploy config names the same project as the CI's config.
     cfg = write_config(project.tmp / "deploy.yaml", {"web": {
         "strategy": "container", "target": app, "ports": [f"127.0.0.1:{port}:8080"],
-        "volumes": [f"{data}:/data"]}}, project=project.name)
+        "volumes": [f"{data}:/data"], "proxy": {"watch": 0}}}, project=project.name)
     try:
         for ref in pinned.values():   # two deploys: the app and one kept version
             result_of(run_cli("--config", cfg, "-o", "json", "deploy", "--image", ref, "--to", "web",
@@ -58,8 +58,13 @@ def test_plan_apply_down_and_down_volumes_leave_a_deployed_app_and_its_data(proj
             assert out == "precious"
             assert client.containers.get(kept)
             assert client.volumes.get(data)
+            assert client.containers.get(proxy).status == "running"
 
-        names = {app, kept, data}
+        # Proxy mode (the default with ports): the proxy, its network and
+        # its volume are the app's too.
+        proxy = f"{app}.proxy"
+        assert client.containers.get(proxy)
+        names = {app, kept, data, proxy, f"{app}.net", f"{app}.proxy-run"}
         checks = []
         assert not [c for c in project.provisioner().plan() if c.name in names]
         project.provisioner(project.config(agents=[{"name": "agent", "count": 1}])).apply(wait_timeout=120)

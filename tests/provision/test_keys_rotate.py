@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 
-from jenkinsctl.jenkins_api import JenkinsAPI, node_fields
+from jenkinsctl.jenkins_api import node_fields
 
 
 def test_rotate_reregisters_agents_with_new_pinned_keys(project):
@@ -29,7 +29,7 @@ def test_rotate_reregisters_agents_with_new_pinned_keys(project):
     assert new_host != old_host and keys.client_key().fingerprint != old_client
     # The agent was recreated with the new host key, and its node pins it and is online.
     assert project.client.containers.get(f"{project.name}-agent-1").id != container_id
-    api = JenkinsAPI(project.url, "admin", "admin", timeout=10)
+    api = project.api()
     fields = node_fields(api.node_config("agent-1"))
     assert f"{fields['keyAlgorithm']} {fields['key']}" == new_host
     assert api.get_node("agent-1").online

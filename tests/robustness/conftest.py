@@ -25,7 +25,7 @@ import pytest
 
 from tests.fakejenkins.fixtures import (  # noqa: F401
     ADMIN, ADMIN_PASSWORD, ADMIN_TOKEN, client_key, docker_engine, emulator_image, fake_jenkins,
-    fake_jenkins_factory, jenkins_client, silent_server, sshd_agent_factory, sshd_image, test_network,
+    fake_jenkins_factory, jenkins_client, silent_server, sshd_agent_factory, sshd_image, sshd_image_java17, test_network,
 )
 
 REPO = pathlib.Path(__file__).resolve().parents[2]

@@ -96,6 +96,11 @@ def deploy_config(tmp_path, project: str, registry_url: str, targets: dict[str, 
     for tname, (cname, port) in targets.items():
         lines += [f"    {tname}:", "      strategy: container", f"      target: {cname}",
                   f"      ports: [\"127.0.0.1:{port}:8080\"]", f"      keep: {keep}",
+                  # These cases are about the container strategy's own faults
+                  # (health, SIGKILL, concurrent ships, disk hygiene) with the
+                  # app on the host port; tests/deploy/test_proxy.py covers
+                  # them in proxy mode.
+                  "      switch: stop-first",
                   f"      health: {{http: \"http://127.0.0.1:{port}/health\", timeout: 30, interval: 0.2}}",
                   "      timeout: 60"]
     return write_config(tmp_path / "jenkinsctl.yaml", "\n".join(lines) + "\n")

