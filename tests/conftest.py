@@ -28,6 +28,18 @@ def docker_client():
     remove_test_resources(client)
 
 
+@pytest.fixture(autouse=True)
+def _forget_secrets():
+    """jenkinsctl registers every secret it resolves, process-wide, so the
+    CLI boundary can mask it (jenkinsctl.secrets).  In-process tests would
+    otherwise mask each other's text: one test's 3-character fuzzed
+    "secret" turned another's '--params-env' into '--params-***'."""
+    yield
+    from jenkinsctl import secrets
+
+    secrets.forget_all()
+
+
 @pytest.fixture
 def test_labels() -> dict[str, str]:
     return dict(TEST_LABELS)
