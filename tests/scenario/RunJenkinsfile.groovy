@@ -70,6 +70,9 @@ h.binding.setVariable('checkout', { Object[] a ->
 })
 
 h.shHandler = { Map call ->
+    // The harness makes DIR@tmp for sh on this side, as root; on a real
+    // agent the agent's own user makes it (durable-task), so it is theirs.
+    giveToJenkins(PipelineHarness.tempDirOf(call.cwd as File))
     File envFile = File.createTempFile('sh-env-', '.list', new File('/tmp'))
     try {
         run(['chmod', '600', envFile.path])
