@@ -18,8 +18,17 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from jenkinsctl.engine import (api_tuple, cli_refused, client_engine_version, docker_clis, docker_host, engine_errors,
-                               pick_cli, probe_cli, version_refusal)
+from jenkinsctl.engine import (
+    api_tuple,
+    cli_refused,
+    client_engine_version,
+    docker_clis,
+    docker_host,
+    engine_errors,
+    pick_cli,
+    probe_cli,
+    version_refusal,
+)
 from jenkinsctl.errors import BuildError, EngineError, UsageError
 from jenkinsctl.refs import Reference, parse, parse_repository, validate_tag
 from jenkinsctl.secrets import redact
@@ -166,7 +175,9 @@ class BuildKitProgress:
             self.lines.setdefault(v, []).append(text)
 
     def _counted(self) -> list[int]:
-        return [v for v, t in self.steps.items() if not _BK_STEP.match(t).group(3).startswith("FROM ")]
+        # steps holds only lines _BK_STEP matched (see feed)
+        return [v for v, t in self.steps.items()
+                if not _BK_STEP.match(t).group(3).startswith("FROM ")]  # type: ignore[union-attr]
 
     @property
     def total_steps(self) -> int:

@@ -56,7 +56,7 @@ def _parser_class() -> type[argparse.ArgumentParser]:
         """argparse exits with status 2 on its own; route that through UsageError
         so the message format and the error-details file stay uniform."""
 
-        def error(self, message: str):  # type: ignore[override]
+        def error(self, message: str):
             raise UsageError(message, hint=f"run '{self.prog} --help' for usage")
 
     return _Parser
@@ -240,7 +240,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
                 from jenkinsctl.secrets import redact_obj
 
-                json.dump(redact_obj({**exc.result, "error": exc.to_dict()}), sys.stdout, indent=2, sort_keys=True,
+                json.dump(redact_obj({**(exc.result or {}), "error": exc.to_dict()}), sys.stdout, indent=2,
+                          sort_keys=True,
                           default=str)
                 sys.stdout.write("\n")
                 output = "json-done"

@@ -85,7 +85,7 @@ class ControllerConfig:
     image: str | None
     port: int
     username: str
-    password: SecretRef
+    password: SecretRef | None  # None when the document names no reference
     timeout: float
     ready_timeout: float
     agent_address: str | None = None  # external only: where the controller reaches agents

@@ -14,7 +14,7 @@ import shutil
 import socket
 import subprocess
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 from jenkinsctl.errors import EngineConflict, EngineError, EngineNotFound, EngineVersionError
 
@@ -511,7 +511,7 @@ class EngineAPI:
 
     @staticmethod
     def supports(host: str | None, tls: bool = False) -> bool:
-        return bool(host) and not tls and (host.startswith("unix://") or host.startswith("tcp://"))
+        return bool(host) and not tls and str(host).startswith(("unix://", "tcp://"))
 
     def _connection(self):
         import http.client
@@ -623,7 +623,7 @@ def docker_host(client) -> str | None:
     if isinstance(client, LazyEngine):
         return client.host
     api = getattr(client, "api", client)
-    adapter = getattr(api, "_custom_adapter", None)
+    adapter: Any = getattr(api, "_custom_adapter", None)
     if getattr(adapter, "socket_path", None):
         return "unix://" + adapter.socket_path
     if getattr(adapter, "ssh_host", None):

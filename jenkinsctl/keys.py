@@ -115,7 +115,7 @@ class KeyStore:
             return []
         return sorted(p.name for p in d.iterdir() if p.is_dir() and (p / _HOST_FILE).is_file())
 
-    def list(self) -> list[dict[str, str]]:
+    def fingerprints(self) -> list[dict[str, str]]:
         """Fingerprints of the keys that exist; never key material."""
         out = []
         entries = [("client", CLIENT, self.existing_client_key())]

@@ -37,8 +37,15 @@ from typing import Any, Callable, Iterator, Mapping
 
 from jenkinsctl import statedir
 from jenkinsctl.config import AgentGroup, Config
-from jenkinsctl.engine import (CONFIG_HASH_LABEL, MANAGED_LABEL, PROJECT_LABEL, ROLE_LABEL, api_error, is_provisioned,
-                               provisioned_filters)
+from jenkinsctl.engine import (
+    CONFIG_HASH_LABEL,
+    MANAGED_LABEL,
+    PROJECT_LABEL,
+    ROLE_LABEL,
+    api_error,
+    is_provisioned,
+    provisioned_filters,
+)
 from jenkinsctl.errors import EngineError, Interrupted, JenkinsctlError, ProvisionError, Timeout
 from jenkinsctl.signals import Signalled
 
@@ -394,7 +401,8 @@ class Provisioner:
         value = ref.resolve(self.environ) if ref else None
         if not value:
             where = ref.describe() if ref else {}
-            raise ConfigError(f"the controller password is not set ({', '.join(f'{k}: {v}' for k, v in where.items())})",
+            named = ", ".join(f"{k}: {v}" for k, v in where.items())
+            raise ConfigError(f"the controller password is not set ({named})",
                               hint="export the variable or create the file that controller.password names")
         return value
 
@@ -634,7 +642,8 @@ class Provisioner:
         return {"project": self.cfg.project, "changes": [c.to_dict() for c in done],
                 "changed": sum(1 for c in done if c.action != "unchanged"), "nodes": online}
 
-    def _partial(self, done: list[Change], failed: list[dict[str, str]], cause: JenkinsctlError | None) -> ProvisionError:
+    def _partial(self, done: list[Change], failed: list[dict[str, str]],
+                 cause: JenkinsctlError | None) -> ProvisionError:
         changed = [f"{c.action} {c.kind} {c.name}" for c in done if c.action != "unchanged"]
         lines = [f"{f['resource']}: {f['error']}" for f in failed]
         msg = (f"apply did not finish: {len(failed)} problem(s)\n  " + "\n  ".join(lines)
@@ -1061,7 +1070,7 @@ def advertise_address(controller: Any, *, resolve: Callable[[str], str] | None =
     port = parts.port or (443 if parts.scheme == "https" else 80)
 
     def _resolve(name: str) -> str:
-        return socket.getaddrinfo(name, port, type=socket.SOCK_STREAM)[0][4][0]
+        return str(socket.getaddrinfo(name, port, type=socket.SOCK_STREAM)[0][4][0])
 
     def _route(ip: str, p: int) -> str:
         family = socket.AF_INET6 if ":" in ip else socket.AF_INET
@@ -1077,7 +1086,8 @@ def advertise_address(controller: Any, *, resolve: Callable[[str], str] | None =
     except (OSError, ValueError) as exc:
         raise ConfigError(f"cannot tell which address of this host the controller at {controller.external} "
                           f"reaches agents on ({exc})",
-                          hint="set controller.agent_address to this host's address as the controller sees it")
+                          hint="set controller.agent_address to this host's address as the controller sees it"
+                          ) from None
 
 
 def reregister(cfg: Config, keystore: Any, *, client_rotated: bool, nodes: list[str],

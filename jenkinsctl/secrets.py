@@ -222,6 +222,6 @@ def private_tempdir(prefix: str, environ: Mapping[str, str] | None = None) -> It
     finally:
         shutil.rmtree(path, ignore_errors=True)
         if installed:
-            for sig, prev in previous.items():
-                if signal.getsignal(sig) is on_signal:
-                    signal.signal(sig, prev if prev is not None else signal.SIG_DFL)
+            for signum, prev in previous.items():
+                if signal.getsignal(signum) is on_signal:
+                    signal.signal(signum, prev if prev is not None else signal.SIG_DFL)

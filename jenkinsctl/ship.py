@@ -14,8 +14,16 @@ from jenkinsctl.engine import engine_api
 from jenkinsctl.errors import JenkinsctlError, UsageError
 from jenkinsctl.refs import Reference, parse, parse_repository, validate_tag
 from jenkinsctl.registry import PushResult, check_no_secrets, push_image
-from jenkinsctl.tags import (SHA_LEN, GitFacts, current_branch, default_tags, git_facts, moving_tags, oci_labels,
-                             plan_tags)
+from jenkinsctl.tags import (
+    SHA_LEN,
+    GitFacts,
+    current_branch,
+    default_tags,
+    git_facts,
+    moving_tags,
+    oci_labels,
+    plan_tags,
+)
 
 LineSink = Callable[[str], None]
 
@@ -198,7 +206,7 @@ def ship(plan: Plan, target, clients: Clients, environ: Mapping[str, str] | None
         t = time.monotonic()
         try:
             outcome = strategy.deploy(img)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - kept in the result; the command raises it after the build and push are reported
             durations["deploy"] = round(time.monotonic() - t, 3)
             durations["total"] = round(time.monotonic() - started, 3)
             result.deploy = deploy_summary(None, target, exc)

@@ -68,8 +68,8 @@ def engine_client(config):
 
 
 def run(args, ctx):
-    from jenkinsctl import registry as registrylib
     from jenkinsctl import refs
+    from jenkinsctl import registry as registrylib
     from jenkinsctl.deploy import deploy_summary, make_strategy, resolve_image, write_result
 
     config = ctx.config

@@ -32,7 +32,7 @@ def run(args, ctx):
     cfg = ctx.config
     store = KeyStore(cfg.state_dir)
     if args.action == "list":
-        return {"state_dir": str(store.root), "keys": store.list()}
+        return {"state_dir": str(store.root), "keys": store.fingerprints()}
     configured = [n for g in cfg.agents for n in g.node_names()]
     unknown = [n for n in args.node if n not in configured and store.existing_host_key(n) is None]
     if unknown:
@@ -41,7 +41,7 @@ def run(args, ctx):
     everything = not args.client and not args.node
     nodes = sorted(set(configured) | set(store.host_nodes())) if everything else args.node
     rotated = store.rotate(client=everything or args.client, nodes=nodes)
-    result = {"state_dir": str(store.root), "rotated": rotated, "keys": store.list()}
+    result = {"state_dir": str(store.root), "rotated": rotated, "keys": store.fingerprints()}
     # Re-registration (credential update, agents recreated with the new host
     # keys, nodes' pinned keys updated) belongs to the provisioner.
     try:

@@ -54,8 +54,16 @@ import time
 import urllib.parse
 from typing import Any, Callable, Mapping
 
-from jenkinsctl.deploy import (CANDIDATE_LABEL, DEPLOY_LABEL, IMAGE_LABEL, SEQ_LABEL, DeployOutcome, ImageRef,
-                               parse_time, pull_by_digest)
+from jenkinsctl.deploy import (
+    CANDIDATE_LABEL,
+    DEPLOY_LABEL,
+    IMAGE_LABEL,
+    SEQ_LABEL,
+    DeployOutcome,
+    ImageRef,
+    parse_time,
+    pull_by_digest,
+)
 from jenkinsctl.deploy.health import http_probe, rewrite_host
 from jenkinsctl.deploy.lock import engine_lock
 from jenkinsctl.engine import ROLE_LABEL
@@ -299,7 +307,7 @@ class ContainerStrategy:
                 host_config.setdefault("Binds", [])
                 host_config["Binds"] = list(host_config["Binds"] or []) + [f"{m['Name']}:{m['Destination']}{mode}"]
         bindings = host_config.get("PortBindings") or {}
-        exposed = {p: {} for p in bindings}
+        exposed: dict[str, dict] = {p: {} for p in bindings}
         if exposed:
             body["ExposedPorts"] = exposed
         networks = {}
@@ -324,7 +332,7 @@ class ContainerStrategy:
                        "NetworkMode": t.network or "default"}
         for spec in t.volumes:
             self._ensure_volume(spec.split(":", 1)[0])
-        networks = {}
+        networks: dict[str, Any] = {}
         if t.network:
             self._ensure_network(t.network)
             networks[t.network] = {"Aliases": [], "IPAMConfig": None, "Links": None}
@@ -856,7 +864,7 @@ class ContainerStrategy:
             if tripped(delta, st):
                 return {"tripped": True, "counters": delta.to_dict(), "drain_seconds": round(drain_seconds, 3),
                         "drain_left": left, "watch_seconds": round(now - t_switched, 3)}
-            if not drained:
+            if not drained and old_slot is not None:
                 left = counters_of(stat, backends, old_slot).sessions
                 if left == 0 or now - t_switched >= st.drain:
                     # The old version keeps running (warm) until the window

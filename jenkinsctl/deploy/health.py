@@ -17,7 +17,7 @@ def http_probe(url: str, timeout: float = 2.0) -> tuple[bool, str]:
     conn_cls = http.client.HTTPSConnection if u.scheme == "https" else http.client.HTTPConnection
     port = u.port or (443 if u.scheme == "https" else 80)
     path = (u.path or "/") + (f"?{u.query}" if u.query else "")
-    conn = conn_cls(u.hostname, port, timeout=timeout)
+    conn = conn_cls(u.hostname or "", port, timeout=timeout)
     try:
         conn.request("GET", path, headers={"User-Agent": "jenkinsctl-health", "Connection": "close"})
         resp = conn.getresponse()

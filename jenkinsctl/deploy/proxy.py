@@ -68,6 +68,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import functools
 import hashlib
 import io
 import json
@@ -532,7 +533,6 @@ class Proxy:
         replaced without refusing a connection (see the module docstring).
         With ``create_only``, a missing proxy is created but not started
         (the migration starts it once the old app let go of the ports)."""
-        import docker.errors
 
         self.ensure_network()
         self._ensure_volume()
@@ -605,7 +605,7 @@ class Proxy:
                    if c.name.startswith(f"{self.name}-g")]
             for c in old:
                 if c.status != "running":
-                    with_suppressed_notfound(lambda: c.remove(force=True))
+                    with_suppressed_notfound(functools.partial(c.remove, force=True))
             if all(c.status != "running" for c in old) or self.clock() >= deadline:
                 return
             self.sleep(0.1)
@@ -652,12 +652,12 @@ class Proxy:
         import docker.errors
 
         for c in self.client.containers.list(all=True, filters={"label": f"{PROXY_LABEL}={self.cname}"}):
-            _quietly(lambda: c.remove(force=True))
+            _quietly(functools.partial(c.remove, force=True))
         try:
             net = self.client.networks.get(self.network)
             net.reload()
             for c in net.containers:
-                _quietly(lambda: net.disconnect(c, force=True))
+                _quietly(functools.partial(net.disconnect, c, force=True))
             _quietly(net.remove)
         except docker.errors.NotFound:
             pass

@@ -32,7 +32,6 @@ import json
 import logging
 import os
 import pathlib
-import shutil
 import subprocess
 import time
 from typing import Any, Callable, Mapping
@@ -60,7 +59,8 @@ class StackStrategy:
                  sleep: Callable[[float], None] = time.sleep, runner: Runner = subprocess.run,
                  docker_cli: str | None = None, cwd: str | None = None) -> None:
         self.client = client
-        self.api = client.api if client is not None else None
+        # docker-py ships no types; None only for dry construction in tests.
+        self.api: Any = client.api if client is not None else None
         self.target = target
         self.stack = target.target
         self.labels = dict(labels or {})
@@ -355,7 +355,8 @@ class StackStrategy:
                 raise DeployError(f"stack {self.stack}: service {name} disappeared while deploying")
             us = svc.get("UpdateStatus") or {}
             newer = (svc.get("Version") or {}).get("Index", 0) > old_index
-            fresh = newer and us and (us.get("StartedAt") != old.get("StartedAt") or us.get("State") != old.get("State"))
+            fresh = newer and us and (us.get("StartedAt") != old.get("StartedAt")
+                                      or us.get("State") != old.get("State"))
             state = us.get("State")
             if fresh and state in SUCCESS_STATES:
                 # completed: the new tasks passed their health checks and the monitor window.
@@ -364,9 +365,10 @@ class StackStrategy:
                 health = self.health_output(name, image.digest)
                 back = _spec_image(svc)
                 serving = "which is serving again"
-                if _digest_of(back):
+                back_digest = _digest_of(back)
+                if back and back_digest:
                     try:
-                        self._wait_running(name, ImageRef(back.rsplit("@", 1)[0], _digest_of(back)), start,
+                        self._wait_running(name, ImageRef(back.rsplit("@", 1)[0], back_digest), start,
                                            what="the previous version")
                     except Timeout:
                         serving = "but it is not running yet"

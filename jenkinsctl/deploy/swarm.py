@@ -39,7 +39,8 @@ class SwarmStrategy:
                  sleep: Callable[[float], None] = time.sleep, parallelism: int = 1, delay: float = 1.0,
                  monitor: float = 5.0, poll: float = 0.5) -> None:
         self.client = client
-        self.api = client.api if client is not None else None
+        # docker-py ships no types; None only for dry construction in tests.
+        self.api: Any = client.api if client is not None else None
         self.target = target
         self.service = target.target
         self.labels = dict(labels)
@@ -210,7 +211,8 @@ class SwarmStrategy:
                 return {"service": self.service, "order": order, "state": "created", "tasks": tasks}
             if self.clock() >= deadline:
                 raise Timeout(f"swarm service {self.service} was created but its tasks did not run within "
-                              f"{self.target.timeout:g}s:\n" + "\n".join(self._task_errors(sid) or ["no task error reported"]),
+                              f"{self.target.timeout:g}s:\n"
+                              + "\n".join(self._task_errors(sid) or ["no task error reported"]),
                               hint=f"see 'docker service ps --no-trunc {self.service}'")
             self.sleep(self.poll)
 

@@ -69,7 +69,7 @@ class WebhookStrategy:
                  sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic,
                  backoff: float = 1.0) -> None:
         self.target = target
-        self.url = sensitive_url(target.target)
+        self.url: str = sensitive_url(target.target) or target.target
         self.idempotent = bool(getattr(target, "idempotent", False))
         self.environ = os.environ if environ is None else environ
         self.sleep = sleep
@@ -130,9 +130,9 @@ class WebhookStrategy:
         path = (u.path or "/") + (f"?{u.query}" if u.query else "")
         if u.scheme == "https":
             conn: http.client.HTTPConnection = http.client.HTTPSConnection(
-                u.hostname, u.port or 443, timeout=timeout, context=ssl.create_default_context())
+                u.hostname or "", u.port or 443, timeout=timeout, context=ssl.create_default_context())
         else:
-            conn = http.client.HTTPConnection(u.hostname, u.port or 80, timeout=timeout)
+            conn = http.client.HTTPConnection(u.hostname or "", u.port or 80, timeout=timeout)
         hdrs = dict(headers)
         if u.username:
             import base64

@@ -83,11 +83,11 @@ def test_rotate_replaces_the_chosen_keys_only(tmp_path):
 
 def test_existing_and_list_never_create_or_show_material(tmp_path):
     ks = KeyStore(tmp_path)
-    assert ks.existing_client_key() is None and ks.list() == []
+    assert ks.existing_client_key() is None and ks.fingerprints() == []
     assert not (tmp_path / "keys").exists()
     ks.client_key()
     ks.host_key("agent-1")
-    listed = ks.list()
+    listed = ks.fingerprints()
     assert [(e["kind"], e["name"]) for e in listed] == [("client", "client"), ("host", "agent-1")]
     text = json.dumps(listed)
     for kp in (ks.client_key(), ks.host_key("agent-1")):
