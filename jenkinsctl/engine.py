@@ -208,18 +208,27 @@ class EngineVersion:
         return f"{self.version}, API {self.min_api} to {self.api}"
 
 
+def _raw_socket(host: str, timeout: float) -> socket.socket | None:
+    """A connected plain socket to the engine at ``host`` (unix:// or tcp://
+    without TLS), for the few calls made without importing docker-py; None
+    for any other kind of host.  OSError and ValueError reach the caller."""
+    if host.startswith("unix://"):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(timeout)
+        s.connect(host[len("unix://"):])
+        return s
+    if host.startswith("tcp://"):
+        h, _, p = host[len("tcp://"):].rstrip("/").rpartition(":")
+        return socket.create_connection((h.strip("[]"), int(p)), timeout=timeout)
+    return None
+
+
 def _raw_get(host: str, path: str, timeout: float = 10.0) -> tuple[int, bytes] | None:
     """One unversioned GET over a plain socket (unix:// or tcp:// without
     TLS), without importing docker-py; None when that is not possible."""
     try:
-        if host.startswith("unix://"):
-            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            s.settimeout(timeout)
-            s.connect(host[len("unix://"):])
-        elif host.startswith("tcp://"):
-            h, _, p = host[len("tcp://"):].rstrip("/").rpartition(":")
-            s = socket.create_connection((h.strip("[]"), int(p)), timeout=timeout)
-        else:
+        s = _raw_socket(host, timeout)
+        if s is None:
             return None
         with s:
             s.sendall(f"GET {path} HTTP/1.0\r\nHost: docker\r\n\r\n".encode())
@@ -639,15 +648,8 @@ def _raw_ping(host: str, timeout: float = 5.0) -> dict[str, str] | None:
     """GET /_ping's headers over a plain socket (unix:// or tcp:// without
     TLS); None when that is not possible, so the caller asks docker-py."""
     try:
-        if host.startswith("unix://"):
-            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            s.settimeout(timeout)
-            s.connect(host[len("unix://"):])
-        elif host.startswith("tcp://"):
-            hp = host[len("tcp://"):].rstrip("/")
-            h, _, p = hp.rpartition(":")
-            s = socket.create_connection((h.strip("[]"), int(p)), timeout=timeout)
-        else:
+        s = _raw_socket(host, timeout)
+        if s is None:
             return None
         with s:
             s.sendall(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
