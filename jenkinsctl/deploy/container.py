@@ -319,14 +319,7 @@ class ContainerStrategy:
 
     def _spec_from_target(self) -> dict[str, Any]:
         t = self.target
-        bindings: dict[str, list] = {}
-        for p in t.ports:
-            proto = "tcp"
-            if "/" in p:
-                p, proto = p.split("/", 1)
-            parts = p.split(":")
-            ip, host_port, cport = (parts if len(parts) == 3 else ["", parts[0], parts[1]])
-            bindings.setdefault(f"{cport}/{proto}", []).append({"HostIp": ip, "HostPort": host_port})
+        bindings = self._spec_from_target_ports()
         host_config = {"PortBindings": bindings, "Binds": list(t.volumes),
                        "RestartPolicy": {"Name": "unless-stopped", "MaximumRetryCount": 0},
                        "NetworkMode": t.network or "default"}
@@ -680,6 +673,8 @@ class ContainerStrategy:
         return bindings_from_port_bindings(spec["host_config"].get("PortBindings"))
 
     def _spec_from_target_ports(self) -> dict[str, list]:
+        """The target's ports (HOST_IP:HOST_PORT:CONTAINER_PORT[/proto]) as
+        the engine's PortBindings."""
         bindings: dict[str, list] = {}
         for p in self.target.ports:
             proto = "tcp"
