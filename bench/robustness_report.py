@@ -76,6 +76,23 @@ the case that found it now asserts the fix.
    and process start time, and is broken at once when its owner ran here and
    is gone. Case 13 re-runs without touching the lock.
 
+## Found while adding cases 21-27, and fixed
+
+5. **`down --volumes` deleted a deployed app and its data** (case 21):
+   deploy labelled its containers and volumes with the same ownership labels
+   provisioning used to find its own. Provisioning now also requires one of
+   its roles.
+6. **SIGTERM in `apply` was swallowed as a "Logging error"** (case 22): an
+   exception raised by the signal handler inside logging's `emit` is caught
+   there. The handler now raises a BaseException, turned into exit 143 at
+   the command's edge.
+7. **`--result /dev/null` replaced `/dev/null` with a regular file** when
+   run as root: the result was renamed into place. A device or pipe is now
+   written in place (`tests/unit/test_write_result.py`).
+8. **Deeply nested YAML or JSON and non-string keys ended as "unexpected"
+   exit 1** (case 27, hypothesis): they are exit-2 config errors naming the
+   place.
+
 ## A trap for every test that starts a second dockerd (and an incident)
 
 A second `dockerd` in the host's network namespace **deletes the host's
