@@ -18,8 +18,11 @@ import pathlib
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from jenkinsctl import steps
+from jenkinsctl.engine import ownership_labels
 from jenkinsctl.errors import ConfigError
-from jenkinsctl.resources import resource_path
+from jenkinsctl.resources import config_schema
+from jenkinsctl.secrets import read_secret_file, sensitive, sensitive_url
 
 DEFAULT_FILE = "jenkinsctl.yaml"
 SECRET_KEYS = ("password", "secret")
@@ -56,19 +59,11 @@ class SecretRef:
         pipeline step has bound it to an environment variable.  The value is
         registered for redaction, and refused if it holds a control character
         (a file's final line break is not part of the secret)."""
-        from jenkinsctl.secrets import sensitive
-
         environ = os.environ if environ is None else environ
         if self.env:
             return sensitive(environ.get(self.env), f"the secret in environment variable {self.env}")
         if self.file:
-            try:
-                value = pathlib.Path(self.file).read_text(encoding="utf-8").rstrip("\r\n")
-            except (OSError, UnicodeDecodeError) as exc:
-                why = getattr(exc, "strerror", None) or "not UTF-8 text"
-                raise ConfigError(f"cannot read secret file {self.file}: {why}",
-                                  hint="check the path and that this user may read it") from None
-            return sensitive(value, f"the secret in file {self.file}")
+            return read_secret_file(self.file, f"secret file {self.file}")
         return None
 
 
@@ -188,7 +183,7 @@ class Config:
     @property
     def labels(self) -> dict[str, str]:
         """Ownership labels carried by everything this project creates."""
-        return {"io.jenkinsctl.managed": "true", "io.jenkinsctl.project": self.project}
+        return ownership_labels(self.project)
 
     def deploy_target(self, name: str) -> DeployTarget:
         try:
@@ -204,8 +199,7 @@ class Config:
 
 
 def schema() -> dict[str, Any]:
-    with resource_path("schemas/config.schema.json").open(encoding="utf-8") as fh:
-        return json.load(fh)
+    return config_schema()
 
 
 def _defaults(node: Mapping[str, Any], value: Any, root: Mapping[str, Any]) -> Any:
@@ -459,8 +453,6 @@ def _register_url_secrets(doc: Mapping[str, Any]) -> None:
     controller.external, Portainer's /api/webhooks/<token> in a webhook
     target) are secrets like any other: registered, so no output shows
     them, `validate`'s included."""
-    from jenkinsctl.secrets import sensitive_url
-
     sensitive_url((doc.get("controller") or {}).get("external"))
     for t in ((doc.get("deploy") or {}).get("targets") or {}).values():
         if isinstance(t, dict) and t.get("strategy") == "webhook" and isinstance(t.get("target"), str):
@@ -535,29 +527,22 @@ class StepRefusedFileRef(SecretRef):
                                "webhookSecretFileCredentialsId or credentialsId) instead of naming a file")
 
 
-def _step_file_variables() -> list[str]:
-    """The variables through which the steps' withCredentials file bindings
-    pass their paths (x-credential binding 'file' in the step schemas)."""
-    from jenkinsctl import steps
+def _step_credentials() -> list[dict[str, str]]:
+    """The withCredentials bindings the steps declare (x-credential in the
+    step schemas): which variables a step's credentials arrive in."""
+    return [prop["x-credential"] for step in steps.step_names()
+            for prop in steps.load_schema(step)["properties"].values() if prop.get("x-credential")]
 
-    names = []
-    for step in steps.step_names():
-        for prop in steps.load_schema(step)["properties"].values():
-            cred = prop.get("x-credential") or {}
-            if cred.get("binding") == "file":
-                names.append(cred["variable"])
-    return names
+
+def _step_file_variables() -> list[str]:
+    """The variables through which the steps' file bindings pass their paths."""
+    return [cred["variable"] for cred in _step_credentials() if cred.get("binding") == "file"]
 
 
 def _step_credential_variables() -> list[str]:
-    from jenkinsctl import steps
-
-    names = ["JENKINSCTL_REGISTRY_PASSWORD_FILE"]
-    for step in steps.step_names():
-        for prop in steps.load_schema(step)["properties"].values():
-            cred = prop.get("x-credential") or {}
-            names += [cred[k] for k in ("variable", "usernameVariable", "passwordVariable") if k in cred]
-    return names
+    return ["JENKINSCTL_REGISTRY_PASSWORD_FILE"] + [
+        cred[k] for cred in _step_credentials() for k in ("variable", "usernameVariable", "passwordVariable")
+        if k in cred]
 
 
 def _step_refs(cfg: Config) -> list[SecretRef]:

@@ -6,7 +6,9 @@ tree as the package ``jenkinsctl._resources`` (see setup.cfg).
 
 from __future__ import annotations
 
+import json
 import pathlib
+from typing import Any
 
 
 def resource_path(rel: str) -> pathlib.Path:
@@ -15,3 +17,10 @@ def resource_path(rel: str) -> pathlib.Path:
     if checkout.exists():
         return checkout
     return here / "_resources" / rel
+
+
+def config_schema() -> dict[str, Any]:
+    """resources/schemas/config.schema.json: what the config loader
+    validates against and what the step docs take their defaults from."""
+    with resource_path("schemas/config.schema.json").open(encoding="utf-8") as fh:
+        return json.load(fh)

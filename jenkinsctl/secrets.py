@@ -25,7 +25,7 @@ import stat
 import threading
 from typing import Any, Iterator, Mapping
 
-from jenkinsctl.errors import ConfigError
+from jenkinsctl.errors import ConfigError, JenkinsctlError
 
 MASK = "********"
 # Shorter values would mask ordinary words and digits in every message; a
@@ -77,6 +77,22 @@ def sensitive(value: str | None, what: str = "a secret") -> str | None:
     if len(value) >= MIN_LENGTH:
         with _lock:
             _secrets.add(value)
+    return value
+
+
+def read_secret_file(path: str, what: str, *, error: type[JenkinsctlError] = ConfigError,
+                     hint: str = "check the path and that this user may read it") -> str:
+    """The secret held in file ``path``, checked and registered like
+    ``sensitive``.  Its final line break is not part of the secret (editors
+    and ``echo`` add one).  An unreadable file is ``error``, naming ``what``
+    (where the secret comes from) and never the content."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            value = fh.read().rstrip("\r\n")
+    except (OSError, UnicodeDecodeError) as exc:
+        why = getattr(exc, "strerror", None) or "not UTF-8 text"
+        raise error(f"cannot read {what}: {why}", hint=hint) from None
+    sensitive(value, what)
     return value
 
 

@@ -32,9 +32,9 @@ import re
 import sys
 from typing import Any, Iterator, Sequence
 
-from jenkinsctl.config import schema as config_schema
+from jenkinsctl import __version__
 from jenkinsctl.errors import ConfigError
-from jenkinsctl.resources import resource_path
+from jenkinsctl.resources import config_schema, resource_path
 
 SCHEMA_DIR = "schemas/steps"
 VERSION_RESOURCE = "io/jenkinsctl/version.txt"
@@ -262,8 +262,6 @@ def _checkout_root() -> pathlib.Path:
 
 def generated_files() -> dict[pathlib.Path, str]:
     """Every file generated from the schemas and the package version."""
-    from jenkinsctl import __version__
-
     root = _checkout_root()
     files = {root / "vars" / f"{step}.txt": render_docs(step) for step in step_names()}
     files[root / "resources" / VERSION_RESOURCE] = __version__ + "\n"

@@ -205,3 +205,26 @@ def test_validate_never_prints_a_webhook_token_in_the_url_path(tmp_path):
     r = run("validate", str(cfg))
     assert r.returncode == 0, r.stderr
     assert "638e6967" not in r.stdout and "/api/webhooks/********" in r.stdout
+
+
+def test_read_secret_file_is_the_one_way_a_secret_file_is_read(tmp_path):
+    """The file's final line break is dropped, the value is registered for
+    redaction, and an unreadable or multi-line file fails with the caller's
+    error class and words, never the content."""
+    from jenkinsctl.errors import RegistryError
+
+    f = tmp_path / "token"
+    f.write_text(TOKEN + "\n")
+    assert secrets.read_secret_file(str(f), "the token file") == TOKEN
+    assert secrets.redact(f"got {TOKEN}") == f"got {secrets.MASK}"
+    with pytest.raises(RegistryError, match=r"^cannot read the token file: No such file") as info:
+        secrets.read_secret_file(str(tmp_path / "missing"), "the token file", error=RegistryError, hint="look")
+    assert info.value.hint == "look"
+    f.write_bytes(b"\xff\xfe")
+    with pytest.raises(ConfigError, match="not UTF-8 text"):
+        secrets.read_secret_file(str(f), "the token file")
+    f.write_text("two\nlines-" + TOKEN + "\n")
+    with pytest.raises(ConfigError) as info:
+        secrets.read_secret_file(str(f), "the token file")
+    assert info.value.message.startswith("the token file contains a newline (inside it)")
+    assert TOKEN not in info.value.message
