@@ -15,6 +15,7 @@ import difflib
 import json
 import os
 import pathlib
+import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -411,14 +412,28 @@ def load_document(path: str | None, env: Mapping[str, str] | None = None, *,
     _reject_odd_keys(doc, (), source, positions)
     _reject_literal_secrets(doc, (), source, positions)
     overrides = {var: env[var] for var in ENV_OVERRIDES if env.get(var)}
-    if path is None and not overrides:
+    if path is None:
         # The built-in defaults are valid by construction (a test checks
         # it), so skip jsonschema: importing it is a large part of an
         # unchanged `jenkinsctl build`.
         doc = _defaults(sch, {}, sch)
-        if env.get("DOCKER_HOST"):
-            doc["engine"]["host"] = env["DOCKER_HOST"]
-        return doc, source
+        if not overrides:
+            if env.get("DOCKER_HOST"):
+                doc["engine"]["host"] = env["DOCKER_HOST"]
+            return doc, source
+        # Environment overrides on the defaults change only the leaves they
+        # name, and no rule of the schema ties one key to another, so the
+        # leaves' own rules decide.  Anything the small check cannot prove
+        # valid goes through jsonschema below, for its exact message.
+        changed = {ENV_OVERRIDES[var]: value for var, value in overrides.items()}
+        if doc["engine"].get("host") is None and env.get("DOCKER_HOST") and ("engine", "host") not in changed:
+            changed[("engine", "host")] = env["DOCKER_HOST"]
+        if all(_plainly_valid(_schema_at(sch, key), value) for key, value in changed.items()):
+            for key, value in changed.items():
+                _set_path(doc, key, value)
+            _register_url_secrets(doc)
+            return doc, source
+        doc = {}
     import jsonschema
 
     validator = jsonschema.Draft202012Validator(sch)
@@ -446,6 +461,27 @@ def load_document(path: str | None, env: Mapping[str, str] | None = None, *,
             raise ConfigError(f"{loc}: agent group '{name}' is defined twice", hint="give each group its own name",
                               file=source, key=f"agents[{i}].name")
     return doc, source
+
+
+# The keywords _plainly_valid understands; a leaf with any other rule is
+# left to jsonschema.
+_PLAIN_KEYWORDS = {"type", "pattern", "minLength", "maxLength", "enum", "description", "default"}
+
+
+def _plainly_valid(node: Mapping[str, Any] | None, value: str) -> bool:
+    """Whether a string ``value`` passes the schema leaf ``node``, when its
+    rules are simple ones (type, pattern, length, enum).  False means
+    "not proven": the caller then asks jsonschema, which names the rule."""
+    if node is None or any(k not in _PLAIN_KEYWORDS and not k.startswith("x-") for k in node):
+        return False
+    types = node.get("type", "string")
+    if "string" not in (types if isinstance(types, list) else [types]):
+        return False
+    if "enum" in node and value not in node["enum"]:
+        return False
+    if len(value) < node.get("minLength", 0) or len(value) > node.get("maxLength", len(value)):
+        return False
+    return "pattern" not in node or re.search(node["pattern"], value) is not None
 
 
 def _register_url_secrets(doc: Mapping[str, Any]) -> None:

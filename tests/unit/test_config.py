@@ -163,6 +163,75 @@ def test_bad_environment_override_is_named():
     assert "JENKINSCTL_BUILDER" in info.value.hint
 
 
+# Each override with values its schema rule accepts and values it refuses.
+OVERRIDE_SAMPLES = {
+    "JENKINSCTL_PROJECT": ["team-ci", "Team CI", "x" * 41, "-lead"],
+    "JENKINSCTL_STATE_DIR": ["/var/lib/jenkinsctl", "rel/dir"],
+    "JENKINSCTL_ENGINE_HOST": ["unix:///run/docker.sock", "tcp://h:2376", "npipe:////./pipe/docker"],
+    "JENKINSCTL_CONTROLLER_URL": ["https://ci.example", "ftp://ci.example"],
+    "JENKINSCTL_CONTROLLER_USERNAME": ["bob", " "],
+    "JENKINSCTL_REGISTRY_URL": ["reg.local:5001", "reg.local:5001/path", "a b"],
+    "JENKINSCTL_BUILDER": ["buildkit", "buildx", "Auto"],
+    "DOCKER_HOST": ["ssh://me@h", "npipe:////./pipe/docker"],
+}
+
+
+def _jsonschema_outcome(env):
+    """What the loader answered when jsonschema checked every override:
+    the document, or the message of the environment error."""
+    import jsonschema
+
+    from jenkinsctl.config import ENV_OVERRIDES, _defaults, _fmt_path, _set_path, schema
+
+    sch = schema()
+    doc = _defaults(sch, {}, sch)
+    for var, path in ENV_OVERRIDES.items():
+        if env.get(var):
+            _set_path(doc, path, env[var])
+    if doc["engine"]["host"] is None and env.get("DOCKER_HOST"):
+        doc["engine"]["host"] = env["DOCKER_HOST"]
+    errors = list(jsonschema.Draft202012Validator(sch).iter_errors(doc))
+    if errors:
+        bad = jsonschema.exceptions.best_match(errors)
+        return f"environment: {bad.message} (at {_fmt_path(tuple(bad.absolute_path))})"
+    return doc
+
+
+@pytest.mark.parametrize("var,value", [(v, x) for v, xs in OVERRIDE_SAMPLES.items() for x in xs])
+def test_environment_overrides_without_a_file_match_the_schema(var, value):
+    """Without a config file, overrides are checked by their schema leaf's
+    own rules; the outcome (document or error) is jsonschema's."""
+    env = {var: value}
+    if var == "DOCKER_HOST":  # it is checked only when an override is set too
+        env["JENKINSCTL_PROJECT"] = "team-ci"
+    want = _jsonschema_outcome(env)
+    if isinstance(want, str):
+        with pytest.raises(ConfigError) as info:
+            load_document(None, env=env)
+        assert info.value.message == want
+        assert "JENKINSCTL_BUILDER" in info.value.hint
+    else:
+        assert load_document(None, env=env)[0] == want
+
+
+def test_environment_overrides_without_a_file_do_not_import_jsonschema(tmp_path):
+    import subprocess
+    import sys
+
+    env = {var: xs[0] for var, xs in OVERRIDE_SAMPLES.items()}
+    code = ("import sys\n"
+            "from jenkinsctl.config import load_config\n"
+            f"cfg = load_config(None, env={env!r})\n"
+            "print(cfg.project, cfg.build.builder, cfg.engine.host)\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('yaml', 'jsonschema')))\n"
+            f"load_config(None, env={{**{env!r}, 'JENKINSCTL_BUILDER': 'buildx'}})\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=tmp_path,
+                         env={k: v for k, v in os.environ.items() if not k.startswith("JENKINSCTL_")})
+    assert out.stdout.split("\n")[:2] == ["team-ci buildkit unix:///run/docker.sock", "[]"], out.stderr
+    # A bad value still gets jsonschema's message.
+    assert out.returncode == 1 and "environment: 'buildx' is not one of" in out.stderr
+
+
 def test_unknown_deploy_target_lists_known_ones():
     cfg = load_config("good/full.yaml", env={})
     with pytest.raises(ConfigError) as info:
