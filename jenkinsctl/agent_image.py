@@ -27,6 +27,7 @@ import tempfile
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from jenkinsctl import DISTRIBUTION, __version__
+from jenkinsctl.engine import MANAGED_LABEL
 from jenkinsctl.errors import BuildError, EngineError
 from jenkinsctl.resources import resource_path
 
@@ -60,7 +61,6 @@ HOST_KEY_FILE = "ssh_host_ed25519_key"  # in KEYS_DIR, 0600 root
 AUTHORIZED_KEYS_FILE = "authorized_keys"
 SOCKET_IN_AGENT = "/var/run/docker.sock"
 AGENT_USER = "jenkins"
-AGENT_UID = 1000
 
 _log = logging.getLogger("jenkinsctl.agent_image")
 _SKIP_DIRS = {"__pycache__", ".pytest_cache", ".mypy_cache", "build", "dist"}
@@ -266,8 +266,6 @@ def _docker_build(client, ctx: pathlib.Path, ref: str, buildargs: dict[str, str]
     """Classic builder through the API, streamed to the log; errors in the
     stream raise BuildError with the last lines of output."""
     import docker.errors
-
-    from jenkinsctl.engine import MANAGED_LABEL
 
     tail: list[str] = []
     try:
