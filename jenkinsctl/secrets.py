@@ -144,6 +144,20 @@ def sensitive_url(url: str | None) -> str | None:
     return url
 
 
+def display_url(url: str) -> str:
+    """``url`` as messages show it: without user info or query string, where
+    tokens travel (https://user:token@host, ?token=...), so it names the
+    endpoint even before or without ``redact``."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    u = urlsplit(url)
+    host = u.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{host}:{u.port}" if u.port else host
+    return urlunsplit((u.scheme, netloc, u.path, "", ""))
+
+
 def known() -> frozenset[str]:
     with _lock:
         return frozenset(_secrets)

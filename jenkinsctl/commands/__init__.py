@@ -4,7 +4,11 @@ Each command lives in its own module with ``add_arguments(parser)`` and
 ``run(args, ctx)``; ``run`` returns a JSON-serialisable result, and an
 optional ``render(result)`` returns its text form.  Modules are imported
 only when their command is chosen, so ``jenkinsctl --help`` never loads
-docker or python-jenkins.
+docker or python-jenkins.  For the same reason a command module imports the
+library modules it calls inside ``run`` (the one place below jenkinsctl where
+sibling imports sit in functions): ``jenkinsctl COMMAND --help`` imports the
+module and must not pay for the config, the engine or the redaction
+(tests/unit/test_cli.py checks it).
 """
 
 from __future__ import annotations

@@ -228,3 +228,12 @@ def test_read_secret_file_is_the_one_way_a_secret_file_is_read(tmp_path):
         secrets.read_secret_file(str(f), "the token file")
     assert info.value.message.startswith("the token file contains a newline (inside it)")
     assert TOKEN not in info.value.message
+
+
+@pytest.mark.parametrize("url,shown", [
+    ("https://admin:" + TOKEN + "@ci.example:8443/jenkins/?token=" + TOKEN + "#x", "https://ci.example:8443/jenkins/"),
+    ("http://[::1]:8080/hook", "http://[::1]:8080/hook"),
+    ("https://ci.example", "https://ci.example"),
+])
+def test_display_url_drops_user_info_and_query(url, shown):
+    assert secrets.display_url(url) == shown
