@@ -236,14 +236,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # deploy's outcome) sets exc.result; it is printed like a success.
         if getattr(exc, "result", None) is not None and module is not None:
             if output == "json":
-                import json
-
-                from jenkinsctl.secrets import redact_obj
-
-                json.dump(redact_obj({**(exc.result or {}), "error": exc.to_dict()}), sys.stdout, indent=2,
-                          sort_keys=True,
-                          default=str)
-                sys.stdout.write("\n")
+                # One document: the result with the error in it.
+                _emit(output, {**(exc.result or {}), "error": exc.to_dict()}, module)
                 output = "json-done"
             else:
                 _emit(output, exc.result, module)
