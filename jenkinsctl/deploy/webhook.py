@@ -122,7 +122,8 @@ class WebhookStrategy:
                 if wait >= deadline.remaining():
                     raise out_of_time(
                         f"webhook {shown}", deadline,
-                        f"attempt {attempt + 1} of {attempts} waited to be sent (in {wait:g}s):\n  "
+                        f"attempt {attempt + 1} of {attempts} was still to be sent (after a {wait:g}s wait); "
+                        "so far:\n  "
                         + "\n  ".join(history),
                         hint="the receiver is down or failing; check it and deploy again", attempts=attempt)
                 log.info("webhook %s: %s; retrying in %gs", shown, history[-1], wait)
