@@ -117,3 +117,29 @@ def test_a_rollback_to_a_version_shares_the_rollbacks_deadline(tmp_path):
     with pytest.raises(Timeout, match="timeout of 30s ran out"):
         s.rollback(DIGEST)
     assert clock.now == 1030.0
+
+
+def test_swarms_own_rollback_is_bounded_from_the_rollbacks_start(tmp_path):
+    clock = FakeClock()
+    calls = []
+
+    def runner(argv, **kw):
+        calls.append((argv, kw["timeout"]))
+        clock.advance(3)                        # docker service rollback --detach
+        return subprocess.CompletedProcess(argv, 0, "", "")
+
+    s, api = strategy(tmp_path, clock, runner, timeout=10)
+    looked = api.inspect_service
+
+    def inspect(name):
+        svc = looked(name)
+        svc["PreviousSpec"] = {"TaskTemplate": {"ContainerSpec": {"Image": OLD}}}
+        return svc
+
+    api.inspect_service = inspect
+    with pytest.raises(Timeout) as err:
+        s.rollback()
+    assert calls == [(["docker", "service", "rollback", "--detach", "app_web"], 10.0)]
+    assert clock.now == 1010.0 and api.looks[-1] == 1010.0
+    assert "stack app: the deploy's timeout of 10s ran out while app_web was still 'updating'" in err.value.message
+    assert "--timeout" in err.value.hint
