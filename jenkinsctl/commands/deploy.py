@@ -5,6 +5,12 @@ from __future__ import annotations
 import dataclasses
 import os
 
+from jenkinsctl import engine, refs
+from jenkinsctl import registry as registrylib
+from jenkinsctl.config import Health
+from jenkinsctl.deploy import deploy_summary, make_strategy, parse_target, resolve_image, write_result
+from jenkinsctl.errors import UsageError
+
 DESCRIPTION = """Redeploy an image by digest and wait for the outcome.
 
 --to is STRATEGY:TARGET or the name of a target in the config's deploy.targets:
@@ -34,15 +40,12 @@ def add_target_arguments(p, *, required: bool) -> None:
     p.add_argument("--health-url", metavar="URL", help="container: HTTP URL that must answer 2xx/3xx "
                    "(overrides the target's health.http; default: the image's HEALTHCHECK)")
     p.add_argument("--timeout", type=float, metavar="SECONDS",
-                   help="how long to wait for the deployment to converge (overrides the target's timeout)")
+                   help="how long the whole deploy may take: lock wait, pull, health gates, convergence, "
+                   "webhook retries (overrides the target's timeout)")
     p.add_argument("--keep", type=int, metavar="N", help="container: previous versions kept for rollback")
 
 
 def resolve_target(args, config):
-    from jenkinsctl.config import Health
-    from jenkinsctl.deploy import parse_target
-    from jenkinsctl.errors import UsageError
-
     target = parse_target(args.to, config)
     changes = {}
     if getattr(args, "health_url", None):
@@ -62,22 +65,16 @@ def resolve_target(args, config):
 
 
 def engine_client(config):
-    from jenkinsctl import engine
-
     return engine.client(config.engine.host, timeout=config.engine.timeout, tls=config.engine.tls)
 
 
 def run(args, ctx):
-    from jenkinsctl import refs
-    from jenkinsctl import registry as registrylib
-    from jenkinsctl.deploy import deploy_summary, make_strategy, resolve_image, write_result
-
     config = ctx.config
     target = resolve_target(args, config)
     ref = refs.parse(args.image)
     auth = registrylib.image_auth(config, os.environ, ref, step=bool(getattr(args, "params_env", None)))
     client = None if (target.strategy == "webhook" and ref.digest) else engine_client(config)
-    image = resolve_image(client, args.image, auth)
+    image = resolve_image(client, ref, auth)
     strategy = make_strategy(target, config=config, client=client, auth=auth)
     result = {"image": image.repository, "digest": image.digest, "tags": list(image.tags)}
     try:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from jenkinsctl.commands.deploy import add_target_arguments, engine_client, render_deploy, resolve_target
+from jenkinsctl.deploy import deploy_summary, make_strategy, write_result
+
 DESCRIPTION = """Go back to the version deployed before the current one.
 
   container:NAME   start the newest kept container older than the current one again
@@ -11,8 +14,6 @@ DESCRIPTION = """Go back to the version deployed before the current one.
 
 
 def add_arguments(p) -> None:
-    from jenkinsctl.commands.deploy import add_target_arguments
-
     add_target_arguments(p, required=True)
     p.add_argument("--version", metavar="VERSION",
                    help="container: the kept version to go back to (vSEQ, sha256:..., or a digest prefix)")
@@ -20,9 +21,6 @@ def add_arguments(p) -> None:
 
 
 def run(args, ctx):
-    from jenkinsctl.commands.deploy import engine_client, resolve_target
-    from jenkinsctl.deploy import deploy_summary, make_strategy, write_result
-
     config = ctx.config
     target = resolve_target(args, config)
     client = None if target.strategy == "webhook" else engine_client(config)
@@ -37,6 +35,4 @@ def run(args, ctx):
 
 
 def render(result) -> str:
-    from jenkinsctl.commands.deploy import render_deploy
-
     return render_deploy(result) if result else ""

@@ -20,13 +20,15 @@ import os
 import re
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol
+from typing import Any, Callable, Mapping, Protocol
 
+from jenkinsctl import refs
+from jenkinsctl.config import Config, DeployTarget, Health
+from jenkinsctl.deploy.health import display_url
 from jenkinsctl.engine import ROLE_LABEL
-from jenkinsctl.errors import ConfigError, DeployError, RegistryError, UsageError
-
-if TYPE_CHECKING:
-    from jenkinsctl.config import Config, DeployTarget
+from jenkinsctl.errors import ConfigError, RegistryError, Timeout, UsageError
+from jenkinsctl.poll import Deadline
+from jenkinsctl.secrets import redact_obj
 
 log = logging.getLogger("jenkinsctl.deploy")
 
@@ -93,18 +95,37 @@ class Strategy(Protocol):
         """Go back to the version before the current one (or ``version``)."""
 
 
+# --- the deploy's time limit -------------------------------------------------------
+
+TIMEOUT_HINT = ("raise the deploy target's timeout (--timeout SECONDS, deployTimeout in a pipeline step, "
+                "timeout: in the config's deploy target)")
+
+
+def deploy_deadline(target: DeployTarget, clock: Callable[[], float]) -> Deadline:
+    """The whole deploy's bound: every wait in a strategy (lock, pull,
+    convergence, retries) takes what is left of it, so a deploy never runs
+    past the target's timeout whatever step it is in."""
+    return Deadline(float(target.timeout), clock)
+
+
+def out_of_time(subject: str, deadline: Deadline, pending: str, hint: str = "", **details: Any) -> Timeout:
+    """The error of a deploy that ran out of its timeout: which timeout,
+    what was still pending, and what to do."""
+    seconds = deadline.seconds if deadline.seconds is not None else deadline.elapsed()
+    return Timeout(f"{subject}: the deploy's timeout of {seconds:g}s ran out while {pending}",
+                   hint="; ".join(h for h in (hint, TIMEOUT_HINT) if h), timeout=seconds, pending=pending, **details)
+
+
 # --- targets -------------------------------------------------------------------
 
 
-def _default_target(strategy: str, target: str, name: str | None = None) -> "DeployTarget":
-    from jenkinsctl.config import DeployTarget, Health
-
+def _default_target(strategy: str, target: str, name: str | None = None) -> DeployTarget:
     return DeployTarget(name=name or f"{strategy}:{target}", strategy=strategy, target=target, ports=(), env={},
                         network=None, volumes=(), health=Health(http=None, timeout=60, interval=1), keep=3,
                         compose=None, service=None, secret=None, timeout=120, retries=3)
 
 
-def parse_target(spec: str, config: "Config | None" = None) -> "DeployTarget":
+def parse_target(spec: str, config: Config | None = None) -> DeployTarget:
     """``--to`` as STRATEGY:TARGET or the name of a configured target.
 
     ``container:web`` also picks up the settings (ports, env, health...) of
@@ -137,7 +158,7 @@ def parse_target(spec: str, config: "Config | None" = None) -> "DeployTarget":
 _TARGET_HINT = "use container:NAME, swarm:SERVICE, stack:NAME, webhook:URL or a configured target name"
 
 
-def _validate_target(t: "DeployTarget") -> None:
+def _validate_target(t: DeployTarget) -> None:
     if t.strategy == "container" and not _CONTAINER_NAME.match(t.target):
         raise UsageError(f"'{t.target}' is not a valid container name",
                          hint="use letters, digits, '_', '.' and '-', starting with a letter or digit")
@@ -148,7 +169,7 @@ def _validate_target(t: "DeployTarget") -> None:
         raise UsageError("the webhook target is not an http(s) URL", hint="use webhook:https://host/path")
 
 
-def make_strategy(target: "DeployTarget", *, config: "Config", client=None, environ: Mapping[str, str] | None = None,
+def make_strategy(target: DeployTarget, *, config: Config, client=None, environ: Mapping[str, str] | None = None,
                   auth: dict | None = None, labels: Mapping[str, str] | None = None,
                   clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep
                   ) -> Strategy:
@@ -160,6 +181,8 @@ def make_strategy(target: "DeployTarget", *, config: "Config", client=None, envi
     # networks, locks, services) carries the role "deploy": provisioning
     # matches only its own roles, so `down --volumes` never touches an app.
     own = {**config.labels, **(labels or {}), ROLE_LABEL: "deploy"}
+    # Each strategy module imports this package, so it is imported here,
+    # when chosen, and a webhook deploy never loads the Docker strategies.
     if target.strategy == "container":
         from jenkinsctl.deploy.container import ContainerStrategy
 
@@ -173,35 +196,41 @@ def make_strategy(target: "DeployTarget", *, config: "Config", client=None, envi
 
         return WebhookStrategy(target, environ=environ, sleep=sleep, clock=clock)
     if target.strategy == "stack":
-        try:
-            from jenkinsctl.deploy.stack import StackStrategy
-        except ImportError:
-            raise DeployError(f"stack:{target.target}: the stack strategy is not supported yet",
-                              hint="deploy the service with swarm:SERVICE for now") from None
+        from jenkinsctl.deploy.stack import StackStrategy
+
         return StackStrategy(client, target, labels=own, auth=auth, environ=environ, clock=clock, sleep=sleep)
     raise UsageError(f"unknown deploy strategy '{target.strategy}'", hint=_TARGET_HINT)
+
+
+# --- ports -------------------------------------------------------------------------
+
+
+def port_bindings(ports: tuple[str, ...] | list[str]) -> dict[str, list[dict[str, str]]]:
+    """A target's ports (``[HOST_IP:]HOST_PORT:CONTAINER_PORT[/proto]``, as
+    the schema's pattern checked them) as the engine's PortBindings,
+    ``{"8080/tcp": [{"HostIp": "", "HostPort": "80"}]}``: the one reading of
+    the port syntax, which each strategy turns into its own API's form."""
+    bindings: dict[str, list[dict[str, str]]] = {}
+    for spec in ports:
+        spec, _, proto = spec.partition("/")
+        parts = spec.split(":")
+        ip, host_port, cport = parts if len(parts) == 3 else ["", parts[0], parts[1]]
+        bindings.setdefault(f"{cport}/{proto or 'tcp'}", []).append({"HostIp": ip, "HostPort": host_port})
+    return bindings
 
 
 # --- image references ----------------------------------------------------------
 
 
-def split_reference(ref: str) -> tuple[str, str | None, str | None]:
-    """(repository, tag, digest) of a reference, validated by jenkinsctl.refs
-    against the Docker reference grammar."""
-    from jenkinsctl import refs
-
-    r = refs.parse(ref)
-    return r.repository, r.tag, r.digest
-
-
-def resolve_image(client, ref: str, auth: dict | None = None, tags: tuple[str, ...] = ()) -> ImageRef:
+def resolve_image(client, ref: str | refs.Reference, auth: dict | None = None, tags: tuple[str, ...] = ()) -> ImageRef:
     """Pin ``ref`` to a digest.  A reference that carries a digest is used
     as is; a tag is resolved at the registry (the truth a node would pull),
     falling back to the local image's RepoDigests when the registry has no
     answer."""
     import docker.errors
 
-    repository, tag, digest = split_reference(ref)
+    parsed = ref if isinstance(ref, refs.Reference) else refs.parse(ref)
+    repository, tag, digest = parsed.repository, parsed.tag, parsed.digest
     if digest:
         return ImageRef(repository, digest, tuple(tags) or ((tag,) if tag else ()))
     tag = tag or "latest"
@@ -262,7 +291,7 @@ def pull_by_digest(client, image: ImageRef, auth: dict | None) -> str:
 # --- results ------------------------------------------------------------------------
 
 
-def deploy_summary(outcome: DeployOutcome | None, target: "DeployTarget", error: Exception | None = None
+def deploy_summary(outcome: DeployOutcome | None, target: DeployTarget, error: Exception | None = None
                    ) -> dict[str, Any]:
     """The ``deploy`` part of a --result document."""
     if outcome is None:
@@ -275,10 +304,8 @@ def deploy_summary(outcome: DeployOutcome | None, target: "DeployTarget", error:
             "previous": outcome.previous, "details": outcome.details}
 
 
-def display_target(target: "DeployTarget") -> str:
+def display_target(target: DeployTarget) -> str:
     if target.strategy == "webhook":
-        from jenkinsctl.deploy.health import display_url
-
         return f"webhook:{display_url(target.target)}"
     return f"{target.strategy}:{target.target}"
 
@@ -288,8 +315,6 @@ def write_result(path: str, result: Mapping[str, Any]) -> None:
     Redacted like every other output: it is archived with the build."""
     import json
     import tempfile
-
-    from jenkinsctl.secrets import redact_obj
 
     result = redact_obj(result)
 

@@ -27,8 +27,10 @@ import socket
 import time
 from typing import Mapping
 
+from jenkinsctl.deploy import out_of_time
 from jenkinsctl.engine import api_error as _api_error
 from jenkinsctl.errors import Timeout
+from jenkinsctl.poll import Deadline, wait_for
 
 log = logging.getLogger("jenkinsctl.deploy")
 
@@ -113,44 +115,54 @@ def _expired(labels: Mapping[str, str], now: float) -> str | None:
 
 @contextlib.contextmanager
 def engine_lock(client, name: str, image: str, labels: Mapping[str, str], clock=time.monotonic, sleep=time.sleep,
-                timeout: float = 300, hold: float = LOCK_STALE_SECONDS):
+                timeout: float = 300, hold: float = LOCK_STALE_SECONDS, deadline: Deadline | None = None):
     """Hold the deploy lock ``name`` (see the module docstring).  ``timeout``
-    bounds the wait for it; ``hold`` is how long this holder may keep it,
+    bounds the wait for it, or what is left of ``deadline`` (the whole
+    deploy's) when given; ``hold`` is how long this holder may keep it,
     declared in its labels for waiters on other hosts."""
     import docker.errors
 
     api = client.api
-    deadline = clock() + timeout
     body = {"Image": image, "Cmd": ["true"], "Entrypoint": [], "Labels": {**labels, **_lock_labels(hold)},
             "HostConfig": {"NetworkMode": "none"}}
-    waited = False
-    while True:
-        try:
-            res = api._post_json(api._url("/containers/create"), data=body, params={"name": name})
-            cid = api._result(res, True)["Id"]
-            break
-        except docker.errors.APIError as exc:
-            if getattr(exc, "status_code", None) != 409:
-                raise _api_error(f"take the deploy lock {name}", exc) from None
-        try:
-            held = api.inspect_container(name)
-            held_labels = held["Config"].get("Labels") or {}
-            holder = held_labels.get(LOCK_OWNER, "?")
-            why = "its process is gone" if _owner_gone(held_labels) else _expired(held_labels, time.time())
-            if why:
-                log.warning("breaking the deploy lock %s held by %s: %s", name, holder, why)
-                api.remove_container(held["Id"], force=True)   # by id: never a lock taken since
+    holder = "?"
+
+    def take() -> str | None:
+        """The lock's container id once it is ours, None while another
+        live deploy holds it."""
+        nonlocal holder
+        while True:   # a lock broken or freed just now is tried again at once
+            try:
+                res = api._post_json(api._url("/containers/create"), data=body, params={"name": name})
+                return api._result(res, True)["Id"]
+            except docker.errors.APIError as exc:
+                if getattr(exc, "status_code", None) != 409:
+                    raise _api_error(f"take the deploy lock {name}", exc) from None
+            try:
+                held = api.inspect_container(name)
+            except docker.errors.NotFound:
                 continue
-        except docker.errors.NotFound:
-            continue
-        if clock() >= deadline:
-            raise Timeout(f"another deploy holds the lock {name} (owner {holder}) for more than {timeout:g}s",
-                          hint=f"wait for it; if its owner is gone (on another host), remove the lock with "
-                               f"'docker rm {name}'")
-        if not waited:
-            log.info("waiting for another deploy (lock %s held by %s)", name, holder)
-            waited = True
-        sleep(0.5)
+            held_labels = held["Config"].get("Labels") or {}
+            if holder != held_labels.get(LOCK_OWNER, "?"):
+                holder = held_labels.get(LOCK_OWNER, "?")
+                log.info("waiting for another deploy (lock %s held by %s)", name, holder)
+            why = "its process is gone" if _owner_gone(held_labels) else _expired(held_labels, time.time())
+            if not why:
+                return None
+            log.warning("breaking the deploy lock %s held by %s: %s", name, holder, why)
+            with contextlib.suppress(docker.errors.NotFound):
+                api.remove_container(held["Id"], force=True)   # by id: never a lock taken since
+
+    wait = deadline.remaining() if deadline is not None else timeout
+    got = wait_for(take, lambda cid: cid is not None, timeout=wait, interval=0.5, clock=clock, sleep=sleep)
+    if not got.done:
+        stale = f"if its owner is gone (on another host), remove the lock with 'docker rm {name}'"
+        pending = f"waiting for another deploy to free the lock {name} (held by {holder})"
+        if deadline is not None:
+            raise out_of_time(f"deploy lock {name}", deadline, pending, hint=stale, lock=name, owner=holder)
+        raise Timeout(f"another deploy holds the lock {name} (owner {holder}) for more than {timeout:g}s",
+                      hint=f"wait for it; {stale}", lock=name, owner=holder)
+    cid = got.last
     try:
         yield
     finally:

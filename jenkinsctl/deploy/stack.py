@@ -23,7 +23,8 @@ The outcome comes from the service's ``UpdateStatus``: ``completed``,
 went back: a DeployError carrying the health output), or ``paused``.  A
 service the deploy creates has no update status; it is done when a task of
 the new digest runs (Swarm reports a task running only once its HEALTHCHECK
-passes).  Everything waits within the target's ``timeout``.
+passes).  The target's ``timeout`` bounds the whole deploy or rollback: the
+docker CLI calls and every wait get what is left of it.
 """
 
 from __future__ import annotations
@@ -36,10 +37,17 @@ import subprocess
 import time
 from typing import Any, Callable, Mapping
 
-from jenkinsctl.deploy import IMAGE_LABEL, DeployOutcome, ImageRef, log_tail
+from jenkinsctl.deploy import IMAGE_LABEL, DeployOutcome, ImageRef, deploy_deadline, log_tail, out_of_time
+from jenkinsctl.engine import docker_host, engine_cli, version_refusal
 from jenkinsctl.errors import ConfigError, DeployError, EngineError, RegistryError, Timeout
+from jenkinsctl.poll import Deadline, wait_for
+from jenkinsctl.secrets import private_tempdir
 
 log = logging.getLogger("jenkinsctl.deploy.stack")
+
+# The least a clean-up CLI call (docker logout) gets even when the deploy's
+# time is up: it only removes what the login wrote.
+CLEANUP_SECONDS = 5.0
 
 COMPOSE_NAMES = ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml")
 SUCCESS_STATES = ("completed",)
@@ -71,8 +79,8 @@ class StackStrategy:
         self.runner = runner
         self.cwd = pathlib.Path(cwd or os.getcwd())
         self._docker_cli = docker_cli
-        self.timeout = float(target.timeout)
         self.poll = 0.5
+        self._deadline: Deadline | None = None
         self._seen: dict[str, list[str]] = {}  # task id -> health output lines (see observe)
 
     @property
@@ -81,21 +89,21 @@ class StackStrategy:
         accepts (one whose API is below the engine's MinAPIVersion would be
         refused, as Docker 29 refuses Debian 12's 20.10), chosen on first use."""
         if self._docker_cli is None:
-            from jenkinsctl.engine import engine_cli
-
             self._docker_cli = engine_cli(self.client, self.environ, host=self._engine_host())
         return self._docker_cli
 
     def _engine_host(self) -> str | None:
         if self.client is None:
             return self.environ.get("DOCKER_HOST")
-        from jenkinsctl.engine import docker_host
-
         return docker_host(self.client)
 
     # --- the interface ----------------------------------------------------------
 
     def deploy(self, image: ImageRef) -> DeployOutcome:
+        self._deadline = deploy_deadline(self.target, self.clock)
+        return self._deploy(image)
+
+    def _deploy(self, image: ImageRef) -> DeployOutcome:
         start = self.clock()
         compose = self.compose_file()
         doc = load_compose(compose)
@@ -109,13 +117,13 @@ class StackStrategy:
         details: dict[str, Any] = {"service": full, "compose": str(compose)}
         if before is None:
             outcome = "created"
-            details.update(self._wait_created(full, image, start))
+            details.update(self._wait_created(full, image))
         elif _digest_of(previous) == image.digest and _spec_image(self._service(full) or {}) == previous:
             outcome = "unchanged"
-            details.update(self._wait_running(full, image, start, what="the running version"))
+            details.update(self._wait_running(full, image, what="the running version"))
         else:
             outcome = "deployed"
-            details.update(self._wait_update(full, before, image, start))
+            details.update(self._wait_update(full, before, image))
         return DeployOutcome(strategy=self.name, target=self.stack, outcome=outcome, image=image.pinned,
                              digest=image.digest, previous={"image": previous} if previous else None,
                              seconds=round(self.clock() - start, 3), details=details)
@@ -124,6 +132,7 @@ class StackStrategy:
         """Swarm's own rollback to the service's previous spec; with
         ``version`` (a digest or REPO@DIGEST), a deploy of that digest."""
         start = self.clock()
+        self._deadline = deploy_deadline(self.target, self.clock)
         compose = self.compose_file()
         doc = load_compose(compose)
         service = self.service_name(doc, None)
@@ -137,14 +146,14 @@ class StackStrategy:
         if version:
             repo, _, digest = version.rpartition("@") if "@" in version else (current.split("@")[0], "", version)
             repo = repo or current.split("@")[0].rsplit(":", 1)[0]
-            out = self.deploy(ImageRef(repo, digest))
+            out = self._deploy(ImageRef(repo, digest))   # within the rollback's own deadline
             out.outcome = "rolled-back"
             return out
         if not svc.get("PreviousSpec"):
             raise DeployError(f"stack {self.stack}: service {full} has no previous version to roll back to",
                               hint="Swarm keeps one previous spec per service; deploy a digest with --image instead")
         self._run([self.docker_cli, "service", "rollback", "--detach", full], what=f"docker service rollback {full}")
-        svc2 = self._wait_state(full, svc, start, ROLLBACK_STATES + PAUSED_STATES)
+        svc2 = self._wait_state(full, svc, ROLLBACK_STATES + PAUSED_STATES)
         state = (svc2.get("UpdateStatus") or {}).get("State")
         now = _spec_image(svc2)
         if state not in ROLLBACK_STATES:
@@ -196,8 +205,6 @@ class StackStrategy:
     # --- docker stack deploy ----------------------------------------------------
 
     def _stack_deploy(self, compose: pathlib.Path, pin: Mapping[str, Any], image: ImageRef) -> None:
-        from jenkinsctl.secrets import private_tempdir
-
         # The login below writes user:password into config_dir: private, and
         # removed even when the build is aborted with SIGTERM.
         with private_tempdir("jenkinsctl-stack-", self.environ) as tmp:
@@ -225,23 +232,34 @@ class StackStrategy:
                     log.info("%s", line)
             finally:
                 if registry:
-                    self._run([self.docker_cli, "logout", registry], what="docker logout", env=env, check=False)
+                    self._run([self.docker_cli, "logout", registry], what="docker logout", env=env, check=False,
+                              cleanup=True)
 
     def _run(self, argv: list[str], *, what: str, env: Mapping[str, str] | None = None, stdin: str | None = None,
-             cwd: str | None = None, check: bool = True, error=DeployError) -> str:
+             cwd: str | None = None, check: bool = True, error=DeployError, cleanup: bool = False) -> str:
+        """Run one docker CLI call within what is left of the deploy's
+        timeout (a clean-up call gets at least CLEANUP_SECONDS)."""
+        deadline = self._bound()
+        left = deadline.remaining()
+        if cleanup:
+            left = max(left, CLEANUP_SECONDS)
+        elif left <= 0:
+            raise out_of_time(f"stack {self.stack}", deadline, f"{what} had not started yet")
         try:
             proc = self.runner(argv, input=stdin, capture_output=True, text=True, env=dict(env or self.environ),
-                               cwd=cwd, timeout=max(30.0, self.timeout))
+                               cwd=cwd, timeout=left)
         except FileNotFoundError:
             raise DeployError(f"{what}: the docker CLI ({self.docker_cli}) is not installed",
                               hint="the stack strategy needs the docker CLI: docker stack deploy has no engine API"
                               ) from None
         except subprocess.TimeoutExpired:
-            raise Timeout(f"{what}: no answer within {max(30.0, self.timeout):g}s") from None
+            if cleanup:
+                log.warning("%s: no answer within %gs", what, left)
+                return ""
+            raise out_of_time(f"stack {self.stack}", deadline, f"{what} had not finished (stopped after {left:g}s)",
+                              hint=f"'docker stack ps {self.stack}' shows what the stack got so far") from None
         if check and proc.returncode != 0:
             text = (proc.stderr or proc.stdout or "").strip()
-            from jenkinsctl.engine import version_refusal
-
             refused = version_refusal(text, client=f"the docker CLI {argv[0]}", host=self._engine_host())
             if refused is not None:  # a newer CLI fixes it, not the compose file
                 raise refused
@@ -297,21 +315,37 @@ class StackStrategy:
             return ""
         return ("other services of the stack:\n" + "\n".join(out)) if out else ""
 
+    def _bound(self) -> Deadline:
+        if self._deadline is None:   # a step called on its own, as tests do
+            self._deadline = deploy_deadline(self.target, self.clock)
+        return self._deadline
+
+    def _until(self, look: Callable[[], Any], done: Callable[[Any], bool], name: str, digest: str | None):
+        """Look until ``done`` or the deploy's deadline, remembering the
+        health output of ``digest``'s tasks between looks (see observe)."""
+        def watched() -> Any:
+            seen = look()
+            if digest and not done(seen):
+                self.observe(name, digest)
+            return seen
+
+        return wait_for(watched, done, timeout=self._bound().remaining(), interval=self.poll, clock=self.clock,
+                        sleep=self.sleep)
+
     def _deadline_error(self, name: str, image: ImageRef, waited: str) -> Timeout:
         health = "\n".join(x for x in (self.health_output(name, image.digest), self.others(name)) if x)
-        return Timeout(f"stack {self.stack}: {name} did not converge on {image.pinned} within {self.timeout:g}s "
-                       f"({waited})" + (f"\n{health}" if health else ""),
-                       hint=f"see 'docker service ps --no-trunc {name}'; raise the deploy target's timeout if the "
-                            "service needs longer to become healthy")
+        return out_of_time(f"stack {self.stack}", self._bound(),
+                           f"{name} had not converged on {image.pinned} ({waited})"
+                           + (f"\n{health}" if health else ""),
+                           hint=f"see 'docker service ps --no-trunc {name}'", service=name)
 
-    def _wait_created(self, name: str, image: ImageRef, start: float) -> dict[str, Any]:
-        return self._wait_running(name, image, start, what="the new service")
+    def _wait_created(self, name: str, image: ImageRef) -> dict[str, Any]:
+        return self._wait_running(name, image, what="the new service")
 
-    def _wait_running(self, name: str, image: ImageRef, start: float, *, what: str) -> dict[str, Any]:
+    def _wait_running(self, name: str, image: ImageRef, *, what: str) -> dict[str, Any]:
         """Until every wanted replica runs the digest (running = healthy
         when the image has a HEALTHCHECK)."""
-        deadline = start + self.timeout
-        while True:
+        def look() -> tuple[int, int]:
             svc = self._service(name)
             if svc is None:
                 raise DeployError(f"stack {self.stack}: service {name} disappeared while deploying")
@@ -319,37 +353,42 @@ class StackStrategy:
             running = [t for t in self._tasks(name) if t.get("DesiredState") == "running"
                        and (t.get("Status") or {}).get("State") == "running"
                        and _digest_of(_task_image(t)) == image.digest]
-            if len(running) >= want:
-                return {"state": "running", "replicas": len(running)}
-            if self.clock() >= deadline:
-                raise self._deadline_error(name, image, f"{len(running)}/{want} tasks of {what} running")
-            self.observe(name, image.digest)
-            self.sleep(self.poll)
+            return len(running), want
 
-    def _wait_state(self, name: str, before: Mapping[str, Any], start: float,
-                    states: tuple[str, ...]) -> dict[str, Any]:
+        got = self._until(look, lambda seen: seen[0] >= seen[1], name, image.digest)
+        running, want = got.last
+        if not got.done:
+            raise self._deadline_error(name, image, f"{running}/{want} tasks of {what} running")
+        return {"state": "running", "replicas": running}
+
+    def _wait_state(self, name: str, before: Mapping[str, Any], states: tuple[str, ...]) -> dict[str, Any]:
         """Until the service's update (the one after ``before``) is in
         ``states``."""
-        deadline = start + self.timeout
         old = before.get("UpdateStatus") or {}
-        while True:
+
+        def look() -> tuple[dict[str, Any], bool]:
             svc = self._service(name)
             if svc is None:
                 raise DeployError(f"stack {self.stack}: service {name} disappeared while deploying")
             us = svc.get("UpdateStatus") or {}
             fresh = us and (us.get("StartedAt") != old.get("StartedAt") or us.get("State") != old.get("State"))
-            if fresh and us.get("State") in states:
-                return svc
-            if self.clock() >= deadline:
-                raise Timeout(f"stack {self.stack}: {name} is still '{us.get('State') or 'updating'}' after "
-                              f"{self.timeout:g}s", hint=f"see 'docker service ps --no-trunc {name}'")
-            self.sleep(self.poll)
+            return svc, bool(fresh and us.get("State") in states)
 
-    def _wait_update(self, name: str, before: Mapping[str, Any], image: ImageRef, start: float) -> dict[str, Any]:
-        deadline = start + self.timeout
+        got = self._until(look, lambda seen: seen[1], name, None)
+        svc = got.last[0]
+        if not got.done:
+            state = (svc.get("UpdateStatus") or {}).get("State") or "updating"
+            raise out_of_time(f"stack {self.stack}", self._bound(), f"{name} was still '{state}'",
+                              hint=f"see 'docker service ps --no-trunc {name}'", service=name)
+        return svc
+
+    def _wait_update(self, name: str, before: Mapping[str, Any], image: ImageRef) -> dict[str, Any]:
         old = before.get("UpdateStatus") or {}
         old_index = (before.get("Version") or {}).get("Index", 0)
-        while True:
+
+        def look() -> tuple[str | None, dict[str, Any] | None]:
+            """(the update's state, the outcome once it succeeded); a
+            rollback or a pause ends the wait with an error."""
             svc = self._service(name)
             if svc is None:
                 raise DeployError(f"stack {self.stack}: service {name} disappeared while deploying")
@@ -360,7 +399,7 @@ class StackStrategy:
             state = us.get("State")
             if fresh and state in SUCCESS_STATES:
                 # completed: the new tasks passed their health checks and the monitor window.
-                return {"state": state, "message": us.get("Message", "")}
+                return state, {"state": state, "message": us.get("Message", "")}
             if fresh and state in ROLLBACK_STATES:
                 health = self.health_output(name, image.digest)
                 back = _spec_image(svc)
@@ -368,7 +407,7 @@ class StackStrategy:
                 back_digest = _digest_of(back)
                 if back and back_digest:
                     try:
-                        self._wait_running(name, ImageRef(back.rsplit("@", 1)[0], back_digest), start,
+                        self._wait_running(name, ImageRef(back.rsplit("@", 1)[0], back_digest),
                                            what="the previous version")
                     except Timeout:
                         serving = "but it is not running yet"
@@ -389,10 +428,13 @@ class StackStrategy:
                          "rollback goes back automatically, and rollback_config.failure_action: continue lets the "
                          "rollback finish", outcome="paused", service=name,
                     state=state, health=health)
-            if self.clock() >= deadline:
-                raise self._deadline_error(name, image, f"update state '{state or 'none'}'")
-            self.observe(name, image.digest)
-            self.sleep(self.poll)
+            return state, None
+
+        got = self._until(look, lambda seen: seen[1] is not None, name, image.digest)
+        state, details = got.last
+        if details is None:
+            raise self._deadline_error(name, image, f"update state '{state or 'none'}'")
+        return details
 
     # --- what went wrong --------------------------------------------------------
 

@@ -10,7 +10,8 @@ available).  Registry auth goes along in X-Registry-Auth so every node can
 pull (``docker service update --with-registry-auth``).  Then it waits for
 UpdateStatus to reach ``completed`` (converged) or ``rollback_completed``
 (Swarm rolled back: a DeployError naming the failing tasks' errors), within
-the target's timeout.
+the target's timeout, which bounds the whole deploy or rollback: each wait
+gets what is left of it.
 """
 
 from __future__ import annotations
@@ -21,10 +22,21 @@ import os
 import time
 from typing import Any, Callable, Mapping
 
-from jenkinsctl.deploy import DEPLOY_LABEL, IMAGE_LABEL, DeployOutcome, ImageRef, log_tail
+from jenkinsctl.config import SecretRef
+from jenkinsctl.deploy import (
+    DEPLOY_LABEL,
+    IMAGE_LABEL,
+    DeployOutcome,
+    ImageRef,
+    deploy_deadline,
+    log_tail,
+    out_of_time,
+    port_bindings,
+)
 from jenkinsctl.deploy import parse_time as _ts
 from jenkinsctl.engine import api_error as _api_error
-from jenkinsctl.errors import DeployError, Timeout
+from jenkinsctl.errors import DeployError
+from jenkinsctl.poll import Deadline, wait_for
 
 log = logging.getLogger("jenkinsctl.deploy")
 
@@ -52,6 +64,7 @@ class SwarmStrategy:
         self.delay = delay
         self.monitor = monitor
         self.poll = poll
+        self._deadline: Deadline | None = None
 
     # --- public ---------------------------------------------------------------
 
@@ -59,6 +72,7 @@ class SwarmStrategy:
         import docker.errors
 
         start = self.clock()
+        self._deadline = deploy_deadline(self.target, self.clock)
         self._require_manager()
         try:
             svc = self._find()
@@ -96,6 +110,7 @@ class SwarmStrategy:
                               "container targets", hint=f"deploy the version you want: jenkinsctl deploy "
                               f"--image REPO@sha256:... --to swarm:{self.service}")
         start = self.clock()
+        self._deadline = deploy_deadline(self.target, self.clock)
         self._require_manager()
         try:
             svc = self._find()
@@ -168,8 +183,6 @@ class SwarmStrategy:
             log.warning("swarm: %s", w)
 
     def _create(self, image: ImageRef) -> dict[str, Any]:
-        from jenkinsctl.config import SecretRef
-
         t = self.target
         env = []
         for k, v in t.env.items():
@@ -179,16 +192,14 @@ class SwarmStrategy:
                     raise DeployError(f"swarm service {self.service}: env {k} refers to a secret that is not set")
             env.append(f"{k}={v}")
         ports = []
-        for p in t.ports:
-            proto = "tcp"
-            if "/" in p:
-                p, proto = p.split("/", 1)
-            parts = p.split(":")
-            if len(parts) == 3 and parts[0] not in ("", "0.0.0.0"):
-                log.warning("swarm publishes on every address of the node; the address %s in '%s' is ignored",
-                            parts[0], p)
-            ports.append({"Protocol": proto, "TargetPort": int(parts[-1]), "PublishedPort": int(parts[-2]),
-                          "PublishMode": "host"})
+        for cport, binds in port_bindings(t.ports).items():
+            number, _, proto = cport.partition("/")
+            for b in binds:
+                if b["HostIp"] not in ("", "0.0.0.0"):
+                    log.warning("swarm publishes on every address of the node; the address %s in '%s:%s:%s' is "
+                                "ignored", b["HostIp"], b["HostIp"], b["HostPort"], number)
+                ports.append({"Protocol": proto, "TargetPort": int(number), "PublishedPort": int(b["HostPort"]),
+                              "PublishMode": "host"})
         labels = {**self.labels, DEPLOY_LABEL: self.service, IMAGE_LABEL: image.pinned}
         spec: dict[str, Any] = {
             "Name": self.service, "Labels": labels,
@@ -204,17 +215,22 @@ class SwarmStrategy:
         spec["RollbackConfig"] = self._update_config(order, "pause")
         res = self.api._post_json(self.api._url("/services/create"), data=spec, headers=self._headers())
         sid = self.api._result(res, True)["ID"]
-        deadline = self.clock() + self.target.timeout
-        while True:
-            ok, tasks = self._converged(sid, image.pinned)
-            if ok:
-                return {"service": self.service, "order": order, "state": "created", "tasks": tasks}
-            if self.clock() >= deadline:
-                raise Timeout(f"swarm service {self.service} was created but its tasks did not run within "
-                              f"{self.target.timeout:g}s:\n"
+        got = wait_for(lambda: self._converged(sid, image.pinned), lambda seen: seen[0],
+                       timeout=self._left(), interval=self.poll, clock=self.clock, sleep=self.sleep)
+        if not got.done:
+            raise out_of_time(f"swarm service {self.service}", self._bound(),
+                              f"waiting for the new service's tasks to run ({got.last[1]} running):\n"
                               + "\n".join(self._task_errors(sid) or ["no task error reported"]),
-                              hint=f"see 'docker service ps --no-trunc {self.service}'")
-            self.sleep(self.poll)
+                              hint=f"see 'docker service ps --no-trunc {self.service}'", outcome="timeout")
+        return {"service": self.service, "order": order, "state": "created", "tasks": got.last[1]}
+
+    def _bound(self) -> Deadline:
+        if self._deadline is None:   # a step called on its own, as tests do
+            self._deadline = deploy_deadline(self.target, self.clock)
+        return self._deadline
+
+    def _left(self) -> float:
+        return self._bound().remaining()
 
     def _engine_now(self) -> _dt.datetime:
         """The manager's clock, which stamps UpdateStatus.StartedAt; an
@@ -223,24 +239,24 @@ class SwarmStrategy:
 
     def _wait(self, sid: str, goal_image: str, since: _dt.datetime, *, expect_rollback: bool
               ) -> tuple[str, dict[str, Any]]:
-        deadline = self.clock() + self.target.timeout
-        updated_at = since
-        state, message = "updating", ""
-        while True:
+        def look() -> tuple[str, str, dict[str, Any] | None]:
+            """(state, message, the outcome once there is one); Swarm's
+            rollback of a deploy and a paused update end the wait with an
+            error."""
             svc = self.api.inspect_service(sid)
             us = svc.get("UpdateStatus") or {}
-            fresh = us and _ts(us.get("StartedAt")) >= updated_at
+            fresh = us and _ts(us.get("StartedAt")) >= since
             state = us.get("State", "") if fresh else "pending"
             message = us.get("Message", "") if fresh else ""
             if state == "completed" and not expect_rollback:
                 ok, tasks = self._converged(sid, goal_image)
                 if ok:
-                    return state, {"state": "converged", "message": message, "tasks": tasks}
+                    return state, message, {"state": "converged", "message": message, "tasks": tasks}
             elif state == "rollback_completed":
                 if expect_rollback:
                     ok, tasks = self._converged(sid, goal_image)
                     if ok:
-                        return state, {"state": "rolled back", "message": message, "tasks": tasks}
+                        return state, message, {"state": "rolled back", "message": message, "tasks": tasks}
                 else:
                     errors = self._task_errors(sid, goal_image)
                     raise DeployError(
@@ -255,12 +271,18 @@ class SwarmStrategy:
                                   + "\n".join(f"  {e}" for e in errors),
                                   hint=f"fix the cause, then 'docker service update --rollback {self.service}' "
                                        "or deploy again", outcome=state, tasks=errors)
-            if self.clock() >= deadline:
-                raise Timeout(f"swarm service {self.service}: not converged within {self.target.timeout:g}s "
-                              f"(update state: {state or 'none'}{': ' + message if message else ''})",
-                              hint="raise the target's timeout, or see 'docker service ps --no-trunc "
-                                   f"{self.service}'", outcome=state or "timeout")
-            self.sleep(self.poll)
+            return state, message, None
+
+        got = wait_for(look, lambda seen: seen[2] is not None, timeout=self._left(), interval=self.poll,
+                       clock=self.clock, sleep=self.sleep)
+        state, message, details = got.last
+        if details is None:
+            goal = "the rollback" if expect_rollback else "the update"
+            raise out_of_time(f"swarm service {self.service}", self._bound(),
+                              f"{goal} to {goal_image} had not converged (update state: {state or 'none'}"
+                              f"{': ' + message if message else ''})",
+                              hint=f"see 'docker service ps --no-trunc {self.service}'", outcome=state or "timeout")
+        return state, details
 
     def _converged(self, sid: str, image: str) -> tuple[bool, int]:
         svc = self.api.inspect_service(sid)

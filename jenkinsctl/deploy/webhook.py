@@ -15,11 +15,15 @@
   2 s, 4 s...; 5xx answers and failures after sending are retried only
   when the target says ``idempotent: true``.  A 4xx fails at once
   (retrying cannot fix a bad token or payload).
-* Each attempt has a timeout (the target's ``timeout``, at most 30 s).
+* Each attempt has a timeout (at most 30 s), and the target's ``timeout``
+  bounds the whole trigger, retries and the waits between them included:
+  an attempt gets only what is left of it, and no retry starts once the
+  wait before it would reach the deadline.
 """
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 import logging
@@ -29,9 +33,10 @@ import time
 import urllib.parse
 from typing import Callable, Mapping
 
-from jenkinsctl.deploy import DeployOutcome, ImageRef
+from jenkinsctl.deploy import DeployOutcome, ImageRef, deploy_deadline, out_of_time
 from jenkinsctl.deploy.health import display_url
 from jenkinsctl.errors import ConfigError, DeployError
+from jenkinsctl.poll import MIN_INTERVAL
 from jenkinsctl.secrets import redact, sensitive, sensitive_basic, sensitive_url
 
 log = logging.getLogger("jenkinsctl.deploy")
@@ -78,6 +83,7 @@ class WebhookStrategy:
 
     def deploy(self, image: ImageRef) -> DeployOutcome:
         start = self.clock()
+        deadline = deploy_deadline(self.target, self.clock)
         secret = webhook_secret(self.target, self.environ)
         payload = {"image": image.repository, "digest": image.digest, "tags": list(image.tags),
                    "reference": image.pinned}
@@ -86,14 +92,16 @@ class WebhookStrategy:
         if secret:
             headers["Authorization"] = f"Bearer {secret}"
         attempts = max(1, int(self.target.retries))
-        timeout = min(float(self.target.timeout), MAX_ATTEMPT_TIMEOUT)
         shown = display_url(self.url)
         if secret and urllib.parse.urlsplit(self.url).scheme == "http":
             log.warning("webhook %s: the Bearer token goes over plain http:// and can be read on the way; "
                         "use https://", shown)
         history: list[str] = []
         for attempt in range(1, attempts + 1):
-            status, text, sent = self._post(body, headers, timeout)
+            # An attempt gets what is left of the deploy (a socket timeout of
+            # 0 would mean non-blocking, hence the floor).
+            left = max(MIN_INTERVAL, min(deadline.remaining(), MAX_ATTEMPT_TIMEOUT))
+            status, text, sent = self._post(body, headers, left)
             text = redact(text, secret)
             if status is not None and 200 <= status < 300:
                 return DeployOutcome(self.name, shown, "triggered", image.pinned, image.digest, None,
@@ -111,6 +119,13 @@ class WebhookStrategy:
                                   status=status, attempts=attempt)
             if attempt < attempts:
                 wait = self.backoff * (2 ** (attempt - 1))
+                if wait >= deadline.remaining():
+                    raise out_of_time(
+                        f"webhook {shown}", deadline,
+                        f"attempt {attempt + 1} of {attempts} was still to be sent (after a {wait:g}s wait); "
+                        "so far:\n  "
+                        + "\n  ".join(history),
+                        hint="the receiver is down or failing; check it and deploy again", attempts=attempt)
                 log.info("webhook %s: %s; retrying in %gs", shown, history[-1], wait)
                 self.sleep(wait)
         raise DeployError(f"webhook {shown} failed after {attempts} attempts:\n  " + "\n  ".join(history),
@@ -135,8 +150,6 @@ class WebhookStrategy:
             conn = http.client.HTTPConnection(u.hostname or "", u.port or 80, timeout=timeout)
         hdrs = dict(headers)
         if u.username:
-            import base64
-
             user, password = urllib.parse.unquote(u.username), urllib.parse.unquote(u.password or "")
             sensitive_basic(user, password)  # receivers echo the header, not the password
             cred = f"{user}:{password}"
