@@ -108,6 +108,10 @@ class JenkinsError(JenkinsctlError):
     category = "jenkins"
 
 
+class JenkinsNotFound(JenkinsError):
+    """The controller has no such object (its answer 404): node, credential, page."""
+
+
 class JenkinsAuthError(JenkinsError):
     """The controller rejected the credentials (401) or a permission (403)."""
 
