@@ -109,7 +109,9 @@ class JenkinsError(JenkinsctlError):
 
 
 class JenkinsNotFound(JenkinsError):
-    """The controller has no such object (its answer 404): node, credential, page."""
+    """The controller answered 404: the node, credential or page is not there."""
+
+    category = "jenkins-not-found"
 
 
 class JenkinsAuthError(JenkinsError):

@@ -340,6 +340,7 @@ def test_a_404_is_a_jenkins_not_found_that_names_the_request(api):
     with pytest.raises(JenkinsNotFound) as err:
         api._get_json("computer/nope/api/json")
     assert isinstance(err.value, JenkinsError) and err.value.exit_code == 7
+    assert err.value.category == "jenkins-not-found"
     assert err.value.details["status"] == 404
     assert "GET /computer/nope/api/json" in err.value.message and "404" in err.value.message
     assert PASSWORD not in str(err.value.to_dict())
@@ -377,11 +378,18 @@ def test_a_controller_answering_503_is_not_taken_for_a_missing_object(emu, api, 
     assert "agent-1" in emu.computers and "cred" in emu.credentials
 
 
-def test_a_refused_delete_is_an_auth_error_not_a_missing_node(emu, api, keys):
+def test_401_and_403_are_auth_errors_not_missing_objects(emu, api, keys):
+    wrong = JenkinsAPI(emu.url, "admin", "not-the-password", timeout=5)
+    for lookup in (wrong.get_node, wrong.node_config, wrong.credential_config, wrong.delete_credential,
+                   wrong.delete_node):
+        with pytest.raises(JenkinsAuthError) as err:
+            lookup("nope")
+        assert err.value.details["status"] == 401, lookup
     api.ensure_node(spec(keys))
     reader = JenkinsAPI(emu.url, "reader", "r", timeout=5)
-    with pytest.raises(JenkinsAuthError):
-        reader.delete_node("agent-1")
+    with pytest.raises(JenkinsAuthError) as err:
+        reader.delete_node("agent-1")  # a 403, not "it was not there"
+    assert err.value.details["status"] == 403
     assert "agent-1" in emu.computers
 
 
