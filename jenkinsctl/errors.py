@@ -108,6 +108,12 @@ class JenkinsError(JenkinsctlError):
     category = "jenkins"
 
 
+class JenkinsNotFound(JenkinsError):
+    """The controller answered 404: the node, credential or page is not there."""
+
+    category = "jenkins-not-found"
+
+
 class JenkinsAuthError(JenkinsError):
     """The controller rejected the credentials (401) or a permission (403)."""
 

@@ -34,7 +34,9 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from jenkinsctl.errors import ConfigError, JenkinsAuthError, JenkinsError, Timeout
+from jenkinsctl.errors import ConfigError, JenkinsAuthError, JenkinsError, JenkinsNotFound, Timeout
+from jenkinsctl.poll import wait_for
+from jenkinsctl.secrets import redact, sensitive, sensitive_url
 
 log = logging.getLogger("jenkinsctl.jenkins")
 
@@ -347,6 +349,13 @@ def _client_class():
     import jenkins
     import requests
 
+    class _NotFound(JenkinsNotFound, jenkins.NotFoundException):
+        """The one form a 404 takes.  Callers in jenkinsctl catch JenkinsNotFound;
+        it is also python-jenkins' NotFoundException because python-jenkins'
+        own methods rely on that: maybe_add_crumb reads a 404 from the crumb
+        issuer as "CSRF protection is off", and create_node's node_exists
+        reads one as "no such node yet"."""
+
     class _Client(jenkins.Jenkins):
         """python-jenkins with typed errors, one crumb refresh and strict URL encoding."""
 
@@ -354,8 +363,6 @@ def _client_class():
             super().__init__(url, username=username, password=password, timeout=timeout)
             self._display = _display_url(url)
             self._username = username or "anonymous"
-            from jenkinsctl.secrets import sensitive, sensitive_url
-
             # Registered for the CLI's redaction, and refused with a clean
             # error if it would make an invalid Authorization header.
             self._secret = sensitive(password, "the controller password") or ""
@@ -442,9 +449,7 @@ def _client_class():
                                         hint="grant the user Overall/Administer, or the Computer and Credentials "
                                              "permissions", status=403, url=self._display)
             if status == 404:
-                import jenkins
-
-                return jenkins.NotFoundException(f"{where}: not found (404)")
+                return _NotFound(f"{where} on {self._display}: not found (404)", status=404, url=self._display)
             if status == 503 and _CASC_ERROR in _body(resp):
                 # A BootFailure of configuration-as-code: the controller will
                 # not get ready however long we wait.
@@ -465,8 +470,6 @@ def _client_class():
                                 x_error=self._redact(x_error) if x_error else None, url=self._display)
 
         def _redact(self, text: str) -> str:
-            from jenkinsctl.secrets import redact
-
             return redact(text, self._secret)
 
     return _Client
@@ -606,11 +609,6 @@ class JenkinsAPI:
             raise JenkinsError(f"GET /{path} on {self.url} did not return JSON",
                                hint="is this URL a Jenkins controller?") from None
 
-    def _not_found(self, exc: BaseException) -> bool:
-        import jenkins
-
-        return isinstance(exc, jenkins.NotFoundException)
-
     # --- readiness ----------------------------------------------------------
 
     def wait_ready(self, timeout: float | None = None, *, starting: bool = False) -> str:
@@ -627,35 +625,37 @@ class JenkinsAPI:
         swallows 401 (and waits the whole time for a typo), and lets a
         refused connection escape as a raw requests error.
         """
-        import jenkins
-
         limit = self.ready_timeout if timeout is None else timeout
-        deadline = self._clock() + limit
-        last = "no answer yet"
-        while True:
+
+        def look() -> tuple[str | None, str]:
+            """(the version once ready, else None; why it is not ready)."""
             try:
                 resp = self._req("GET", "api/json")
                 info = resp.json()
                 if "mode" in info:
-                    version = resp.headers.get("X-Jenkins", "")
                     # Fetch the crumb now, single-threaded, before parallel work.
                     self.server.maybe_add_crumb(_Dummy())
-                    return version
-                last = "the API answered without 'mode'"
+                    return resp.headers.get("X-Jenkins", ""), ""
+                return None, "the API answered without 'mode'"
             except JenkinsAuthError:
                 raise
+            except JenkinsNotFound:
+                return None, "the API is not there yet (404 or not JSON)"
             except JenkinsError as exc:
                 if exc.details.get("starting") or (starting and exc.details.get("unreachable")):
-                    last = exc.message
-                else:
-                    raise
-            except (jenkins.NotFoundException, ValueError):
-                last = "the API is not there yet (404 or not JSON)"
-            if self._clock() >= deadline:
-                raise Timeout(f"the Jenkins controller at {self.url} was not ready within {limit:g}s: {last}",
-                              hint="see the controller's log (docker logs); raise controller.ready_timeout if it "
-                                   "is just slow", url=self.url)
-            self._sleep(min(1.0, max(0.05, deadline - self._clock())))
+                    return None, exc.message
+                raise
+            except ValueError:
+                return None, "the API is not there yet (404 or not JSON)"
+
+        out = wait_for(look, lambda r: r[0] is not None, timeout=limit, interval=1.0,
+                       clock=self._clock, sleep=self._sleep)
+        version, last = out.last
+        if version is None:
+            raise Timeout(f"the Jenkins controller at {self.url} was not ready within {limit:g}s: {last}",
+                          hint="see the controller's log (docker logs); raise controller.ready_timeout if it "
+                               "is just slow", url=self.url)
+        return version
 
     def whoami(self) -> dict[str, Any]:
         return self._get_json("me/api/json?depth=0")
@@ -670,19 +670,15 @@ class JenkinsAPI:
         validate_node_name(name)
         try:
             return NodeState.from_json(self._get_json(f"computer/{quote(name, safe='')}/api/json?depth=0"))
-        except Exception as exc:  # noqa: BLE001
-            if self._not_found(exc):
-                return None
-            raise
+        except JenkinsNotFound:
+            return None
 
     def node_config(self, name: str) -> str | None:
         validate_node_name(name)
         try:
             return self.server.get_node_config(name)
-        except Exception as exc:  # noqa: BLE001
-            if self._not_found(exc):
-                return None
-            raise
+        except JenkinsNotFound:
+            return None
 
     def plan_node(self, spec: NodeSpec) -> tuple[str, dict[str, tuple[Any, Any]]]:
         """("create" | "update" | "unchanged", differing fields); read-only."""
@@ -697,6 +693,8 @@ class JenkinsAPI:
 
         Unchanged costs one GET and no POST.
         """
+        import jenkins
+
         validate_node_name(spec.name)
         action, diff = self.plan_node(spec)
         if action == "unchanged":
@@ -718,13 +716,14 @@ class JenkinsAPI:
                 action, diff = self.plan_node(spec)
                 return "unchanged" if action == "unchanged" else self._reconfigure(spec, diff)
             raise
-        except Exception as exc:  # python-jenkins' own "node[x] already exists" / "create[x] failed"
-            if type(exc).__name__ == "JenkinsException" and "already exists" in str(exc):
+        except jenkins.JenkinsException as exc:
+            # Not an HTTP error (those are JenkinsError, caught above) but
+            # python-jenkins' own checks around the POST: "node[x] already
+            # exists" before it, "create[x] failed" after it.
+            if "already exists" in str(exc):
                 action, diff = self.plan_node(spec)
                 return "unchanged" if action == "unchanged" else self._reconfigure(spec, diff)
-            if type(exc).__name__ == "JenkinsException":
-                raise JenkinsError(f"creating node {spec.name} on {self.url} failed: {exc}") from None
-            raise
+            raise JenkinsError(f"creating node {spec.name} on {self.url} failed: {exc}") from None
         self._check_pinned(spec)
         return "created"
 
@@ -765,12 +764,9 @@ class JenkinsAPI:
         """Disconnect, wait until the controller shows the node offline (it
         closes the channel on another thread), then launch it again."""
         self.disconnect(name, "jenkinsctl: reconnecting with the changed configuration")
-        deadline = self._clock() + timeout
-        while True:
-            node = self.get_node(name)
-            if node is None or not node.online or self._clock() >= deadline:
-                break
-            self._sleep(0.1)
+        # Timing out is not an error: the launch below connects it again anyway.
+        wait_for(lambda: self.get_node(name), lambda node: node is None or not node.online, timeout=timeout,
+                 interval=0.1, clock=self._clock, sleep=self._sleep)
         self.relaunch(name)
 
     def delete_node(self, name: str) -> bool:
@@ -778,10 +774,8 @@ class JenkinsAPI:
         validate_node_name(name)
         try:
             self._req("POST", f"computer/{quote(name, safe='')}/doDelete")
-        except Exception as exc:  # noqa: BLE001
-            if self._not_found(exc):
-                return False
-            raise
+        except JenkinsNotFound:
+            return False
         return True
 
     def disable_node(self, name: str, message: str = "") -> bool:
@@ -806,10 +800,10 @@ class JenkinsAPI:
         validate_node_name(name)
         try:
             self._req("POST", f"computer/{quote(name, safe='')}/launchSlaveAgent")
-        except Exception as exc:  # noqa: BLE001
+        except JenkinsNotFound:
             # The answer redirects to the node's log page; a 404 there (some
             # controllers or proxies hide it) is not a failed launch.
-            if not self._not_found(exc) or self.get_node(name) is None:
+            if self.get_node(name) is None:
                 raise
 
     def _must_node(self, name: str) -> NodeState:
@@ -823,26 +817,18 @@ class JenkinsAPI:
         try:
             text = self._req("GET", f"computer/{quote(name, safe='')}/logText/progressiveText",
                              params={"start": 0}).text
-        except JenkinsError:
+        except JenkinsError:  # no log yet (404) or none for us: a message without lines, not a second error
             return []
-        except Exception as exc:  # noqa: BLE001
-            if self._not_found(exc):
-                return []
-            raise
         return [line for line in text.splitlines() if line.strip()][-lines:]
 
     def wait_online(self, name: str, timeout: float, *, poll: float = 0.5) -> NodeState:
         """Wait until the node is connected; on timeout the Timeout carries the
         node's offlineCauseReason (and the last launch-log lines)."""
-        deadline = self._clock() + timeout
-        node: NodeState | None = None
-        while True:
-            node = self.get_node(name)
-            if node is not None and node.online:
-                return node
-            if self._clock() >= deadline:
-                break
-            self._sleep(max(0.05, min(poll, deadline - self._clock())))
+        out = wait_for(lambda: self.get_node(name), lambda n: n is not None and n.online, timeout=timeout,
+                       interval=poll, clock=self._clock, sleep=self._sleep)
+        node = out.last
+        if node is not None and out.done:
+            return node
         reason = "the node does not exist" if node is None else (node.offline_reason or "no reason given")
         if node is not None and node.temporarily_offline:
             reason = f"it is marked temporarily offline: {reason}"
@@ -860,10 +846,8 @@ class JenkinsAPI:
     def credential_config(self, cred_id: str) -> str | None:
         try:
             return self._req("GET", self._cred_path(cred_id) + "/config.xml").text
-        except Exception as exc:  # noqa: BLE001
-            if self._not_found(exc):
-                return None
-            raise
+        except JenkinsNotFound:
+            return None
 
     def plan_credential(self, cred_id: str, username: str, private_key: str) -> str:
         current = self.credential_config(cred_id)
@@ -909,10 +893,8 @@ class JenkinsAPI:
     def delete_credential(self, cred_id: str) -> bool:
         try:
             self._req("POST", self._cred_path(cred_id) + "/doDelete")
-        except Exception as exc:  # noqa: BLE001
-            if self._not_found(exc):
-                return False
-            raise
+        except JenkinsNotFound:
+            return False
         return True
 
 
@@ -935,18 +917,19 @@ def _describe_ref(ref: Mapping[str, str]) -> str:
 
 def wait_all_online(api: JenkinsAPI, names: Iterable[str], timeout: float, *, poll: float = 0.5) -> dict[str, Any]:
     """Wait for many nodes with one shared deadline; {name: NodeState | Timeout}."""
-    names = list(names)
-    deadline = api._clock() + timeout
     pending = set(names)
     result: dict[str, Any] = {}
-    while pending:
+
+    def look() -> set[str]:
+        # One list call per round for all nodes, not one call per node.
         for node in api.list_nodes():
             if node.name in pending and node.online:
                 result[node.name] = node
                 pending.discard(node.name)
-        if not pending or api._clock() >= deadline:
-            break
-        api._sleep(max(0.05, min(poll, deadline - api._clock())))
+        return pending
+
+    if pending:
+        wait_for(look, lambda left: not left, timeout=timeout, interval=poll, clock=api._clock, sleep=api._sleep)
     for name in sorted(pending):
         try:
             result[name] = api.wait_online(name, 0)

@@ -15,9 +15,9 @@ import time
 import pytest
 import requests
 
-from jenkinsctl.errors import ConfigError, JenkinsAuthError, JenkinsError, Timeout
+from jenkinsctl.errors import ConfigError, JenkinsAuthError, JenkinsError, JenkinsNotFound, Timeout
 from jenkinsctl.jenkins_api import (MANUAL_KEY_STRATEGY, HostKey, JenkinsAPI, NodeSpec, node_fields,
-                                    validate_node_name)
+                                    validate_node_name, wait_all_online)
 from tests.fakejenkins import FakeJenkins, SilentServer, User
 from tests.fakejenkins import sshkeys
 
@@ -317,6 +317,140 @@ def test_enable_and_disable_decide_from_temporarily_offline(emu, api, keys):
 def test_delete_missing_node_is_false(api):
     assert api.delete_node("nope") is False
     assert api.get_node("nope") is None
+
+
+# --- 404: translated once in the client, and nothing else taken for it -------------------------
+
+
+def test_each_missing_object_is_none_or_false_from_the_controllers_own_404(emu, api):
+    api.wait_ready()
+    clear(emu)
+    assert api.get_node("nope") is None
+    assert api.node_config("nope") is None
+    assert api.credential_config("nope") is None
+    assert api.delete_node("nope") is False
+    assert api.delete_credential("nope") is False
+    assert api.node_log("nope") == []
+    settle(emu)
+    # Every answer came from a 404 on the wire, not from a shortcut.
+    assert [r["status"] for r in emu.requests if "nope" in r["path"]] == [404] * 6
+
+
+def test_a_404_is_a_jenkins_not_found_that_names_the_request(api):
+    with pytest.raises(JenkinsNotFound) as err:
+        api._get_json("computer/nope/api/json")
+    assert isinstance(err.value, JenkinsError) and err.value.exit_code == 7
+    assert err.value.category == "jenkins-not-found"
+    assert err.value.details["status"] == 404
+    assert "GET /computer/nope/api/json" in err.value.message and "404" in err.value.message
+    assert PASSWORD not in str(err.value.to_dict())
+
+
+def test_python_jenkins_own_methods_still_read_the_404_as_missing(api):
+    # create_node asks node_exists first, and maybe_add_crumb reads a 404
+    # from the crumb issuer as "CSRF protection is off": both catch
+    # python-jenkins' NotFoundException, which the translated error still is.
+    import jenkins
+
+    assert api.server.node_exists("nope") is False
+    with pytest.raises(jenkins.NotFoundException):
+        api.server.get_node_config("nope")
+
+
+def test_relaunch_of_a_missing_node_is_not_found(api):
+    with pytest.raises(JenkinsNotFound):
+        api.relaunch("nope")
+
+
+def test_a_controller_answering_503_is_not_taken_for_a_missing_object(emu, api, keys):
+    api.ensure_credential("cred", "jenkins", keys["client"].private_openssh)
+    api.ensure_node(spec(keys))
+    emu.restart(60)
+    calls = {"get_node": lambda: api.get_node("agent-1"), "node_config": lambda: api.node_config("agent-1"),
+             "credential_config": lambda: api.credential_config("cred"),
+             "delete_node": lambda: api.delete_node("agent-1"),
+             "delete_credential": lambda: api.delete_credential("cred")}
+    for what, call in calls.items():
+        with pytest.raises(JenkinsError) as err:
+            call()
+        assert not isinstance(err.value, JenkinsNotFound), what
+        assert err.value.details["status"] == 503, what
+    assert "agent-1" in emu.computers and "cred" in emu.credentials
+
+
+def test_401_and_403_are_auth_errors_not_missing_objects(emu, api, keys):
+    wrong = JenkinsAPI(emu.url, "admin", "not-the-password", timeout=5)
+    for lookup in (wrong.get_node, wrong.node_config, wrong.credential_config, wrong.delete_credential,
+                   wrong.delete_node):
+        with pytest.raises(JenkinsAuthError) as err:
+            lookup("nope")
+        assert err.value.details["status"] == 401, lookup
+    api.ensure_node(spec(keys))
+    reader = JenkinsAPI(emu.url, "reader", "r", timeout=5)
+    with pytest.raises(JenkinsAuthError) as err:
+        reader.delete_node("agent-1")  # a 403, not "it was not there"
+    assert err.value.details["status"] == 403
+    assert "agent-1" in emu.computers
+
+
+# --- waits run on the injected clock -----------------------------------------------------------
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.naps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.naps.append(seconds)
+        self.now += seconds
+
+
+def _free_port() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def test_wait_ready_for_a_starting_controller_sleeps_on_the_injected_clock():
+    clock = FakeClock()
+    api = JenkinsAPI(f"http://127.0.0.1:{_free_port()}", "admin", PASSWORD, timeout=2, ready_timeout=3,
+                     clock=clock, sleep=clock.sleep)
+    start = time.monotonic()
+    with pytest.raises(Timeout) as err:
+        api.wait_ready(starting=True)
+    assert time.monotonic() - start < 2
+    assert clock.naps == pytest.approx([1.0, 1.0, 1.0])
+    assert "not ready within 3s" in err.value.message and "connection refused" in err.value.message
+
+
+def test_wait_online_of_a_missing_node_sleeps_on_the_injected_clock(emu):
+    clock = FakeClock()
+    api = JenkinsAPI(emu.url, "admin", PASSWORD, timeout=5, clock=clock, sleep=clock.sleep)
+    with pytest.raises(Timeout) as err:
+        api.wait_online("nope", 2.0, poll=0.5)
+    assert clock.naps == pytest.approx([0.5] * 4)
+    assert "within 2s" in err.value.message and "does not exist" in err.value.message
+
+
+def test_wait_all_online_shares_one_deadline_on_the_injected_clock(emu, keys):
+    clock = FakeClock()
+    api = JenkinsAPI(emu.url, "admin", PASSWORD, timeout=5, clock=clock, sleep=clock.sleep)
+    api.ensure_node(spec(keys))
+    emu.wait_for_launch("agent-1")
+    emu.set_connected("agent-1")
+    out = wait_all_online(api, ["agent-1", "nope"], 1.0, poll=0.25)
+    assert out["agent-1"].online
+    assert isinstance(out["nope"], Timeout) and "within 1s" in out["nope"].message
+    assert clock.naps == pytest.approx([0.25] * 4)
+    clear(emu)
+    assert wait_all_online(api, [], 1.0) == {}
+    assert emu.requests == [] and clock.naps == pytest.approx([0.25] * 4)
 
 
 # --- credentials -----------------------------------------------------------------------------
