@@ -37,7 +37,7 @@ from jenkinsctl.deploy import DeployOutcome, ImageRef, deploy_deadline, out_of_t
 from jenkinsctl.deploy.health import display_url
 from jenkinsctl.errors import ConfigError, DeployError
 from jenkinsctl.poll import MIN_INTERVAL
-from jenkinsctl.secrets import redact, sensitive, sensitive_basic, sensitive_url
+from jenkinsctl.secrets import read_secret_file, redact, sensitive, sensitive_basic, sensitive_url
 
 log = logging.getLogger("jenkinsctl.deploy")
 
@@ -57,13 +57,7 @@ def webhook_secret(target, environ: Mapping[str, str]) -> str | None:
         return sensitive(environ[SECRET_ENV], SECRET_ENV)
     path = environ.get(SECRET_FILE_ENV)
     if path:
-        try:
-            with open(path, encoding="utf-8") as fh:
-                return sensitive(fh.read().rstrip("\r\n") or None, f"{SECRET_FILE_ENV} ({path})")
-        except (OSError, UnicodeDecodeError) as exc:
-            why = getattr(exc, "strerror", None) or "not UTF-8 text"
-            raise ConfigError(f"cannot read {SECRET_FILE_ENV} ({path}): {why}",
-                              hint="check the path and that this user may read it") from None
+        return read_secret_file(path, f"{SECRET_FILE_ENV} ({path})") or None
     return None
 
 
