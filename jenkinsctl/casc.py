@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Callable, Mapping
 import yaml
 
 from jenkinsctl.errors import ConfigError
+from jenkinsctl.names import AGENT_CREDENTIAL_ID, agent_container_name, casc_node_description
 from jenkinsctl.resources import resource_path
 
 if TYPE_CHECKING:
@@ -36,7 +37,6 @@ ADMIN_PASSWORD_FILE = f"{SECRETS_DIR}/jenkins-admin-password"
 AGENT_KEY_FILE = f"{SECRETS_DIR}/jenkins-agent-key"
 CASC_FILE = "/run/jenkinsctl/casc/jenkins.yaml"  # CASC_JENKINS_CONFIG in the Dockerfile
 
-AGENT_CREDENTIAL_ID = "jenkinsctl-agent-ssh"
 AGENT_USER = "jenkins"
 LIBRARY_NAME = "jenkinsctl"
 
@@ -234,10 +234,9 @@ def library_source(cfg: "Config | None" = None, environ: Mapping[str, str] | Non
                       key="controller.library.url")
 
 
-def default_agent_host(cfg: "Config", node: str) -> str:
-    """The agent's address as the controller sees it: its container name on
-    the project network."""
-    return f"{cfg.project}-{node}"
+# The agent's address as the controller sees it: its container name on the
+# project network.
+default_agent_host = agent_container_name
 
 
 def casc_document(cfg: "Config", host_keys: Mapping[str, str], *, library: LibrarySource | None = None,
@@ -253,7 +252,7 @@ def casc_document(cfg: "Config", host_keys: Mapping[str, str], *, library: Libra
         for node in group.node_names():
             nodes.append({"permanent": {
                 "name": node,
-                "nodeDescription": f"jenkinsctl agent, group {group.name}",
+                "nodeDescription": casc_node_description(group),
                 "remoteFS": node_remote_fs(group, node),
                 "labelString": " ".join(group.labels),
                 "numExecutors": group.executors,

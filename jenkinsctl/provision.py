@@ -47,6 +47,16 @@ from jenkinsctl.engine import (
     provisioned_filters,
 )
 from jenkinsctl.errors import EngineError, Interrupted, JenkinsctlError, ProvisionError, Timeout
+from jenkinsctl.names import (
+    agent_container_name,
+    check_container_name,
+    controller_name,
+    credential_id,
+    is_our_node,
+    network_name,
+    node_description,
+    volume_name,
+)
 from jenkinsctl.signals import Signalled
 
 log = logging.getLogger("jenkinsctl.provision")
@@ -63,51 +73,7 @@ LOCK_WAIT = 900.0
 SSHD_WAIT = 60.0
 
 
-# --- names ---------------------------------------------------------------------------
-
-
-def network_name(cfg: Config) -> str:
-    return f"{cfg.project}-net"
-
-
-def volume_name(cfg: Config) -> str:
-    return f"{cfg.project}-jenkins-home"
-
-
-def controller_name(cfg: Config) -> str:
-    return f"{cfg.project}-controller"
-
-
-def agent_container_name(cfg: Config, node: str) -> str:
-    return f"{cfg.project}-{node}"
-
-
-def credential_id(cfg: Config) -> str:
-    """The id the generated CasC uses for a controller jenkinsctl runs; one
-    per project in an external controller, which projects may share."""
-    if cfg.controller.external:
-        return f"jenkinsctl-{cfg.project}-agent-ssh"
-    from jenkinsctl.casc import AGENT_CREDENTIAL_ID
-
-    return AGENT_CREDENTIAL_ID
-
-
-def node_marker(cfg: Config) -> str:
-    """The start of our nodes' descriptions: how down and orphan removal
-    find them.  In a controller jenkinsctl runs it is what the generated
-    CasC writes (so a restart, which re-applies CasC, changes nothing); in
-    an external controller it names the project."""
-    if cfg.controller.external:
-        return f"managed by jenkinsctl (project {cfg.project})"
-    return "jenkinsctl agent"
-
-
-def node_description(cfg: Config, group: AgentGroup) -> str:
-    return f"{node_marker(cfg)}, group {group.name}"
-
-
-def is_our_node(cfg: Config, description: str) -> bool:
-    return description.startswith(node_marker(cfg) + ", group ")
+# --- the agents ---------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -123,20 +89,13 @@ def agents(cfg: Config) -> list[Agent]:
 
 def validate(cfg: Config) -> None:
     """Refuse names Jenkins or Docker cannot take, before anything is created."""
-    import re
-
     from jenkinsctl.errors import ConfigError
     from jenkinsctl.jenkins_api import validate_node_name
 
     seen: dict[str, str] = {}
     for a in agents(cfg):
         validate_node_name(a.node)
-        if not re.match(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$", a.container) or len(a.container) > 128:
-            raise ConfigError(f"container name '{a.container}' is not valid for Docker",
-                              hint="use a shorter project or group name made of letters, digits and '-'")
-        if len(a.container) > 63:
-            raise ConfigError(f"container name '{a.container}' is longer than 63 characters, so the controller "
-                              "could not resolve it as a host name", hint="shorten the project or group name")
+        check_container_name(a.container)
         if a.node in seen:
             raise ConfigError(f"node '{a.node}' comes from two agent groups ({seen[a.node]} and {a.group.name})",
                               hint="group names must not make the same NAME-i; rename one group")

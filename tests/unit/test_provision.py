@@ -11,8 +11,8 @@ import pytest
 
 from jenkinsctl.config import load_config
 from jenkinsctl.errors import ConfigError, Timeout
-from jenkinsctl.provision import (Provisioner, _hash, agents, network_name, node_marker, render_changes,
-                                  render_status, validate)
+from jenkinsctl.names import network_name, node_marker
+from jenkinsctl.provision import Provisioner, _hash, agents, render_changes, render_status, validate
 
 
 def config(tmp_path, **changes):
@@ -100,3 +100,21 @@ def test_render_changes_and_status():
                           "labels": ["docker"], "executors": 2}]}
     out = render_status(status)
     assert "NODE STATE" in out and "Host key verification failed" in out and "p-controller: running" in out
+
+
+def test_the_casc_and_apply_give_a_node_the_same_host_description_and_credential(tmp_path):
+    """A controller jenkinsctl runs re-applies its CasC at every restart:
+    what apply registers must be what the CasC says, or each restart would
+    look like a change."""
+    from jenkinsctl import casc
+    from jenkinsctl.names import credential_id, node_description
+
+    cfg = config(tmp_path, project="demo")
+    library = casc.LibrarySource("https://git.example.com/a/jenkinsctl.git", "v1", False, None)
+    doc = casc.casc_document(cfg, {a.node: "ssh-ed25519 AAAA" for a in agents(cfg)}, library=library)
+    for a, node in zip(agents(cfg), doc["jenkins"]["nodes"]):
+        perm = node["permanent"]
+        assert perm["name"] == a.node
+        assert perm["nodeDescription"] == node_description(cfg, a.group)
+        assert perm["launcher"]["ssh"]["host"] == a.container
+        assert perm["launcher"]["ssh"]["credentialsId"] == credential_id(cfg)
