@@ -60,7 +60,6 @@ HOST_KEY_FILE = "ssh_host_ed25519_key"  # in KEYS_DIR, 0600 root
 AUTHORIZED_KEYS_FILE = "authorized_keys"
 SOCKET_IN_AGENT = "/var/run/docker.sock"
 AGENT_USER = "jenkins"
-AGENT_UID = 1000
 
 _log = logging.getLogger("jenkinsctl.agent_image")
 _SKIP_DIRS = {"__pycache__", ".pytest_cache", ".mypy_cache", "build", "dist"}

@@ -26,6 +26,7 @@ from jenkinsctl.engine import (
     is_provisioned,
     provisioned_filters,
 )
+from jenkinsctl.engine import client as engine_client
 from jenkinsctl.errors import EngineError, ProvisionError
 from jenkinsctl.names import controller_name, network_name, volume_name
 from jenkinsctl.poll import Clock, Sleep, wait_for
@@ -107,9 +108,7 @@ class Engines:
                 if self._docker_factory is not None:
                     self._clients[host] = self._docker_factory(host)
                 else:
-                    from jenkinsctl.engine import client
-
-                    self._clients[host] = client(host, timeout=self.cfg.engine.timeout, tls=self.cfg.engine.tls)
+                    self._clients[host] = engine_client(host, timeout=self.cfg.engine.timeout, tls=self.cfg.engine.tls)
             return self._clients[host]
 
     def group_docker(self, group: AgentGroup) -> Any:

@@ -143,13 +143,6 @@ class KeyStore:
             done.append(node)
         return done
 
-    def remove_host_key(self, node: str) -> bool:
-        d = self._host_dir(node)
-        if not d.exists():
-            return False
-        shutil.rmtree(d)
-        return True
-
     # --- internals ----------------------------------------------------------
 
     def _host_dir(self, node: str) -> pathlib.Path:

@@ -724,8 +724,7 @@ def advertise_address(controller: Any, *, resolve: Callable[[str], str] | None =
                           ) from None
 
 
-def reregister(cfg: Config, keystore: Any, *, client_rotated: bool, nodes: list[str],
-               environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+def reregister(cfg: Config, *, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     """After ``jenkinsctl keys rotate``: converge what depends on the keys.
 
     No special path is needed: an agent container's config hash covers its
@@ -734,7 +733,6 @@ def reregister(cfg: Config, keystore: Any, *, client_rotated: bool, nodes: list[
     client key.  So apply recreates exactly the rotated agents, reconfigures
     their nodes and updates the credential, and waits for them to come back.
     """
-    del keystore, client_rotated, nodes  # apply derives all of it from the key files
     return Provisioner(cfg, environ=environ).apply()
 
 
