@@ -23,7 +23,6 @@ import base64
 import hashlib
 import os
 import pathlib
-import re
 import shutil
 import subprocess
 import tempfile
@@ -32,10 +31,10 @@ from dataclasses import dataclass, field
 from typing import Iterable
 
 from jenkinsctl import statedir
-from jenkinsctl.errors import ConfigError, JenkinsctlError
+from jenkinsctl.errors import JenkinsctlError
+from jenkinsctl.names import check_path_safe_node
 
 CLIENT = "client"
-_NODE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 _CLIENT_FILE = "id_ed25519"
 _HOST_FILE = "ssh_host_ed25519_key"
 
@@ -144,20 +143,10 @@ class KeyStore:
             done.append(node)
         return done
 
-    def remove_host_key(self, node: str) -> bool:
-        d = self._host_dir(node)
-        if not d.exists():
-            return False
-        shutil.rmtree(d)
-        return True
-
     # --- internals ----------------------------------------------------------
 
     def _host_dir(self, node: str) -> pathlib.Path:
-        if not _NODE_RE.match(node):
-            raise ConfigError(f"'{node}' is not a valid node name for a key",
-                              hint="use letters, digits, '.', '_' and '-'")
-        return self.root / "hosts" / node
+        return self.root / "hosts" / check_path_safe_node(node)
 
     def _ensure_dir(self, d: pathlib.Path) -> None:
         """Create ``d`` and keys/ 0700, in a state dir that ``statedir``

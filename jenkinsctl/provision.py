@@ -1,11 +1,14 @@
-"""plan / apply / down / status for the controller and its SSH agents.
+"""plan, apply, down and status: the orchestration of a project's controller, agents, nodes and credential.
 
 The desired state is computed from the Config alone: a project network, the
 controller's home volume and container (unless ``controller.external``), one
 container and one node per agent, and the agents' SSH credential.  Every
 Docker resource carries the project's ownership labels and a config-hash
 label (Compose's approach): a container whose hash matches is left alone, so
-a second ``apply`` makes no mutating Docker or Jenkins call.
+a second ``apply`` makes no mutating Docker or Jenkins call.  The Docker side
+of that (engines, labels, hashes, create-or-replace, sshd waits) is
+jenkinsctl.converge; this module decides what to converge, in which order,
+and registers the result with Jenkins.
 
 Concurrency and failure:
 
@@ -24,90 +27,48 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import fcntl
-import hashlib
-import json
+import io
 import logging
 import os
 import pathlib
 import signal
+import tarfile
 import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Mapping
 
-from jenkinsctl import statedir
+from jenkinsctl import agent_image, casc, statedir
+from jenkinsctl.agent_image import AGENT_USER
 from jenkinsctl.config import AgentGroup, Config
-from jenkinsctl.engine import (
-    CONFIG_HASH_LABEL,
-    MANAGED_LABEL,
-    PROJECT_LABEL,
-    ROLE_LABEL,
-    api_error,
-    is_provisioned,
-    provisioned_filters,
+from jenkinsctl.controller_image import build_controller_image, controller_image_reference
+from jenkinsctl.converge import Engines, container_action, container_hash, container_state, secret_digest
+from jenkinsctl.errors import ConfigError, EngineError, Interrupted, JenkinsctlError, ProvisionError, Timeout
+from jenkinsctl.jenkins_api import HostKey, JenkinsAPI, NodeSpec, validate_node_name, wait_all_online
+from jenkinsctl.keys import KeyStore
+from jenkinsctl.names import (
+    agent_container_name,
+    check_container_name,
+    controller_name,
+    credential_id,
+    is_our_node,
+    network_name,
+    node_description,
+    volume_name,
 )
-from jenkinsctl.errors import EngineError, Interrupted, JenkinsctlError, ProvisionError, Timeout
+from jenkinsctl.poll import Clock, Sleep, wait_for
 from jenkinsctl.signals import Signalled
 
 log = logging.getLogger("jenkinsctl.provision")
 
 NODE_LABEL = "io.jenkinsctl.node"
-# Suffix of a container whose files are not in yet; see _converge_container.
-INCOMPLETE = ".incomplete"
 GROUP_LABEL = "io.jenkinsctl.group"
 CONTROLLER_HOME = "/var/jenkins_home"
 CONTROLLER_PORT = 8080
-AGENT_USER = "jenkins"
 LOCK_WAIT = 900.0
-# How long an agent's sshd may take to listen after its container starts.
-SSHD_WAIT = 60.0
 
 
-# --- names ---------------------------------------------------------------------------
-
-
-def network_name(cfg: Config) -> str:
-    return f"{cfg.project}-net"
-
-
-def volume_name(cfg: Config) -> str:
-    return f"{cfg.project}-jenkins-home"
-
-
-def controller_name(cfg: Config) -> str:
-    return f"{cfg.project}-controller"
-
-
-def agent_container_name(cfg: Config, node: str) -> str:
-    return f"{cfg.project}-{node}"
-
-
-def credential_id(cfg: Config) -> str:
-    """The id the generated CasC uses for a controller jenkinsctl runs; one
-    per project in an external controller, which projects may share."""
-    if cfg.controller.external:
-        return f"jenkinsctl-{cfg.project}-agent-ssh"
-    from jenkinsctl.casc import AGENT_CREDENTIAL_ID
-
-    return AGENT_CREDENTIAL_ID
-
-
-def node_marker(cfg: Config) -> str:
-    """The start of our nodes' descriptions: how down and orphan removal
-    find them.  In a controller jenkinsctl runs it is what the generated
-    CasC writes (so a restart, which re-applies CasC, changes nothing); in
-    an external controller it names the project."""
-    if cfg.controller.external:
-        return f"managed by jenkinsctl (project {cfg.project})"
-    return "jenkinsctl agent"
-
-
-def node_description(cfg: Config, group: AgentGroup) -> str:
-    return f"{node_marker(cfg)}, group {group.name}"
-
-
-def is_our_node(cfg: Config, description: str) -> bool:
-    return description.startswith(node_marker(cfg) + ", group ")
+# --- the agents ---------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -123,20 +84,10 @@ def agents(cfg: Config) -> list[Agent]:
 
 def validate(cfg: Config) -> None:
     """Refuse names Jenkins or Docker cannot take, before anything is created."""
-    import re
-
-    from jenkinsctl.errors import ConfigError
-    from jenkinsctl.jenkins_api import validate_node_name
-
     seen: dict[str, str] = {}
     for a in agents(cfg):
         validate_node_name(a.node)
-        if not re.match(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$", a.container) or len(a.container) > 128:
-            raise ConfigError(f"container name '{a.container}' is not valid for Docker",
-                              hint="use a shorter project or group name made of letters, digits and '-'")
-        if len(a.container) > 63:
-            raise ConfigError(f"container name '{a.container}' is longer than 63 characters, so the controller "
-                              "could not resolve it as a host name", hint="shorten the project or group name")
+        check_container_name(a.container)
         if a.node in seen:
             raise ConfigError(f"node '{a.node}' comes from two agent groups ({seen[a.node]} and {a.group.name})",
                               hint="group names must not make the same NAME-i; rename one group")
@@ -147,17 +98,7 @@ def check_library(cfg: Config) -> None:
     """The CasC of a controller jenkinsctl runs registers the shared library,
     which has no default URL: plan and apply fail before anything exists."""
     if not cfg.controller.external:
-        from jenkinsctl.casc import library_source
-
-        library_source(cfg)
-
-
-def _hash(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def _secret_digest(text: str) -> str:
-    return hashlib.sha256(b"jenkinsctl-secret\0" + text.encode()).hexdigest()[:16]
+        casc.library_source(cfg)
 
 
 # --- the result ------------------------------------------------------------------------
@@ -184,54 +125,28 @@ class Provisioner:
     def __init__(self, cfg: Config, *, environ: Mapping[str, str] | None = None,
                  docker_factory: Callable[[str | None], Any] | None = None,
                  jenkins_factory: Callable[..., Any] | None = None,
-                 say: Callable[[str], None] | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+                 say: Callable[[str], None] | None = None, clock: Clock = time.monotonic,
+                 sleep: Sleep = time.sleep) -> None:
         validate(cfg)
         self.cfg = cfg
         self.environ = os.environ if environ is None else environ
-        self._docker_factory = docker_factory
         self._jenkins_factory = jenkins_factory
         self._say = say or log.info
-        self._clients: dict[str | None, Any] = {}
-        self._client_lock = threading.Lock()
         self._api = None
         self._agent_address: str | None = None
         self.clock = clock
-        from jenkinsctl.keys import KeyStore
-
+        self.sleep = sleep
+        self.engines = Engines(cfg, environ=self.environ, docker_factory=docker_factory, say=self._say,
+                               clock=clock, sleep=sleep)
         self.keys = KeyStore(cfg.state_dir)
 
     # --- clients --------------------------------------------------------------
-
-    def docker(self, host: str | None = None) -> Any:
-        host = host or self.cfg.engine.host
-        with self._client_lock:
-            if host not in self._clients:
-                if self._docker_factory is not None:
-                    self._clients[host] = self._docker_factory(host)
-                else:
-                    from jenkinsctl.engine import client
-
-                    self._clients[host] = client(host, timeout=self.cfg.engine.timeout, tls=self.cfg.engine.tls)
-            return self._clients[host]
-
-    def group_docker(self, group: AgentGroup) -> Any:
-        return self.docker(group.docker_host)
-
-    def engines(self) -> list[str | None]:
-        hosts = [self.cfg.engine.host] if not self.cfg.controller.external else []
-        for g in self.cfg.agents:
-            h = g.docker_host or self.cfg.engine.host
-            if h not in hosts:
-                hosts.append(h)
-        return hosts or [self.cfg.engine.host]
 
     def jenkins(self):
         if self._api is None:
             if self._jenkins_factory is not None:
                 self._api = self._jenkins_factory(self.cfg)
             else:
-                from jenkinsctl.jenkins_api import JenkinsAPI
-
                 self._api = JenkinsAPI.from_config(self.cfg.controller, self.environ)
         return self._api
 
@@ -242,23 +157,24 @@ class Provisioner:
         state = statedir.prepare(self.cfg.state_dir)
         path = state / "provision.lock"
         fd = statedir.open_lock(path)
+        looks = 0
+
+        def take() -> bool:
+            nonlocal looks
+            looks += 1
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return True
+            except BlockingIOError:
+                if looks == 1:
+                    self._say(f"waiting for another jenkinsctl run on project {self.cfg.project} (lock {path})")
+                return False
+
         try:
-            deadline = self.clock() + timeout
-            told = False
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if not told:
-                        self._say(f"waiting for another jenkinsctl run on project {self.cfg.project} "
-                                  f"(lock {path})")
-                        told = True
-                    if self.clock() >= deadline:
-                        raise Timeout(f"another jenkinsctl run held {path} for more than {timeout:g}s",
-                                      hint="wait for it to finish; if none runs, the lock is stale only if its "
-                                           "process is gone, and then it is released already") from None
-                    time.sleep(0.2)
+            if not wait_for(take, bool, timeout=timeout, interval=0.2, clock=self.clock, sleep=self.sleep).done:
+                raise Timeout(f"another jenkinsctl run held {path} for more than {timeout:g}s",
+                              hint="wait for it to finish; if none runs, the lock is stale only if its "
+                                   "process is gone, and then it is released already")
             os.ftruncate(fd, 0)
             os.write(fd, f"{os.getpid()}\n".encode())
             yield
@@ -269,45 +185,21 @@ class Provisioner:
 
     # --- desired state ---------------------------------------------------------------
 
-    def _labels(self, role: str, **extra: str) -> dict[str, str]:
-        labels = {MANAGED_LABEL: "true", PROJECT_LABEL: self.cfg.project, ROLE_LABEL: role}
-        labels.update(extra)
-        return labels
-
-    def _image_id(self, client, ref: str) -> str | None:
-        import docker.errors
-
-        try:
-            return client.images.get(ref).id
-        except docker.errors.ImageNotFound:
-            return None
-        except docker.errors.APIError as exc:
-            raise api_error(f"inspect image {ref}", exc) from None
-
     def agent_image_ref(self, group: AgentGroup, *, build: bool) -> str:
         """The group's image, or the agent image: built when ``build`` (a
         content-hash tag, so an unchanged image is one inspect), else only
         its reference is computed (for ``plan``)."""
         if group.image:
             return group.image
-        from jenkinsctl import agent_image
-
-        client = self.group_docker(group)
+        client = self.engines.group_docker(group)
         if build:
             return agent_image.build_agent_image(client, project=self.cfg.project, log=self._say)
         return agent_image.agent_image_reference()
 
     def controller_kwargs(self, password: str) -> dict[str, Any]:
-        from jenkinsctl import casc
-
         c = self.cfg.controller
-        labels = self._labels("controller")
-        if c.image:
-            image = c.image
-        else:
-            from jenkinsctl.controller_image import controller_image_reference
-
-            image = controller_image_reference()
+        labels = self.engines.labels("controller")
+        image = c.image or controller_image_reference()
         kwargs = {
             "image": image,
             "name": controller_name(self.cfg),
@@ -328,25 +220,17 @@ class Provisioner:
         return kwargs
 
     def agent_kwargs(self, agent: Agent, image: str) -> dict[str, Any]:
-        from jenkinsctl import agent_image
-
-        labels = self._labels("agent", **{NODE_LABEL: agent.node, GROUP_LABEL: agent.group.name})
+        labels = self.engines.labels("agent", **{NODE_LABEL: agent.node, GROUP_LABEL: agent.group.name})
         kwargs = agent_image.agent_container_kwargs(
             image=image, name=agent.container, node=agent.node, group=agent.group, labels=labels,
             network=network_name(self.cfg), publish_ssh=0 if self.cfg.controller.external else None)
-        if self._local_engine(agent.group):
+        if self.engines.is_local(agent.group):
             kwargs["volumes"][str(self._agent_keys_dir(agent.node))] = {"bind": agent_image.KEYS_DIR, "mode": "ro"}
         if self.cfg.controller.external and kwargs.get("ports"):
             # Published where the controller can reach it (127.0.0.1 when
             # the controller shares this host's network).
             kwargs["ports"] = {k: (self.agent_address(), v[1]) for k, v in kwargs["ports"].items()}
         return kwargs
-
-    def _local_engine(self, group: AgentGroup) -> bool:
-        """A unix-socket engine on this machine can bind-mount the state dir;
-        a tcp:// or ssh:// engine gets the keys copied in before start."""
-        host = group.docker_host or self.cfg.engine.host or self.environ.get("DOCKER_HOST") or "unix://"
-        return host.startswith("unix://")
 
     def _agent_keys_dir(self, node: str) -> pathlib.Path:
         return pathlib.Path(self.cfg.state_dir).resolve() / "agents" / node
@@ -356,8 +240,6 @@ class Provisioner:
         public key as authorized_keys, mounted read-only at /run/jenkinsctl
         (the entrypoint installs them root-owned).  Files are rewritten only
         when their content differs; the directories are 0700, files 0600."""
-        from jenkinsctl import agent_image
-
         host = self.keys.host_key(node)
         client = self.keys.client_key()
         files = {
@@ -378,14 +260,8 @@ class Provisioner:
                 fh.write(data)
             os.replace(tmp, path)
 
-    def container_hash(self, kwargs: Mapping[str, Any], image_id: str | None, extra: Mapping[str, Any]) -> str:
-        return _hash({"kwargs": {k: v for k, v in kwargs.items() if k != "labels"},
-                      "labels": kwargs.get("labels"), "image_id": image_id, **extra})
-
-    def node_spec(self, agent: Agent, host_key_line: str, *, host: str | None = None, port: int | None = None):
-        from jenkinsctl import agent_image, casc
-        from jenkinsctl.jenkins_api import HostKey, NodeSpec
-
+    def node_spec(self, agent: Agent, host_key_line: str, *, host: str | None = None,
+                  port: int | None = None) -> NodeSpec:
         g = agent.group
         return NodeSpec(name=agent.node, host=host or agent.container, port=port or g.ssh_port,
                         credentials_id=credential_id(self.cfg), host_key=HostKey.parse(host_key_line),
@@ -395,8 +271,6 @@ class Provisioner:
                         retry_wait=casc.SSH_RETRY_WAIT)
 
     def password(self) -> str:
-        from jenkinsctl.errors import ConfigError
-
         ref = self.cfg.controller.password
         value = ref.resolve(self.environ) if ref else None
         if not value:
@@ -406,107 +280,32 @@ class Provisioner:
                               hint="export the variable or create the file that controller.password names")
         return value
 
-    # --- inspection ------------------------------------------------------------------
-
-    def _get_container(self, client, name: str):
-        import docker.errors
-
-        try:
-            return client.containers.get(name)
-        except docker.errors.NotFound:
-            return None
-        except docker.errors.APIError as exc:
-            raise api_error(f"inspect container {name}", exc) from None
-
-    def _owned(self, obj, kind: str = "container") -> bool:
-        """Whether provisioning made ``obj``: ownership labels *and* a
-        provisioning role, so an app that deploy made under the same project
-        is never taken for one of ours."""
-        labels = (obj.attrs.get("Config") or {}).get("Labels") if "Config" in obj.attrs else obj.attrs.get("Labels")
-        return is_provisioned(labels, self.cfg.project, kind)
-
-    def _provisioned(self, client, kind: str) -> list:
-        """The containers, networks or volumes provisioning made for this
-        project on ``client``'s engine; never what deploy made."""
-        listing = {"container": lambda f: client.containers.list(all=True, filters=f),
-                   "network": lambda f: client.networks.list(filters=f),
-                   "volume": lambda f: client.volumes.list(filters=f)}[kind]
-        found: dict[str, Any] = {}
-        for filters in provisioned_filters(self.cfg.project, kind):
-            for obj in listing(filters):
-                found.setdefault(obj.id, obj)
-        return list(found.values())
-
-    def _collision(self, kind: str, name: str) -> ProvisionError:
-        return ProvisionError(
-            f"a {kind} named '{name}' exists and is not managed by jenkinsctl project '{self.cfg.project}'; "
-            "refusing to touch it",
-            hint=f"remove or rename it (docker {kind} rm {name}) if it is yours to drop, or choose another "
-                 "project name in the config so the names do not collide", resource=name)
-
-    def _find_network(self, client, name: str):
-        return next((n for n in client.networks.list(names=[name]) if n.name == name), None)
-
     def check_collisions(self) -> None:
         """Refuse before changing anything if a name we need is taken by a
         container, network or volume that is not ours."""
-        import docker.errors
-
-        names = [] if self.cfg.controller.external else [(self.cfg.engine.host, controller_name(self.cfg))]
-        names += [(a.group.docker_host or self.cfg.engine.host, a.container) for a in agents(self.cfg)]
-        for host, name in names:
-            c = self._get_container(self.docker(host), name)
-            if c is not None and not self._owned(c):
-                raise self._collision("container", name)
-        for host in self.engines():
-            client = self.docker(host)
-            net = self._find_network(client, network_name(self.cfg))
-            if net is not None and not self._owned(net, "network"):
-                raise self._collision("network", network_name(self.cfg))
-        if not self.cfg.controller.external:
-            try:
-                vol = self.docker().volumes.get(volume_name(self.cfg))
-                if not self._owned(vol, "volume"):
-                    raise self._collision("volume", volume_name(self.cfg))
-            except docker.errors.NotFound:
-                pass
-
-    def _container_action(self, container, want_hash: str) -> str:
-        if container is None:
-            return "create"
-        labels = container.attrs.get("Config", {}).get("Labels") or {}
-        if labels.get(CONFIG_HASH_LABEL) != want_hash:
-            return "update"
-        state = container.attrs.get("State", {})
-        if state.get("Running") and not state.get("Restarting"):
-            return "unchanged"
-        return "start"
+        self.engines.check_collisions(
+            [(a.group.docker_host or self.cfg.engine.host, a.container) for a in agents(self.cfg)])
 
     # --- plan ---------------------------------------------------------------------------
 
     def plan(self) -> list[Change]:
         """What apply would do.  Reads only: no image is built, no key made."""
-        import docker.errors
-
         validate(self.cfg)
         check_library(self.cfg)
         changes: list[Change] = []
         self.check_collisions()
-        for host in self.engines():
-            net = self._find_network(self.docker(host), network_name(self.cfg))
+        for host in self.engines.hosts():
+            net = self.engines.find_network(self.engines.docker(host), network_name(self.cfg))
             changes.append(Change("network", network_name(self.cfg), "unchanged" if net else "create",
                                   host or "default engine"))
         controller_up = False
         if not self.cfg.controller.external:
-            try:
-                self.docker().volumes.get(volume_name(self.cfg))
-                changes.append(Change("volume", volume_name(self.cfg), "unchanged"))
-            except docker.errors.NotFound:
-                changes.append(Change("volume", volume_name(self.cfg), "create"))
+            present = self.engines.has_volume(self.engines.docker(), volume_name(self.cfg))
+            changes.append(Change("volume", volume_name(self.cfg), "unchanged" if present else "create"))
             kwargs = self.controller_kwargs("")
             want = self._controller_hash(kwargs, self.password())
-            current = self._get_container(self.docker(), controller_name(self.cfg))
-            action = self._container_action(current, want)
+            current = self.engines.get_container(self.engines.docker(), controller_name(self.cfg))
+            action = container_action(current, want)
             controller_up = action == "unchanged"
             changes.append(Change("container", controller_name(self.cfg), action, f"image {kwargs['image']}"))
         else:
@@ -527,20 +326,20 @@ class Provisioner:
             if key not in images:
                 ref = self.agent_image_ref(a.group, build=False)
                 images[key] = ref
-                present = self._image_id(self.group_docker(a.group), ref) is not None
+                present = self.engines.image_id(self.engines.group_docker(a.group), ref) is not None
                 if not a.group.image:
                     changes.append(Change("image", ref, "unchanged" if present else "build", f"group {key}"))
             ref = images[key]
-            client = self.group_docker(a.group)
+            client = self.engines.group_docker(a.group)
             host_key = self.keys.existing_host_key(a.node)
-            current = self._get_container(client, a.container)
+            current = self.engines.get_container(client, a.container)
             if host_key is None or client_key is None:
                 action = "create" if current is None else "update"
             else:
                 kwargs = self.agent_kwargs(a, ref)
-                want = self._agent_hash(kwargs, self._image_id(client, ref), host_key.public_line,
+                want = self._agent_hash(kwargs, self.engines.image_id(client, ref), host_key.public_line,
                                         client_key.public_line)
-                action = self._container_action(current, want)
+                action = container_action(current, want)
             changes.append(Change("container", a.container, action, f"image {ref}"))
             if api is None or host_key is None:
                 changes.append(Change("node", a.node, "create"))
@@ -556,10 +355,9 @@ class Provisioner:
         if not self.cfg.controller.external:
             want.add(controller_name(self.cfg))
         out = []
-        for host in self.engines():
-            for c in self._provisioned(self.docker(host), "container"):
-                if c.name not in want:
-                    out.append(Change("container", c.name, "remove"))
+        for name in self.engines.provisioned_containers():
+            if name not in want:
+                out.append(Change("container", name, "remove"))
         if api is not None:
             nodes = {a.node for a in agents(self.cfg)}
             for n in api.list_nodes():
@@ -568,11 +366,11 @@ class Provisioner:
         return out
 
     def _controller_hash(self, kwargs, password: str) -> str:
-        files = {k: _secret_digest(v.decode()) for k, v in self._controller_files(password).items()}
-        return self.container_hash(kwargs, self._image_id(self.docker(), kwargs["image"]), {"files": files})
+        files = {k: secret_digest(v.decode()) for k, v in self._controller_files(password).items()}
+        return container_hash(kwargs, self.engines.image_id(self.engines.docker(), kwargs["image"]), {"files": files})
 
     def _agent_hash(self, kwargs, image_id, host_key_line: str, client_key_line: str) -> str:
-        return self.container_hash(kwargs, image_id, {"host_key": host_key_line, "authorized_key": client_key_line})
+        return container_hash(kwargs, image_id, {"host_key": host_key_line, "authorized_key": client_key_line})
 
     def agent_address(self) -> str:
         """Where an external controller reaches the agents' published sshd."""
@@ -606,8 +404,8 @@ class Provisioner:
                 if self.cfg.controller.external:
                     # An existing controller must answer before anything is created.
                     self.jenkins().wait_ready(starting=False)
-                for host in self.engines():
-                    self._ensure_network(host, done)
+                for host in self.engines.hosts():
+                    self._record(done, Change("network", network_name(self.cfg), self.engines.ensure_network(host)))
                 images = self._agent_images(done, failed)
                 todo = [a for a in agents(self.cfg) if a.group.name in images]
                 for a in agents(self.cfg):
@@ -658,48 +456,24 @@ class Provisioner:
         if change.action != "unchanged":
             self._say(f"{change.action} {change.kind} {change.name}" + (f" ({change.detail})" if change.detail else ""))
 
-    def _ensure_network(self, host, done) -> None:
-        import docker.errors
-
-        client = self.docker(host)
-        name = network_name(self.cfg)
-        if self._find_network(client, name) is not None:
-            self._record(done, Change("network", name, "unchanged"))
-            return
-        labels = self._labels("network", **{CONFIG_HASH_LABEL: _hash({"driver": "bridge"})})
-        try:
-            client.networks.create(name, driver="bridge", labels=labels, check_duplicate=True)
-        except docker.errors.APIError as exc:
-            if "already exists" not in str(exc):
-                raise api_error(f"create network {name}", exc) from None
-        self._record(done, Change("network", name, "create"))
-
     def _apply_base(self, done: list[Change]):
         """Volume, controller container, a ready controller, the credential."""
-        import docker.errors
-
         if not self.cfg.controller.external:
-            client = self.docker()
+            client = self.engines.docker()
             if not self.cfg.controller.image:
                 # Before anything of the controller's exists: a failed build
                 # leaves no volume or container behind.
-                from jenkinsctl.controller_image import build_controller_image
-
                 build_controller_image(client, log=self._say)
             vname = volume_name(self.cfg)
-            try:
-                client.volumes.get(vname)
-                self._record(done, Change("volume", vname, "unchanged"))
-            except docker.errors.NotFound:
-                client.volumes.create(vname, labels=self._labels("controller-home"))
-                self._record(done, Change("volume", vname, "create"))
+            self._record(done, Change("volume", vname, self.engines.ensure_volume(client, vname, "controller-home")))
             password = self.password()
             kwargs = self.controller_kwargs(password)
-            if self._image_id(client, kwargs["image"]) is None:
+            if self.engines.image_id(client, kwargs["image"]) is None:
                 raise EngineError(f"controller image {kwargs['image']} is not on the engine",
                                   hint="build or pull it first; Docker Hub may be unreachable from here")
             want = self._controller_hash(kwargs, password)
-            action = self._converge_container(client, kwargs, want, lambda c: self._put_controller_files(c, password))
+            action = self.engines.converge_container(client, kwargs, want,
+                                                     lambda c: self._put_controller_files(c, password))
             self._record(done, Change("container", kwargs["name"], action))
         api = self.jenkins()
         if not self.cfg.controller.external:
@@ -714,8 +488,6 @@ class Provisioner:
         """Paths under /run -> content: the generated CasC and the two
         secrets it reads with ${readFile:}.  Files, not environment
         variables, so no secret shows in `docker inspect`."""
-        from jenkinsctl import casc
-
         def rel(path: str) -> str:
             return path.removeprefix("/run/")
 
@@ -726,9 +498,6 @@ class Provisioner:
         }
 
     def _put_controller_files(self, container, password: str) -> None:
-        import io
-        import tarfile
-
         buf = io.BytesIO()
         with tarfile.open(fileobj=buf, mode="w") as tar:
             dirs = sorted({str(pathlib.PurePosixPath(p).parent) for p in self._controller_files(password)})
@@ -743,89 +512,6 @@ class Provisioner:
                 tar.addfile(info, io.BytesIO(data))
         if not container.put_archive("/run", buf.getvalue()):
             raise EngineError(f"could not put the configuration and secrets into {container.name}")
-
-    def _converge_container(self, client, kwargs: dict[str, Any], want_hash: str,
-                            before_start: Callable[[Any], None] | None = None) -> str:
-        """Create, recreate or start one container; returns the action."""
-        import docker.errors
-
-        name = kwargs["name"]
-        current = self._get_container(client, name)
-        if current is not None and not self._owned(current):
-            raise self._collision("container", name)
-        action = self._container_action(current, want_hash)
-        if action == "unchanged":
-            return action
-        try:
-            if action == "start":
-                current.start()
-                return action
-            if current is not None:
-                current.remove(force=True)
-            # A created container carries the wanted hash, so under its real
-            # name the next run would only start it, even if it was killed
-            # before its CasC, secrets or keys were in.  It is therefore made
-            # as NAME.incomplete and renamed only once its files are in; a
-            # leftover NAME.incomplete (SIGKILL) is removed here or as an
-            # orphan.
-            kw = dict(kwargs)
-            kw["name"] = name + INCOMPLETE
-            kw["labels"] = {**kwargs["labels"], CONFIG_HASH_LABEL: want_hash}
-            stale = self._get_container(client, kw["name"])
-            if stale is not None and self._owned(stale):
-                stale.remove(force=True)
-            container = client.containers.create(**kw)
-            renamed = False
-            try:
-                if before_start is not None:
-                    before_start(container)
-                container.rename(name)
-                renamed = True
-                container.start()
-            except BaseException:
-                # Undo the resource in progress (SIGTERM arrives here as
-                # signals.Signalled).  Renamed but not started, it is complete and
-                # the next apply only starts it.
-                if not renamed:
-                    with contextlib.suppress(Exception):
-                        container.remove(force=True)
-                raise
-        except docker.errors.ImageNotFound as exc:
-            raise EngineError(f"image {kwargs['image']} for {name} is not on the engine: "
-                              f"{getattr(exc, 'explanation', exc)}",
-                              hint="build it, or fix the image name in the config") from None
-        except docker.errors.APIError as exc:
-            raise api_error(f"{action} container {name}", exc) from None
-        return action
-
-    def _wait_sshd(self, client, name: str, timeout: float = SSHD_WAIT) -> None:
-        """Until the agent's sshd listens (its log says so, or it is healthy).
-        A container that exits or restarts is a failure with its last log
-        lines.  The log is polled often, the state about once a second, to
-        keep the load on the engine low when many agents start at once."""
-        deadline = self.clock() + timeout
-        c = None
-        checks = 0
-        while True:
-            if c is None or checks % 5 == 0:
-                c = self._get_container(client, name)
-                if c is None:
-                    raise EngineError(f"agent container {name} disappeared")
-                state = c.attrs.get("State", {})
-                if not state.get("Running") or state.get("Restarting") or c.attrs.get("RestartCount", 0) > 0:
-                    tail = _log_tail(c)
-                    raise EngineError(f"agent container {name} did not stay up (status {state.get('Status')}, "
-                                      f"exit code {state.get('ExitCode')})" + (f": {tail}" if tail else ""),
-                                      hint="check the agent image (agents[].image) and `docker logs " + name + "`")
-                if (state.get("Health") or {}).get("Status") == "healthy":
-                    return
-            checks += 1
-            if "Server listening on" in c.logs(tail=20).decode("utf-8", "replace"):
-                return
-            if self.clock() >= deadline:
-                self._say(f"{name}: sshd not confirmed after {timeout:g}s; registering anyway")
-                return
-            time.sleep(0.2)
 
     def _agent_images(self, done: list[Change], failed: list[dict[str, str]]) -> dict[str, str]:
         images: dict[str, str] = {}
@@ -844,28 +530,26 @@ class Provisioner:
     def _agent_container(self, agent: Agent, image: str) -> tuple[str, list[Change]]:
         """Converge one agent's container and wait for its sshd.  Needs no
         controller, so it runs while the controller starts."""
-        from jenkinsctl import agent_image
-
-        client = self.group_docker(agent.group)
+        client = self.engines.group_docker(agent.group)
         host_key = self.keys.host_key(agent.node)
         client_key = self.keys.client_key()
         kwargs = self.agent_kwargs(agent, image)
-        want = self._agent_hash(kwargs, self._image_id(client, kwargs["image"]), host_key.public_line,
+        want = self._agent_hash(kwargs, self.engines.image_id(client, kwargs["image"]), host_key.public_line,
                                 client_key.public_line)
-        if self._local_engine(agent.group):
+        if self.engines.is_local(agent.group):
             self._write_agent_keys(agent.node)
             before_start = None
         else:
             def before_start(c):
                 agent_image.install_agent_keys(c, self.keys, agent.node)
-        action = self._converge_container(client, kwargs, want, before_start)
+        action = self.engines.converge_container(client, kwargs, want, before_start)
         if action != "unchanged":
-            self._wait_sshd(client, agent.container)
+            self.engines.wait_sshd(client, agent.container)
         return action, [Change("container", agent.container, action)]
 
     def _agent_node(self, api, agent: Agent, container_action: str) -> list[Change]:
-        client = self.group_docker(agent.group)
-        host, port = self._node_address(agent, self._get_container(client, agent.container))
+        client = self.engines.group_docker(agent.group)
+        host, port = self._node_address(agent, self.engines.get_container(client, agent.container))
         spec = self.node_spec(agent, self.keys.host_key(agent.node).public_line, host=host, port=port)
         node_action = api.ensure_node(spec)
         out = [Change("node", agent.node, node_action.replace("created", "create").replace("updated", "update"))]
@@ -900,24 +584,17 @@ class Provisioner:
                 failed.append({"resource": f"agent {a.node}", "error": f"{type(exc).__name__}: {exc}"})
 
     def _remove_orphans(self, api, done, failed) -> None:
-        import docker.errors
-
         for ch in self._orphans(api):
             try:
                 if ch.kind == "container":
-                    for host in self.engines():
-                        c = self._get_container(self.docker(host), ch.name)
-                        if c is not None and self._owned(c):
-                            c.remove(force=True)
+                    self.engines.remove_container(ch.name)
                 elif ch.kind == "node":
                     api.delete_node(ch.name)
                 self._record(done, ch)
-            except (JenkinsctlError, docker.errors.APIError) as exc:
-                failed.append({"resource": f"{ch.kind} {ch.name}", "error": getattr(exc, "message", str(exc))})
+            except JenkinsctlError as exc:
+                failed.append({"resource": f"{ch.kind} {ch.name}", "error": exc.message})
 
     def _wait_online(self, api, done, failed, timeout: float) -> dict[str, Any]:
-        from jenkinsctl.jenkins_api import wait_all_online
-
         names = [a.node for a in agents(self.cfg)
                  if not any(f["resource"] == f"agent {a.node}" for f in failed)]
         if not names:
@@ -935,16 +612,14 @@ class Provisioner:
     # --- down ---------------------------------------------------------------------------
 
     def down(self, *, volumes: bool = False) -> dict[str, Any]:
-        import docker.errors
-
         removed: list[Change] = []
         problems: list[dict[str, str]] = []
         with self.lock():
             api = None
             controller = None if self.cfg.controller.external else \
-                self._get_container(self.docker(), controller_name(self.cfg))
+                self.engines.get_container(self.engines.docker(), controller_name(self.cfg))
             reachable = self.cfg.controller.external or (
-                controller is not None and self._owned(controller) and controller.attrs["State"].get("Running"))
+                controller is not None and self.engines.owned(controller) and controller.attrs["State"].get("Running"))
             if reachable:
                 try:
                     api = self.jenkins()
@@ -957,29 +632,9 @@ class Provisioner:
                         removed.append(Change("credential", credential_id(self.cfg), "remove"))
                 except JenkinsctlError as exc:
                     problems.append({"resource": "controller", "error": exc.message})
-            for host in self.engines():
-                client = self.docker(host)
-                for c in self._provisioned(client, "container"):
-                    try:
-                        c.remove(force=True)
-                        removed.append(Change("container", c.name, "remove"))
-                    except docker.errors.NotFound:
-                        pass
-                    except docker.errors.APIError as exc:
-                        problems.append({"resource": f"container {c.name}", "error": str(exc)})
-                for n in self._provisioned(client, "network"):
-                    try:
-                        n.remove()
-                        removed.append(Change("network", n.name, "remove"))
-                    except docker.errors.APIError as exc:
-                        problems.append({"resource": f"network {n.name}", "error": str(exc)})
-                if volumes:
-                    for v in self._provisioned(client, "volume"):
-                        try:
-                            v.remove(force=True)
-                            removed.append(Change("volume", v.name, "remove"))
-                        except docker.errors.APIError as exc:
-                            problems.append({"resource": f"volume {v.name}", "error": str(exc)})
+            gone, not_gone = self.engines.remove_all(volumes=volumes)
+            removed += [Change(kind, name, "remove") for kind, name in gone]
+            problems += not_gone
         for ch in removed:
             self._say(f"remove {ch.kind} {ch.name}")
         if problems:
@@ -992,23 +647,19 @@ class Provisioner:
     # --- status ---------------------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
-        import docker.errors
-
         result: dict[str, Any] = {"project": self.cfg.project, "controller": {}, "agents": []}
         ctl: dict[str, Any] = {"url": self.cfg.controller.url, "external": bool(self.cfg.controller.external)}
         engine_error = None
         containers: dict[str, Any] = {}
         try:
-            for host in self.engines():
-                for c in self._provisioned(self.docker(host), "container"):
-                    containers[c.name] = c
-        except (EngineError, docker.errors.DockerException) as exc:
-            engine_error = getattr(exc, "message", str(exc))
+            containers = self.engines.provisioned_containers()
+        except EngineError as exc:
+            engine_error = exc.message
             result["engine_error"] = engine_error
         if not self.cfg.controller.external:
             c = containers.get(controller_name(self.cfg))
             ctl["container"] = controller_name(self.cfg)
-            ctl["state"] = "unknown" if engine_error else (_state(c) if c else "missing")
+            ctl["state"] = "unknown" if engine_error else (container_state(c) if c else "missing")
         api = None
         nodes: dict[str, Any] = {}
         try:
@@ -1025,7 +676,7 @@ class Provisioner:
             n = nodes.get(a.node)
             entry = {
                 "node": a.node, "group": a.group.name, "container": a.container,
-                "state": "unknown" if engine_error else (_state(c) if c else "missing"),
+                "state": "unknown" if engine_error else (container_state(c) if c else "missing"),
                 "node_state": ("unknown" if api is None or not ctl["reachable"] else
                                "missing" if n is None else "online" if n.online else
                                "disabled" if n.temporarily_offline else "offline"),
@@ -1037,21 +688,6 @@ class Provisioner:
         return result
 
 
-def _state(container) -> str:
-    state = container.attrs.get("State", {})
-    status = state.get("Status", "unknown")
-    health = (state.get("Health") or {}).get("Status")
-    return f"{status} ({health})" if health and status == "running" else status
-
-
-def _log_tail(container, lines: int = 5) -> str:
-    try:
-        text = container.logs(tail=lines).decode("utf-8", "replace")
-    except Exception:  # noqa: BLE001 - the logs are a bonus in an error message
-        return ""
-    return " | ".join(line for line in text.splitlines() if line.strip())[-800:]
-
-
 def advertise_address(controller: Any, *, resolve: Callable[[str], str] | None = None,
                       route: Callable[[str, int], str] | None = None) -> str:
     """controller.agent_address, else 127.0.0.1 for a controller URL on this
@@ -1060,8 +696,6 @@ def advertise_address(controller: Any, *, resolve: Callable[[str], str] | None =
     import ipaddress
     import socket
     from urllib.parse import urlsplit
-
-    from jenkinsctl.errors import ConfigError
 
     if controller.agent_address:
         return controller.agent_address
@@ -1090,8 +724,7 @@ def advertise_address(controller: Any, *, resolve: Callable[[str], str] | None =
                           ) from None
 
 
-def reregister(cfg: Config, keystore: Any, *, client_rotated: bool, nodes: list[str],
-               environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+def reregister(cfg: Config, *, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     """After ``jenkinsctl keys rotate``: converge what depends on the keys.
 
     No special path is needed: an agent container's config hash covers its
@@ -1100,7 +733,6 @@ def reregister(cfg: Config, keystore: Any, *, client_rotated: bool, nodes: list[
     client key.  So apply recreates exactly the rotated agents, reconfigures
     their nodes and updates the credential, and waits for them to come back.
     """
-    del keystore, client_rotated, nodes  # apply derives all of it from the key files
     return Provisioner(cfg, environ=environ).apply()
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from jenkinsctl.provision import Provisioner, render_changes
+from jenkinsctl.signals import interruptible
+
 DESCRIPTION = ("Create or update the project's network, controller, agent containers, SSH credential and "
                "nodes so they match the config, then wait for the nodes to come online. Only what differs "
                "is touched; a second apply changes nothing. Two applies at once run one after the other.")
@@ -14,16 +17,11 @@ def add_arguments(p) -> None:
 
 
 def run(args, ctx):
-    from jenkinsctl.provision import Provisioner
-    from jenkinsctl.signals import interruptible
-
     with interruptible():
         return Provisioner(ctx.config).apply(wait=not args.no_wait, wait_timeout=args.wait_timeout)
 
 
 def render(result) -> str:
-    from jenkinsctl.provision import render_changes
-
     changed = [c for c in result["changes"] if c["action"] != "unchanged"]
     online = sum(1 for n in result["nodes"].values() if n.get("online"))
     text = render_changes(changed) if changed else "no changes: everything matches the config"

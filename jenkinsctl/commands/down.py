@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from jenkinsctl.provision import Provisioner, render_changes
+from jenkinsctl.signals import interruptible
+
 DESCRIPTION = ("Delete the project's nodes and credential from the controller, then remove the containers and "
                "networks that carry the project's ownership labels. Volumes (the controller's home) are kept "
                "unless --volumes is given. Nothing without the labels is touched.")
@@ -12,14 +15,9 @@ def add_arguments(p) -> None:
 
 
 def run(args, ctx):
-    from jenkinsctl.provision import Provisioner
-    from jenkinsctl.signals import interruptible
-
     with interruptible():
         return Provisioner(ctx.config).down(volumes=args.volumes)
 
 
 def render(result) -> str:
-    from jenkinsctl.provision import render_changes
-
     return render_changes(result["removed"]) if result["removed"] else "nothing to remove"

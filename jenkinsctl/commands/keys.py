@@ -6,6 +6,10 @@ from __future__ import annotations
 
 import logging
 
+from jenkinsctl import provision
+from jenkinsctl.errors import UsageError
+from jenkinsctl.keys import KeyStore
+
 DESCRIPTION = ("Manage the SSH keys in the state directory: the controller's client key (its credential on every "
                "agent) and one host key per agent, which Jenkins pins. 'list' shows fingerprints; 'rotate' "
                "replaces keys and re-registers the agents. Key material is never printed.")
@@ -26,9 +30,6 @@ def add_arguments(p) -> None:
 
 
 def run(args, ctx):
-    from jenkinsctl.errors import UsageError
-    from jenkinsctl.keys import KeyStore
-
     cfg = ctx.config
     store = KeyStore(cfg.state_dir)
     if args.action == "list":
@@ -44,18 +45,12 @@ def run(args, ctx):
     result = {"state_dir": str(store.root), "rotated": rotated, "keys": store.fingerprints()}
     # Re-registration (credential update, agents recreated with the new host
     # keys, nodes' pinned keys updated) belongs to the provisioner.
-    try:
-        from jenkinsctl import provision
-    except ImportError:
-        provision = None
-    hook = None if args.no_reregister else getattr(provision, "reregister", None)
-    if hook is None:
+    if args.no_reregister:
         result["reregistered"] = False
         log.warning("keys rotated; run 'jenkinsctl apply' to recreate the agents and re-register them")
     else:
         result["reregistered"] = True
-        result["reregistration"] = hook(cfg, store, client_rotated="client" in rotated,
-                                        nodes=[n for n in rotated if n != "client"])
+        result["reregistration"] = provision.reregister(cfg)
     return result
 
 

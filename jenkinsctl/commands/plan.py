@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from jenkinsctl.provision import Provisioner, render_changes
+
 DESCRIPTION = ("Show what 'apply' would do to the project's network, volume, containers, credential and nodes: "
                "create, update, remove or unchanged. Builds nothing, starts nothing, registers nothing.")
 
@@ -11,14 +13,10 @@ def add_arguments(p) -> None:
 
 
 def run(args, ctx):
-    from jenkinsctl.provision import Provisioner
-
     changes = Provisioner(ctx.config).plan()
     return {"changes": [c.to_dict() for c in changes],
             "pending": sum(1 for c in changes if c.action != "unchanged")}
 
 
 def render(result) -> str:
-    from jenkinsctl.provision import render_changes
-
     return render_changes(result["changes"])

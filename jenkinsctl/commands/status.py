@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from jenkinsctl.provision import Provisioner, render_status
+
 DESCRIPTION = ("Show the controller and each agent: container state, node online or offline and why, labels "
                "and executors. --output json gives the same data.")
 
@@ -11,12 +13,8 @@ def add_arguments(p) -> None:
 
 
 def run(args, ctx):
-    from jenkinsctl.provision import Provisioner
-
     return Provisioner(ctx.config).status()
 
 
 def render(result) -> str:
-    from jenkinsctl.provision import render_status
-
     return render_status(result)

@@ -148,14 +148,24 @@ class Project:
         return self.client.containers.list(all=True, filters={"label": labels})
 
     def events_since(self, since: float) -> list[dict]:
-        """Engine events about this project's containers, network and volume."""
+        """Engine events about this project's containers, network and volume.
+        The engine's own HEALTHCHECK runs (an exec every 10 s in the agent
+        image) are left out: they are not something jenkinsctl did."""
         until = time.time() + 0.5
         time.sleep(0.6)
         names = {c.name for c in self.containers()} | {f"{self.name}-net", f"{self.name}-jenkins-home"}
+        health = {"exec_create: " + " ".join(test[1:]) for c in self.containers()
+                  for test in [((c.attrs.get("Config") or {}).get("Healthcheck") or {}).get("Test") or []]
+                  if test[:1] == ["CMD"]}
+        health_execs: set[str] = set()
         out = []
         for ev in self.client.events(since=int(since), until=int(until) + 1, decode=True):
             attrs = (ev.get("Actor") or {}).get("Attributes") or {}
             if ev.get("timeNano", ev.get("time", 0) * 10**9) < since * 10**9:
+                continue
+            if ev.get("Action") in health and attrs.get("execID"):
+                health_execs.add(attrs["execID"])
+            if attrs.get("execID") in health_execs:
                 continue
             if (attrs.get("name") in names or attrs.get("container") in {c.id for c in self.containers()}
                     or attrs.get("io.jenkinsctl.project") == self.name):

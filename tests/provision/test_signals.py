@@ -11,9 +11,10 @@ import sys
 
 import pytest
 
+from jenkinsctl.converge import INCOMPLETE
 from jenkinsctl.errors import Interrupted
 from jenkinsctl.jenkins_api import JenkinsAPI
-from jenkinsctl.provision import INCOMPLETE, Provisioner
+from jenkinsctl.provision import Provisioner
 from jenkinsctl.signals import interruptible
 
 pytestmark = pytest.mark.engine

@@ -10,9 +10,11 @@ import time
 import pytest
 
 from jenkinsctl.config import load_config
+from jenkinsctl.converge import config_hash
 from jenkinsctl.errors import ConfigError, Timeout
-from jenkinsctl.provision import (Provisioner, _hash, agents, network_name, node_marker, render_changes,
-                                  render_status, validate)
+from jenkinsctl.names import network_name, node_marker
+from jenkinsctl.provision import Provisioner, agents, render_changes, render_status, validate
+from tests.unit.test_poll import FakeClock
 
 
 def config(tmp_path, **changes):
@@ -84,8 +86,8 @@ def test_lock_serializes_runs_and_times_out(tmp_path):
 
 
 def test_hash_is_stable_and_order_independent():
-    assert _hash({"a": 1, "b": [1, 2]}) == _hash({"b": [1, 2], "a": 1})
-    assert _hash({"a": 1}) != _hash({"a": 2})
+    assert config_hash({"a": 1, "b": [1, 2]}) == config_hash({"b": [1, 2], "a": 1})
+    assert config_hash({"a": 1}) != config_hash({"a": 2})
 
 
 def test_render_changes_and_status():
@@ -100,3 +102,125 @@ def test_render_changes_and_status():
                           "labels": ["docker"], "executors": 2}]}
     out = render_status(status)
     assert "NODE STATE" in out and "Host key verification failed" in out and "p-controller: running" in out
+
+
+def test_the_casc_and_apply_give_a_node_the_same_host_description_and_credential(tmp_path):
+    """A controller jenkinsctl runs re-applies its CasC at every restart:
+    what apply registers must be what the CasC says, or each restart would
+    look like a change."""
+    from jenkinsctl import casc
+    from jenkinsctl.names import credential_id, node_description
+
+    cfg = config(tmp_path, project="demo")
+    library = casc.LibrarySource("https://git.example.com/a/jenkinsctl.git", "v1", False, None)
+    doc = casc.casc_document(cfg, {a.node: "ssh-ed25519 AAAA" for a in agents(cfg)}, library=library)
+    for a, node in zip(agents(cfg), doc["jenkins"]["nodes"]):
+        perm = node["permanent"]
+        assert perm["name"] == a.node
+        assert perm["nodeDescription"] == node_description(cfg, a.group)
+        assert perm["launcher"]["ssh"]["host"] == a.container
+        assert perm["launcher"]["ssh"]["credentialsId"] == credential_id(cfg)
+
+
+# --- the waits, on a fake clock --------------------------------------------------------
+
+
+class FakeContainer:
+    def __init__(self, status: str = "running", logs: list[str] | None = None, exit_code: int = 0) -> None:
+        self.attrs = {"State": {"Status": status, "Running": status == "running", "ExitCode": exit_code}}
+        self._logs = logs or []
+        self.log_reads = 0
+
+    def logs(self, tail: int) -> bytes:
+        self.log_reads += 1
+        return "\n".join(self._logs[-tail:]).encode()
+
+
+class FakeClient:
+    def __init__(self, container: FakeContainer | None) -> None:
+        self.container = container
+        self.inspects = 0
+
+        class Containers:
+            def get(_, name):
+                self.inspects += 1
+                if self.container is None:
+                    import docker.errors
+
+                    raise docker.errors.NotFound(f"no such container: {name}")
+                return self.container
+
+        self.containers = Containers()
+
+
+def engines(tmp_path, clock: FakeClock, said: list[str]):
+    from jenkinsctl.converge import Engines
+
+    return Engines(config(tmp_path), environ={}, docker_factory=lambda h: None, say=said.append,
+                   clock=clock, sleep=clock.sleep)
+
+
+def test_sshd_wait_ends_when_the_log_says_sshd_listens(tmp_path):
+    clock, said = FakeClock(), []
+    c = FakeContainer(logs=["Server listening on 0.0.0.0 port 22."])
+    engines(tmp_path, clock, said).wait_sshd(FakeClient(c), "p-agent-1", timeout=60)
+    assert clock.naps == [] and said == []
+
+
+def test_sshd_wait_gives_up_at_its_deadline_and_says_so(tmp_path):
+    clock, said = FakeClock(), []
+    client = FakeClient(FakeContainer(logs=["starting"]))
+    engines(tmp_path, clock, said).wait_sshd(client, "p-agent-1", timeout=3)
+    assert said == ["p-agent-1: sshd not confirmed after 3s; registering anyway"]
+    assert clock.now == pytest.approx(103.0, abs=0.05) and max(clock.naps) <= 0.2
+    # The state is read about once a second; the log at every look.
+    assert client.container.log_reads == len(clock.naps) + 1
+    assert client.inspects == pytest.approx(client.container.log_reads / 5, abs=1)
+
+
+def test_sshd_wait_fails_at_once_on_an_exited_agent_with_its_last_log_lines(tmp_path):
+    from jenkinsctl.errors import EngineError
+
+    clock, said = FakeClock(), []
+    c = FakeContainer(status="exited", exit_code=3, logs=["", "no host key provisioned", "exiting"])
+    with pytest.raises(EngineError) as err:
+        engines(tmp_path, clock, said).wait_sshd(FakeClient(c), "p-agent-1", timeout=60)
+    assert "exit code 3" in err.value.message
+    assert err.value.message.endswith(": no host key provisioned | exiting")
+    assert clock.naps == []
+    with pytest.raises(EngineError, match="disappeared"):
+        engines(tmp_path, clock, said).wait_sshd(FakeClient(None), "p-agent-1", timeout=60)
+
+
+def test_the_lock_wait_runs_on_the_injected_clock(tmp_path):
+    cfg = config(tmp_path)
+    holder = Provisioner(cfg, docker_factory=lambda h: None)
+    clock, said = FakeClock(), []
+    waiter = Provisioner(cfg, docker_factory=lambda h: None, say=said.append, clock=clock, sleep=clock.sleep)
+    started = time.monotonic()
+    with holder.lock():
+        with pytest.raises(Timeout) as err:
+            with waiter.lock(timeout=600):
+                pass
+    assert time.monotonic() - started < 5  # ten fake minutes, no real ones
+    assert clock.now == pytest.approx(700.0, abs=0.05)
+    assert "more than 600s" in err.value.message
+    assert len(said) == 1 and said[0].startswith(f"waiting for another jenkinsctl run on project {cfg.project}")
+
+
+def test_orchestration_leaves_the_engine_to_converge():
+    """provision.py decides and registers; every Docker call and docker-py
+    error is converge.py's, and each module says in one line what it owns."""
+    import ast
+    import pathlib
+
+    import jenkinsctl
+
+    pkg = pathlib.Path(jenkinsctl.__file__).parent
+    tree = ast.parse((pkg / "provision.py").read_text())
+    mods = [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
+    mods += [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+    assert not [m for m in mods if m.split(".")[0] == "docker"]
+    for name in ("provision.py", "converge.py", "names.py"):
+        doc = ast.get_docstring(ast.parse((pkg / name).read_text())) or ""
+        assert doc and "\n" not in doc.split("\n\n")[0], name
