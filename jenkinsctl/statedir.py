@@ -31,15 +31,22 @@ def prepare(path: str | os.PathLike[str]) -> pathlib.Path:
     below it is always 0700."""
     d = pathlib.Path(path)
     _refuse_foreign(d, "state directory")
-    if not d.exists():
+    try:
         d.mkdir(parents=True, mode=0o700)
         os.chmod(d, 0o700)   # mkdir's mode is masked by the umask
-    elif not d.is_dir():
+    except FileExistsError:
+        # Existing, or made a moment ago by a concurrent run on the same
+        # project: either way it is checked like any existing state dir.
+        _refuse_foreign(d, "state directory")
+    if not d.is_dir():
         raise ConfigError(f"state_dir {d} is not a directory",
                           hint="point state_dir (or JENKINSCTL_STATE_DIR) at a directory jenkinsctl may own")
     ignore = d / ".gitignore"
-    if not ignore.exists():
+    try:
         fd = os.open(ignore, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    except FileExistsError:
+        pass   # written before, or by a concurrent run a moment ago
+    else:
         with os.fdopen(fd, "w", encoding="ascii") as fh:
             fh.write(GITIGNORE)
     work_tree = _git_work_tree(d)

@@ -82,3 +82,42 @@ def test_a_state_dir_inside_a_git_work_tree_is_warned_about(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="jenkinsctl.statedir"):
         statedir.prepare(outside)
     assert "git work tree" not in caplog.text
+
+
+def test_concurrent_runs_creating_one_state_dir_both_succeed(tmp_path, monkeypatch):
+    """Two runs on one project may create the state dir at the same moment;
+    the loser of each create race must take what the winner made, not fail.
+    The race is forced: every run waits at a barrier just before creating."""
+    import threading
+
+    barrier = threading.Barrier(4)
+    real_mkdir, real_open = type(tmp_path).mkdir, os.open
+
+    def mkdir(self, *a, **kw):
+        barrier.wait(timeout=5)
+        return real_mkdir(self, *a, **kw)
+
+    def open_(path, flags, *a, **kw):
+        if str(path).endswith(".gitignore"):
+            barrier.wait(timeout=5)
+        return real_open(path, flags, *a, **kw)
+
+    monkeypatch.setattr(type(tmp_path), "mkdir", mkdir)
+    monkeypatch.setattr(statedir.os, "open", open_)
+    d = tmp_path / "state"
+    errors: list[BaseException] = []
+
+    def run():
+        try:
+            statedir.prepare(d)
+        except BaseException as exc:  # noqa: BLE001 - collected for the assertion
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert stat.S_IMODE(os.stat(d).st_mode) == 0o700
+    assert (d / ".gitignore").read_text() == statedir.GITIGNORE
