@@ -28,13 +28,13 @@ import logging
 import re
 import threading
 import time
-import unicodedata
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from jenkinsctl.errors import ConfigError, JenkinsAuthError, JenkinsError, JenkinsNotFound, Timeout
+from jenkinsctl.names import validate_node_name
 from jenkinsctl.poll import wait_for
 from jenkinsctl.secrets import redact, sensitive, sensitive_url
 
@@ -47,46 +47,9 @@ SSH_CREDENTIAL_CLASS = "com.cloudbees.jenkins.plugins.sshcredentials.impl.BasicS
 DIRECT_KEY_SOURCE = SSH_CREDENTIAL_CLASS + "$DirectEntryPrivateKeySource"
 SYSTEM_STORE = "credentials/store/system/domain/_"
 
-# Jenkins.checkGoodName rejects these characters in node names.
-_UNSAFE_NAME_CHARS = set('?*/\\%!@#$^&|<>[]:;"\'`')
-MAX_NODE_NAME = 100
 _CRUMB_ERROR = "No valid crumb"
 _SSH_KEY_ALGORITHMS = ("ssh-ed25519", "ssh-rsa", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384",
                        "ecdsa-sha2-nistp521")
-
-
-# --- names --------------------------------------------------------------------
-
-
-def validate_node_name(name: str) -> str:
-    """Return ``name`` if Jenkins can store it as a node, else raise ConfigError.
-
-    Jenkins keeps a node in ``nodes/NAME/``, so it refuses path separators,
-    ``.``/``..`` and the characters of ``Jenkins.checkGoodName``.  Spaces,
-    ``+`` and unicode are valid and are percent-encoded in URLs.  Names are
-    capped at 100 characters so every file-system path stays short.
-    """
-    problem = None
-    if not isinstance(name, str) or not name:
-        problem = "is empty"
-    elif name != name.strip():
-        problem = "starts or ends with whitespace (Jenkins would silently trim it)"
-    elif name in (".", "..") or name.startswith("../") or "/.." in name:
-        problem = "is a relative path"
-    elif len(name) > MAX_NODE_NAME:
-        problem = f"is {len(name)} characters long; the limit is {MAX_NODE_NAME}"
-    else:
-        bad = sorted({c for c in name if c in _UNSAFE_NAME_CHARS})
-        ctrl = any(unicodedata.category(c).startswith("C") for c in name)
-        if bad:
-            problem = "contains " + " ".join(repr(c) for c in bad)
-        elif ctrl:
-            problem = "contains control characters"
-    if problem:
-        raise ConfigError(f"node name {name!r} {problem}",
-                          hint="use letters, digits, '-', '_', '.', spaces or '+' (no / \\ ? * % : ; | < > [ ])",
-                          node=name if isinstance(name, str) else None)
-    return name
 
 
 def _display_url(url: str) -> str:

@@ -9,6 +9,7 @@ checked here is what only their combination can break.
 from __future__ import annotations
 
 import re
+import unicodedata
 from typing import TYPE_CHECKING
 
 from jenkinsctl.errors import ConfigError
@@ -29,6 +30,9 @@ MAX_DOCKER_NAME = 128
 MAX_HOST_NAME = 63
 # A node name that is safe as a single directory in the state dir.
 _PATH_SAFE_NODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+# Jenkins.checkGoodName rejects these characters in node names.
+_UNSAFE_NAME_CHARS = set('?*/\\%!@#$^&|<>[]:;"\'`')
+MAX_NODE_NAME = 100
 
 
 def network_name(cfg: Config) -> str:
@@ -98,3 +102,34 @@ def check_path_safe_node(node: str) -> str:
         raise ConfigError(f"'{node}' is not a valid node name for a key",
                           hint="use letters, digits, '.', '_' and '-'")
     return node
+
+
+def validate_node_name(name: str) -> str:
+    """Return ``name`` if Jenkins can store it as a node, else raise ConfigError.
+
+    Jenkins keeps a node in ``nodes/NAME/``, so it refuses path separators,
+    ``.``/``..`` and the characters of ``Jenkins.checkGoodName``.  Spaces,
+    ``+`` and unicode are valid and are percent-encoded in URLs.  Names are
+    capped at 100 characters so every file-system path stays short.
+    """
+    problem = None
+    if not isinstance(name, str) or not name:
+        problem = "is empty"
+    elif name != name.strip():
+        problem = "starts or ends with whitespace (Jenkins would silently trim it)"
+    elif name in (".", "..") or name.startswith("../") or "/.." in name:
+        problem = "is a relative path"
+    elif len(name) > MAX_NODE_NAME:
+        problem = f"is {len(name)} characters long; the limit is {MAX_NODE_NAME}"
+    else:
+        bad = sorted({c for c in name if c in _UNSAFE_NAME_CHARS})
+        ctrl = any(unicodedata.category(c).startswith("C") for c in name)
+        if bad:
+            problem = "contains " + " ".join(repr(c) for c in bad)
+        elif ctrl:
+            problem = "contains control characters"
+    if problem:
+        raise ConfigError(f"node name {name!r} {problem}",
+                          hint="use letters, digits, '-', '_', '.', spaces or '+' (no / \\ ? * % : ; | < > [ ])",
+                          node=name if isinstance(name, str) else None)
+    return name

@@ -44,7 +44,7 @@ from jenkinsctl.config import AgentGroup, Config
 from jenkinsctl.controller_image import build_controller_image, controller_image_reference
 from jenkinsctl.converge import Engines, container_action, container_hash, container_state, secret_digest
 from jenkinsctl.errors import ConfigError, EngineError, Interrupted, JenkinsctlError, ProvisionError, Timeout
-from jenkinsctl.jenkins_api import HostKey, JenkinsAPI, NodeSpec, validate_node_name, wait_all_online
+from jenkinsctl.jenkins_api import HostKey, JenkinsAPI, NodeSpec, wait_all_online
 from jenkinsctl.keys import KeyStore
 from jenkinsctl.names import (
     agent_container_name,
@@ -54,6 +54,7 @@ from jenkinsctl.names import (
     is_our_node,
     network_name,
     node_description,
+    validate_node_name,
     volume_name,
 )
 from jenkinsctl.poll import Clock, Sleep, wait_for

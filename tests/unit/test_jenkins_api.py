@@ -16,10 +16,9 @@ import pytest
 import requests
 
 from jenkinsctl.errors import ConfigError, JenkinsAuthError, JenkinsError, JenkinsNotFound, Timeout
-from jenkinsctl.jenkins_api import (MANUAL_KEY_STRATEGY, HostKey, JenkinsAPI, NodeSpec, node_fields,
-                                    validate_node_name, wait_all_online)
-from tests.fakejenkins import FakeJenkins, SilentServer, User
-from tests.fakejenkins import sshkeys
+from jenkinsctl.jenkins_api import MANUAL_KEY_STRATEGY, HostKey, JenkinsAPI, NodeSpec, node_fields, wait_all_online
+from jenkinsctl.names import validate_node_name
+from tests.fakejenkins import FakeJenkins, SilentServer, User, sshkeys
 
 PASSWORD = "pw-Secr3t-value"
 
