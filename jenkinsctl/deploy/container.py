@@ -104,6 +104,9 @@ class ContainerStrategy:
         self.proxy_settings = ProxySettings(**{k: v for k, v in dict(getattr(target, "proxy", None) or {}).items()
                                                if k in known})
         self.proxy = Proxy(client, self.cname, self.labels, self.proxy_settings, clock=clock, sleep=sleep)
+        # Set while proxy mode probes apps from a container on the engine's
+        # host network (see _probes_on_engine_host); None: from here.
+        self._probe_via: str | None = None
 
     def _lock_hold(self) -> float:
         """How long one deploy or rollback of this target may hold its lock:
@@ -441,7 +444,7 @@ class ContainerStrategy:
             if health and health.get("Status") == "unhealthy":
                 return False, "healthcheck", _health_log(health), self.clock() - start
             if url:
-                ok, detail = http_probe(url, timeout=min(2.0, max(0.5, interval)))
+                ok, detail = self._http_probe(url, min(2.0, max(0.5, interval)))
                 if ok and health and require_healthcheck and health.get("Status") != "healthy":
                     ok, detail = False, f"{detail}; waiting for the image's HEALTHCHECK ({health.get('Status')})"
                 if ok:
@@ -456,6 +459,37 @@ class ContainerStrategy:
             if self.clock() >= deadline:
                 return False, kind, f"not healthy within {timeout:g}s{why}; last probe: {detail}", self.clock() - start
             self.sleep(interval if kind != "running" else 0.2)
+
+    def _http_probe(self, url: str, timeout: float) -> tuple[bool, str]:
+        if self._probe_via:
+            return self.proxy.probe_http(self._probe_via, url, timeout)
+        return http_probe(url, timeout=timeout)
+
+    @contextlib.contextmanager
+    def _probes_on_engine_host(self, ref: str | None = None):
+        """Proxy mode probes a candidate at its address on NAME.net.  When
+        that network is not reachable from this process (a remote engine, an
+        engine in another network namespace, jenkinsctl in a container), the
+        probes run inside the proxy instead, which sits on the engine's host
+        network: a `docker exec` of socat, about 30-60 ms a probe.  Before
+        the proxy runs (first deploy, migration) a sleeping container of the
+        proxy image stands in for it."""
+        if self.proxy.reachable_from_here():
+            yield
+            return
+        pc = self.proxy.find()
+        prober = None
+        if pc is not None and pc.status == "running":
+            self._probe_via = pc.id
+        else:
+            prober = self.proxy.start_prober(ref or self._proxy_image())
+            self._probe_via = prober
+        try:
+            yield
+        finally:
+            self._probe_via = None
+            if prober:
+                self.proxy.remove_prober(prober)
 
     def _bounded(self, timeout: float) -> tuple[float, str]:
         """``timeout`` cut to what is left of the target's timeout, and the
@@ -759,7 +793,8 @@ class ContainerStrategy:
     def _proxy_create(self, image: ImageRef, spec, labels, bindings) -> dict[str, Any]:
         ref = self._proxy_image()
         self.proxy.ensure_network()
-        cid, ip, gate = self._proxy_candidate(image, spec, labels)
+        with self._probes_on_engine_host(ref):
+            cid, ip, gate = self._proxy_candidate(image, spec, labels)
         try:
             self.proxy.ensure(ref, bindings, ip)
             new_slot, old_slot, _ = self.proxy.switch(ip)
@@ -779,7 +814,8 @@ class ContainerStrategy:
         the proxy has bound them."""
         ref = self._proxy_image()
         self.proxy.ensure_network()
-        cid, ip, gate = self._proxy_candidate(image, spec, labels)
+        with self._probes_on_engine_host(ref):
+            cid, ip, gate = self._proxy_candidate(image, spec, labels)
         try:
             pc = self.proxy.ensure(ref, bindings, ip, create_only=True)
         except Exception:
@@ -816,7 +852,8 @@ class ContainerStrategy:
         # A new proxy image or configuration (other ports, settings) is
         # applied first, by handover, still serving the current version.
         self.proxy.ensure(ref, bindings, old_ip)
-        cid, ip, gate = self._proxy_candidate(image, spec, labels)
+        with self._probes_on_engine_host(ref):
+            cid, ip, gate = self._proxy_candidate(image, spec, labels)
         t_switch = self.clock()
         try:
             new_slot, old_slot, base = self.proxy.switch(ip)
@@ -911,7 +948,7 @@ class ContainerStrategy:
         to its port."""
         wait, why = self._bounded(self.health_timeout)
         deadline = self.clock() + wait
-        port = bindings[0].container_port if bindings else None
+        port = bindings[0].container_port if bindings else 0
         url = self._candidate_url(self.health_url, cid, {"host_config": {"PortBindings": {
             f"{b.container_port}/tcp": [{"HostPort": str(b.host_port)}] for b in bindings}}, "networks": {}}) \
             if self.health_url else None
@@ -921,7 +958,9 @@ class ContainerStrategy:
             if not state.get("Running"):
                 return False, f"the container exited with code {state.get('ExitCode')}"
             if url:
-                ok, detail = http_probe(url, timeout=1.0)
+                ok, detail = self._http_probe(url, 1.0)
+            elif self._probe_via:
+                ok, detail = self.proxy.probe_tcp(self._probe_via, ip, port, 1.0)
             else:
                 try:
                     with socket.create_connection((ip, port), timeout=1.0):
@@ -947,7 +986,8 @@ class ContainerStrategy:
         if target.status != "running":
             self.api.start(target.id)
         ip = self._join_proxy_network(target)
-        ok, detail = self._wait_answers(target.id, ip, bindings)
+        with self._probes_on_engine_host():
+            ok, detail = self._wait_answers(target.id, ip, bindings)
         if not ok:
             message = self._failure_message(target.id, f"the kept version {t_name}", detail)
             with contextlib.suppress(Exception):

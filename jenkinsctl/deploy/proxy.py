@@ -77,8 +77,10 @@ import pathlib
 import re
 import tarfile
 import time
+import urllib.parse
 from typing import Any, Callable, Iterable, Mapping
 
+from jenkinsctl.deploy.health import display_url
 from jenkinsctl.engine import ROLE_LABEL
 from jenkinsctl.errors import BuildError, DeployError, EngineError
 from jenkinsctl.resources import resource_path
@@ -321,6 +323,39 @@ def exec_argv(socket_path: str, commands: list[str]) -> list[str]:
             "; ".join(commands), socket_path]
 
 
+def probe_http_argv(url: str, timeout: float) -> list[str]:
+    """The argv run inside the proxy to GET ``url`` (an app's address on the
+    target's network) with socat: one HTTP/1.0 request, the answer's first
+    4 KiB on stdout, socat's own error on stderr (merged)."""
+    u = urllib.parse.urlsplit(url)
+    port = u.port or (443 if u.scheme == "https" else 80)
+    path = (u.path or "/") + (f"?{u.query}" if u.query else "")
+    t = f"{max(timeout, 0.2):g}"
+    addr = f"OPENSSL:{u.hostname}:{port},verify=0" if u.scheme == "https" else f"TCP:{u.hostname}:{port}"
+    request = (f"GET {path} HTTP/1.0\r\nHost: {u.netloc.rpartition('@')[2]}\r\nUser-Agent: jenkinsctl-health"
+               "\r\nConnection: close\r\n\r\n")
+    return ["sh", "-c", 'printf "%s" "$1" | socat -t "$3" -T "$3" - "$2" 2>&1 | head -c 4096', "jenkinsctl-probe",
+            request, f"{addr},connect-timeout={t}", t]
+
+
+def probe_tcp_argv(host: str, port: int, timeout: float) -> list[str]:
+    """The argv run inside the proxy to check that ``host:port`` accepts a
+    connection: prints the marker only when socat connected."""
+    t = f"{max(timeout, 0.2):g}"
+    return ["sh", "-c", 'socat -T "$2" /dev/null "$1" 2>&1 && echo jenkinsctl-probe-ok', "jenkinsctl-probe",
+            f"TCP:{host}:{port},connect-timeout={t}", t]
+
+
+def parse_probe_http(url: str, out: str) -> tuple[bool, str]:
+    """What probe_http_argv printed, as http_probe's (ok, what happened)."""
+    head, _, body = out.partition("\r\n\r\n")
+    m = re.match(r"HTTP/\d(?:\.\d)?\s+(\d{3})", head)
+    if not m:
+        return False, f"GET {display_url(url)} failed: {out.strip()[:300] or 'no answer'} (probed from the proxy)"
+    status = int(m.group(1))
+    return 200 <= status < 400, f"GET {display_url(url)} -> {status}: {body.strip()[:500]}"
+
+
 _SOCAT_ERROR = re.compile(r"socat\[\d+\] E |exec failed|executable file not found")
 _CLI_ERRORS = re.compile(r"(?im)^(unknown command|no such (backend|server)|require |invalid |.*: not found|"
                          r"permission denied|can't |cannot )")
@@ -429,6 +464,50 @@ class Proxy:
         attrs = self.api.inspect_container(container_id)
         ep = (attrs["NetworkSettings"].get("Networks") or {}).get(self.network) or {}
         return ep.get("IPAddress") or None
+
+    # --- probing the apps ------------------------------------------------------------
+
+    def reachable_from_here(self) -> bool:
+        """True when this process can reach addresses on the target's
+        network: it shares the network namespace of the engine's host, where
+        the network's bridge (``br-`` and the first 12 characters of its id)
+        is an interface.  Not so for a tcp:// or ssh:// engine, an engine in
+        another network namespace, or jenkinsctl in a container (Docker keeps
+        bridge networks apart).  A random id cannot match by chance, and an
+        address that merely looks routable could reach another host's
+        container on the same private subnet."""
+        net = self.client.networks.get(self.network)
+        name = (net.attrs.get("Options") or {}).get("com.docker.network.bridge.name") or f"br-{net.id[:12]}"
+        return pathlib.Path("/sys/class/net", name).exists()
+
+    def start_prober(self, image: str) -> str:
+        """A container on the engine's host network that only sleeps, to
+        probe apps from before the proxy itself runs (a first deploy, a
+        migration).  Bounded by its own sleep in case this run dies."""
+        name = f"{self.cname}.probe"
+        with_suppressed_notfound(lambda: self.api.remove_container(name, force=True))
+        body = {"Image": image, "Entrypoint": ["sleep", "600"], "Cmd": [], "Labels": self.labels,
+                "HostConfig": {"NetworkMode": "host", "AutoRemove": True}}
+        cid = self.api.create_container_from_config(body, name)["Id"]
+        self.api.start(cid)
+        return cid
+
+    def remove_prober(self, cid: str) -> None:
+        with_suppressed_notfound(lambda: self.api.remove_container(cid, force=True))
+
+    def _exec(self, cid: str, argv: list[str]) -> str:
+        ex = self.api.exec_create(cid, argv, stdout=True, stderr=True)
+        return self.api.exec_start(ex["Id"]).decode("utf-8", errors="replace")
+
+    def probe_http(self, via: str, url: str, timeout: float) -> tuple[bool, str]:
+        """http_probe's answer for ``url``, asked from inside container ``via``."""
+        return parse_probe_http(url, self._exec(via, probe_http_argv(url, timeout)))
+
+    def probe_tcp(self, via: str, host: str, port: int, timeout: float) -> tuple[bool, str]:
+        out = self._exec(via, probe_tcp_argv(host, port, timeout))
+        if "jenkinsctl-probe-ok" in out:
+            return True, f"{host}:{port} accepts connections"
+        return False, f"{host}:{port}: {out.strip()[:300] or 'no connection'} (probed from the proxy)"
 
     # --- the runtime API ------------------------------------------------------------
 

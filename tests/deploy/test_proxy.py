@@ -333,3 +333,40 @@ def test_a_target_publishing_its_own_port_migrates_to_proxy_mode(docker_client, 
     print(f"\nmigration gap: {d['switch_ms']} ms measured by jenkinsctl, {probe.failures} failed probes, "
           f"longest gap {probe.longest_gap_ms} ms seen by the probe loop")
     json.dumps(d)
+
+
+def test_probes_from_the_engine_host_answer_like_direct_ones(docker_client, example_images, cname):
+    """The probe that proxy mode runs inside a container on the engine's
+    host network (for engines whose networks this process cannot reach)
+    sees what the direct probe sees: an answer, a failing answer, a refused
+    port.  Here the network is reachable, so both can be compared."""
+    from jenkinsctl.deploy.health import http_probe
+    from jenkinsctl.deploy.proxy import ensure_image
+    from tests.deploy.helpers import DEPLOY_TEST_LABELS
+
+    proxy = Proxy(docker_client, cname, DEPLOY_TEST_LABELS, ProxySettings())
+    proxy.ensure_network()
+    assert proxy.reachable_from_here()
+    app = docker_client.containers.run(example_images["v1"].pinned, name=f"{cname}.app", detach=True,
+                                       labels=DEPLOY_TEST_LABELS, network=proxy.network)
+    prober = proxy.start_prober(ensure_image(docker_client, DEPLOY_TEST_LABELS))
+    try:
+        ip = proxy.app_ip(app.id)
+        assert wait_http(ip, 8080) == "1.0.0"
+        for path, want in (("/health", True), ("/nope", False)):
+            url = f"http://{ip}:8080{path}"
+            direct, via = http_probe(url), proxy.probe_http(prober, url, 1.0)
+            assert direct[0] is via[0] is want, (direct, via)
+            assert via[1].split(":", 2)[:2] == direct[1].split(":", 2)[:2]
+        assert proxy.probe_tcp(prober, ip, 8080, 1.0)[0]
+        refused = proxy.probe_http(prober, f"http://{ip}:8099/health", 1.0)
+        assert not refused[0] and "refused" in refused[1].lower(), refused
+        assert not proxy.probe_tcp(prober, ip, 8099, 1.0)[0]
+        t = time.monotonic()
+        for _ in range(10):
+            proxy.probe_http(prober, f"http://{ip}:8080/health", 1.0)
+        print(f"\nprobe from the engine host: {(time.monotonic() - t) * 100:.0f} ms each")
+    finally:
+        proxy.remove_prober(prober)
+        app.remove(force=True)
+        proxy.remove()
