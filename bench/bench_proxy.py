@@ -91,6 +91,9 @@ def main() -> int:
     ap.add_argument("--switches", type=int, default=20)
     ap.add_argument("--ships", type=int, default=3, help="ships measured per mode (default 3)")
     ap.add_argument("--requests", type=int, default=3000, help="requests per latency side (default 3000)")
+    ap.add_argument("--only-rollback", action="store_true", help="figure 4 alone (after one warm-up ship)")
+    ap.add_argument("--profile", action="store_true",
+                    help="print where one library rollback spends its time, engine call by engine call")
     opts = ap.parse_args()
 
     import docker
@@ -107,6 +110,7 @@ def main() -> int:
     repo = f"{reg.url}/bench/proxyapp"
     env = {k: v for k, v in os.environ.items() if not k.startswith("JENKINSCTL_")}
     env.update(reg.env)
+    env["JENKINSCTL_REGISTRY_URL"] = reg.url   # credentials go only to the registry named in the config
     env["JENKINSCTL_CONFIG"] = cfg = os.path.join(work, "jenkinsctl.yaml")
     with open(cfg, "w") as fh:
         fh.write("version: 1\nproject: jenkinsctl-bench\ndeploy:\n  targets:\n")
@@ -132,7 +136,7 @@ def main() -> int:
         # 2. ship after a one-line change, alternating modes.
         times: dict[str, list[float]] = {"proxy": [], "stop": []}
         deploy_s: dict[str, list[float]] = {"proxy": [], "stop": []}
-        for _ in range(opts.ships):
+        for _ in range(0 if opts.only_rollback else opts.ships):
             for k in ("stop", "proxy"):
                 bump(ctx, env)
                 t, p = run(JENKINSCTL + ["-o", "json", "ship", ctx, "--image", repo, "--to", k], env)
@@ -145,8 +149,14 @@ def main() -> int:
             _t, p = run(JENKINSCTL + ["-o", "json", "ship", ctx, "--image", repo], env)
             digests.append(json.loads(p.stdout)["digest"])
 
-        # 1. switches under load.
         port = ports["proxy"]
+        if opts.only_rollback:
+            for d in digests:
+                run(JENKINSCTL + ["deploy", "--image", f"{repo}@{d}", "--to", "proxy"], env)
+            rollback_figure(client, cfg, names["proxy"], env, opts.profile)
+            return 0
+
+        # 1. switches under load.
         switch_ms = []
         with Load(port, rate=150, threads=6) as load:
             time.sleep(0.5)
@@ -182,33 +192,12 @@ def main() -> int:
         for v in lat.values():
             v.sort()
 
-        # 4. rollback: library call and CLI, back and forth between two kept versions.
-        from jenkinsctl.config import load_config
-        from jenkinsctl.deploy import make_strategy
-
-        conf = load_config(cfg)
-        lib_s, cli_s, lib_start, serving = [], [], [], []
-        latest = client.containers.get(names["proxy"]).labels["io.jenkinsctl.deploy-seq"]
-        for _ in range(3):
-            # Back to the version before, then forward again to the latest.
-            strategy = make_strategy(conf.deploy_target("proxy"), config=conf, client=client)
-            t = time.perf_counter()
-            out = strategy.rollback()
-            lib_s.append(time.perf_counter() - t)
-            lib_start.append(out.details["start_ms"])
-            serving.append(out.details["serving_ms"])
-            t, _p = run(JENKINSCTL + ["rollback", "--to", "proxy", "--version", f"v{latest}"], env)
-            cli_s.append(t)
-
         for q in (50, 99):
             p, d, i = (percentile(lat[k], q) * 1000 for k in ("proxy", "direct", "ip"))
             print(f"3. p{q}: through the proxy {p:.3f} ms, direct -p (docker-proxy) {d:.3f} ms, direct to the "
                   f"container address {i:.3f} ms: ratio {p / d:.2f} vs -p, {p / i:.2f} vs the address"
                   + ("  (target p50 <= 1.2)" if q == 50 else ""), flush=True)
-        print(f"4. rollback: the kept version serves after {', '.join(f'{x:.0f}' for x in serving)} ms (started and "
-              f"answering after {', '.join(f'{x:.0f}' for x in lib_start)} ms, then the switch); the library call "
-              f"returns after {fmt(lib_s)} s (drain + stop of the current one), the whole CLI command after "
-              f"{fmt(cli_s)} s (target <= 1 s)")
+        rollback_figure(client, cfg, names["proxy"], env, opts.profile)
         print(f"   load average at the end: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
     finally:
         for n in [*names.values(), direct_name]:
@@ -222,6 +211,61 @@ def main() -> int:
         reg.stop()
         shutil.rmtree(work, ignore_errors=True)
     return 0
+
+
+def rollback_figure(client, cfg: str, name: str, env: dict, profile: bool) -> None:
+    """4. rollback: library call and CLI, back and forth between two kept versions."""
+    from jenkinsctl.config import load_config
+    from jenkinsctl.deploy import make_strategy
+
+    conf = load_config(cfg)
+    lib_s, cli_s, lib_start, serving = [], [], [], []
+    latest = client.containers.get(name).labels["io.jenkinsctl.deploy-seq"]
+    calls: list[tuple[str, float, float]] = []
+    for i in range(3):
+        # Back to the version before, then forward again to the latest.
+        strategy = make_strategy(conf.deploy_target("proxy"), config=conf, client=client)
+        if profile and i == 0:
+            _time_calls(client.api, calls)
+        t = time.perf_counter()
+        out = strategy.rollback()
+        lib_s.append(time.perf_counter() - t)
+        if profile and i == 0:
+            _untime_calls(client.api)
+            print("   one library rollback, engine calls (ms from the start, ms taken):")
+            for what, start, took in calls:
+                print(f"     {(start - t) * 1000:7.0f} {took * 1000:6.0f}  {what}")
+        lib_start.append(out.details["start_ms"])
+        serving.append(out.details["serving_ms"])
+        t, _p = run(JENKINSCTL + ["rollback", "--to", "proxy", "--version", f"v{latest}"], env)
+        cli_s.append(t)
+    print(f"4. rollback: the kept version serves after {', '.join(f'{x:.0f}' for x in serving)} ms (started and "
+          f"answering after {', '.join(f'{x:.0f}' for x in lib_start)} ms, then the switch); the library call "
+          f"returns after {fmt(lib_s)} s, the whole CLI command after {fmt(cli_s)} s (target <= 1 s); the library "
+          f"call returns {', '.join(f'{x * 1000 - y:.0f}' for x, y in zip(lib_s, serving))} ms after the switch",
+          flush=True)
+
+
+def _time_calls(api, calls: list) -> None:
+    for attr in ("start", "stop", "inspect_container", "exec_create", "exec_start", "put_archive", "rename",
+                 "update_container", "containers", "create_container_from_config", "remove_container",
+                 "connect_container_to_network", "inspect_network", "inspect_image", "networks", "kill"):
+        fn = getattr(api, attr)
+
+        def timed(*a, _fn=fn, _attr=attr, **k):
+            t = time.perf_counter()
+            try:
+                return _fn(*a, **k)
+            finally:
+                calls.append((f"{_attr} {str(a[0])[:40] if a else ''} {k.get('filters', '') or ''}", t,
+                              time.perf_counter() - t))
+        setattr(api, attr, timed)
+
+
+def _untime_calls(api) -> None:
+    for attr in list(vars(api)):
+        if callable(vars(api)[attr]) and getattr(vars(api)[attr], "__name__", "") == "timed":
+            delattr(api, attr)
 
 
 def fmt(xs) -> str:

@@ -11,7 +11,8 @@ How a deploy of NAME goes (all under an engine-wide lock, see deploy/lock.py):
 3. Start a **candidate** next to the old container, without published ports
    and without network aliases, so it gets no traffic, and gate it on the
    image's HEALTHCHECK or the HTTP probe (aimed at the candidate's own
-   address).  If it is unhealthy the old container was never touched: the
+   address; in proxy mode, from inside the proxy when that address is out
+   of this process's reach, see deploy/proxy.py).  If it is unhealthy the old container was never touched: the
    command fails with the health output and the candidate's last log lines.
 4. Switch (``switch`` in the target; the default follows from the ports):
    - *proxy* (host ports published, the default then; see deploy/proxy.py
@@ -38,7 +39,8 @@ How a deploy of NAME goes (all under an engine-wide lock, see deploy/lock.py):
    a daemon restart does not revive it); only the newest ``keep`` are kept.
    ``rollback`` starts the previous one again the same way; in proxy mode
    it starts the kept container, waits until it answers at its own address,
-   and switches the proxy to it (no stop-first gap).
+   and switches the proxy to it (no stop-first gap); the container it
+   replaces is told to stop once drained, not waited for.
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ import time
 import urllib.parse
 from typing import Any, Callable, Mapping
 
+from jenkinsctl.config import SecretRef
 from jenkinsctl.deploy import (
     CANDIDATE_LABEL,
     DEPLOY_LABEL,
@@ -64,16 +67,28 @@ from jenkinsctl.deploy import (
     parse_time,
     pull_by_digest,
 )
-from jenkinsctl.deploy.health import http_probe, rewrite_host
+from jenkinsctl.deploy.health import health_log, http_probe, rewrite_host
 from jenkinsctl.deploy.lock import engine_lock
+from jenkinsctl.deploy.proxy import (
+    Proxy,
+    ProxySettings,
+    bindings_from_port_bindings,
+    counters_of,
+    ensure_image,
+    port_bindings_of,
+    tripped,
+)
+from jenkinsctl.deploy.secret_files import install_secret_files
 from jenkinsctl.engine import ROLE_LABEL
 from jenkinsctl.engine import api_error as _api_error
 from jenkinsctl.errors import DeployError
+from jenkinsctl.poll import Deadline, wait_for
 
 log = logging.getLogger("jenkinsctl.deploy")
 
 BUILTIN_NETWORKS = ("bridge", "host", "none", "default")
 SWITCH_PROBE_INTERVAL = 0.02
+NO_RESTART = {"Name": "no", "MaximumRetryCount": 0}
 MIN_UPTIME = 2.0  # seconds a container without any health check must stay up
 
 
@@ -82,7 +97,7 @@ class ContainerStrategy:
 
     def __init__(self, client, target, *, labels: Mapping[str, str], auth: dict | None = None,
                  environ: Mapping[str, str] | None = None, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep, health_url: str | None = None) -> None:
+                 sleep: Callable[[float], None] = time.sleep) -> None:
         self.client = client
         self.api = client.api
         self.target = target
@@ -92,18 +107,19 @@ class ContainerStrategy:
         self.environ = os.environ if environ is None else environ
         self.clock = clock
         self.sleep = sleep
-        self.health_url = health_url or target.health.http
+        self.health_url = target.health.http
         self.health_timeout = float(target.health.timeout)
         self.health_interval = float(target.health.interval)
         # The target's timeout bounds the whole deploy or rollback, health
         # gates included (health.timeout bounds each gate on its own).
         self._deadline: float | None = None
-        from jenkinsctl.deploy.proxy import Proxy, ProxySettings
-
         known = {f.name for f in dataclasses.fields(ProxySettings)}
         self.proxy_settings = ProxySettings(**{k: v for k, v in dict(getattr(target, "proxy", None) or {}).items()
                                                if k in known})
         self.proxy = Proxy(client, self.cname, self.labels, self.proxy_settings, clock=clock, sleep=sleep)
+        # Set while proxy mode probes apps from a container on the engine's
+        # host network (see _probes_on_engine_host); None: from here.
+        self._probe_via: str | None = None
 
     def _lock_hold(self) -> float:
         """How long one deploy or rollback of this target may hold its lock:
@@ -144,8 +160,6 @@ class ContainerStrategy:
             details: dict[str, Any] = {"container": self.cname, "seq": seq}
             try:
                 if mode == "proxy":
-                    from jenkinsctl.deploy.proxy import port_bindings_of
-
                     spec["host_config"]["PortBindings"] = port_bindings_of(bindings)
                     spec["networks"].setdefault(self.proxy.network, {"Aliases": [], "IPAMConfig": None,
                                                                      "Links": None})
@@ -360,8 +374,6 @@ class ContainerStrategy:
 
     def _apply_target_env(self, spec: dict[str, Any]) -> None:
         """The target's env (config) overrides the old container's."""
-        from jenkinsctl.config import SecretRef
-
         if not self.target.env:
             return
         env = {e.partition("=")[0]: e for e in spec["config"]["Env"]}
@@ -403,8 +415,6 @@ class ContainerStrategy:
             e = _endpoint(ep, self.cname if aliases else None, static_ip)
             self.api.connect_container_to_network(cid, net, aliases=e.get("Aliases") or None,
                                                   ipv4_address=(e.get("IPAMConfig") or {}).get("IPv4Address"))
-        from jenkinsctl.deploy.secret_files import install_secret_files
-
         install_secret_files(self.api, cid, self.target, self.environ)  # files, not Env: see secret_files
         return cid
 
@@ -426,36 +436,70 @@ class ContainerStrategy:
         """Until the HTTP probe passes (if ``url``) and the image's
         HEALTHCHECK says healthy (if it has one and ``require_healthcheck``);
         an unhealthy HEALTHCHECK or an exit fails at once."""
-        start = self.clock()
         timeout, why = self._bounded(timeout)
-        deadline = start + timeout
-        detail = "no probe ran yet"
-        while True:
-            attrs = self.api.inspect_container(cid)
-            state = attrs["State"]
+        last_detail = ["no probe ran yet"]
+
+        def look() -> tuple[bool | None, str, str]:
+            """(verdict, kind, detail); verdict None: not decided yet."""
+            state = self.api.inspect_container(cid)["State"]
             health = state.get("Health")
             kind = "http" if url else ("healthcheck" if health else "running")
             if not state.get("Running"):
                 return False, kind, f"the container exited with code {state.get('ExitCode')} " \
-                                    f"{state.get('Error') or ''}".strip(), self.clock() - start
+                                    f"{state.get('Error') or ''}".strip()
             if health and health.get("Status") == "unhealthy":
-                return False, "healthcheck", _health_log(health), self.clock() - start
+                return False, "healthcheck", health_log(health)
             if url:
-                ok, detail = http_probe(url, timeout=min(2.0, max(0.5, interval)))
+                ok, detail = self._http_probe(url, min(2.0, max(0.5, interval)))
                 if ok and health and require_healthcheck and health.get("Status") != "healthy":
                     ok, detail = False, f"{detail}; waiting for the image's HEALTHCHECK ({health.get('Status')})"
-                if ok:
-                    return True, kind, detail, self.clock() - start
-            elif health:
-                detail = _health_log(health) or f"health status {health.get('Status')}"
-                if health.get("Status") == "healthy":
-                    return True, kind, detail, self.clock() - start
-            elif self.clock() - start >= MIN_UPTIME:
-                return True, kind, f"running for {MIN_UPTIME:.0f}s (no HEALTHCHECK and no health.http)", \
-                    self.clock() - start
-            if self.clock() >= deadline:
-                return False, kind, f"not healthy within {timeout:g}s{why}; last probe: {detail}", self.clock() - start
-            self.sleep(interval if kind != "running" else 0.2)
+                last_detail[0] = detail
+                return (True if ok else None), kind, detail
+            if health:
+                last_detail[0] = health_log(health) or f"health status {health.get('Status')}"
+                return (True if health.get("Status") == "healthy" else None), kind, last_detail[0]
+            if waited.elapsed() >= MIN_UPTIME:
+                return True, kind, f"running for {MIN_UPTIME:.0f}s (no HEALTHCHECK and no health.http)"
+            return None, kind, last_detail[0]
+
+        waited = Deadline(None, self.clock)
+        out = wait_for(look, lambda r: r[0] is not None, timeout=timeout,
+                       interval=lambda r: interval if r[1] != "running" else 0.2, clock=self.clock, sleep=self.sleep)
+        verdict, kind, detail = out.last
+        if verdict is None:
+            return False, kind, f"not healthy within {timeout:g}s{why}; last probe: {detail}", out.elapsed
+        return verdict, kind, detail, out.elapsed
+
+    def _http_probe(self, url: str, timeout: float) -> tuple[bool, str]:
+        if self._probe_via:
+            return self.proxy.probe_http(self._probe_via, url, timeout)
+        return http_probe(url, timeout=timeout)
+
+    @contextlib.contextmanager
+    def _probes_on_engine_host(self, ref: str | None = None):
+        """Proxy mode probes a candidate at its address on NAME.net.  When
+        that network is not reachable from this process (a remote engine, an
+        engine in another network namespace, jenkinsctl in a container), the
+        probes run inside the proxy instead, which sits on the engine's host
+        network: a `docker exec` of socat, about 30-60 ms a probe.  Before
+        the proxy runs (first deploy, migration) a sleeping container of the
+        proxy image stands in for it."""
+        if self.proxy.reachable_from_here():
+            yield
+            return
+        pc = self.proxy.find()
+        prober = None
+        if pc is not None and pc.status == "running":
+            self._probe_via = pc.id
+        else:
+            prober = self.proxy.start_prober(ref or self._proxy_image())
+            self._probe_via = prober
+        try:
+            yield
+        finally:
+            self._probe_via = None
+            if prober:
+                self.proxy.remove_prober(prober)
 
     def _bounded(self, timeout: float) -> tuple[float, str]:
         """``timeout`` cut to what is left of the target's timeout, and the
@@ -535,10 +579,8 @@ class ContainerStrategy:
                 self.api.disconnect_container_from_network(cid, net)
                 self.api.connect_container_to_network(cid, net, aliases=e.get("Aliases") or None)
         self.api.update_container(cid, restart_policy=spec["host_config"].get("RestartPolicy") or {"Name": "no"})
-        retired = self._retire_name(current)
-        self.api.rename(current.id, retired)
+        retired, _ = self._retire(current)
         self.api.rename(cid, self.cname)
-        self.api.update_container(current.id, restart_policy={"Name": "no", "MaximumRetryCount": 0})
         self.api.stop(current.id, timeout=_stop_timeout(current))
         return {"mode": "start-first", "id": cid[:12], "retired": retired, "switch_ms": 0, **gate}
 
@@ -548,10 +590,7 @@ class ContainerStrategy:
             final = self._create(f"{self.cname}.next", image.pinned, spec, labels)
         finally:
             self._remove(cand_id)
-        retired = self._retire_name(current)
-        restart = current.attrs["HostConfig"].get("RestartPolicy") or {"Name": "no"}
-        self.api.rename(current.id, retired)
-        self.api.update_container(current.id, restart_policy={"Name": "no", "MaximumRetryCount": 0})
+        retired, restart = self._retire(current)
         # The gap: from here until the new container answers.
         t_stop = self.clock()
         self.api.stop(current.id, timeout=_stop_timeout(current))
@@ -600,6 +639,17 @@ class ContainerStrategy:
         self.api.update_container(current.id, restart_policy=restart)
         self.api.start(current.id)
 
+    def _retire(self, current) -> tuple[str, dict]:
+        """Take ``current`` out of service by name: it becomes NAME.vSEQ with
+        its restart policy off (so a daemon restart does not revive it).
+        Returns (that name, the restart policy it had, for its successor or
+        a restore).  Stopping it is the caller's, whose timing differs."""
+        retired = self._retire_name(current)
+        restart = current.attrs["HostConfig"].get("RestartPolicy") or {"Name": "no"}
+        self.api.rename(current.id, retired)
+        self.api.update_container(current.id, restart_policy=NO_RESTART)
+        return retired, restart
+
     def _retire_name(self, current) -> str:
         seq = _seq_of(current) or 0
         name = f"{self.cname}.v{seq}"
@@ -614,12 +664,11 @@ class ContainerStrategy:
             or {"Name": "unless-stopped", "MaximumRetryCount": 0}
         publishes = bool(target.attrs["HostConfig"].get("PortBindings")) or (
             current is not None and bool(current.attrs["HostConfig"].get("PortBindings")))
-        retired = self._retire_name(current) if current is not None else None
+        retired: str | None = None
         if publishes or current is None:
             t_stop = self.clock()
             if current is not None:
-                self.api.rename(current.id, retired)
-                self.api.update_container(current.id, restart_policy={"Name": "no", "MaximumRetryCount": 0})
+                retired, _ = self._retire(current)
                 self.api.stop(current.id, timeout=_stop_timeout(current))
             self.api.rename(target.id, self.cname)
             self.api.update_container(target.id, restart_policy=restart)
@@ -633,7 +682,7 @@ class ContainerStrategy:
                 with contextlib.suppress(Exception):
                     self.api.stop(target.id, timeout=5)
                 self.api.rename(target.id, t_name)
-                self.api.update_container(target.id, restart_policy={"Name": "no", "MaximumRetryCount": 0})
+                self.api.update_container(target.id, restart_policy=NO_RESTART)
                 if current is not None:
                     self.api.rename(current.id, self.cname)
                     self.api.update_container(current.id, restart_policy=restart)
@@ -650,10 +699,9 @@ class ContainerStrategy:
             with contextlib.suppress(Exception):
                 self.api.stop(target.id, timeout=5)
             raise
-        self.api.rename(current.id, retired)
+        retired, _ = self._retire(current)
         self.api.rename(target.id, self.cname)
         self.api.update_container(target.id, restart_policy=restart)
-        self.api.update_container(current.id, restart_policy={"Name": "no", "MaximumRetryCount": 0})
         self.api.stop(current.id, timeout=_stop_timeout(current))
         return {"mode": "start-first", "from": t_name, "retired": retired, "switch_ms": 0, **gate}
 
@@ -662,8 +710,6 @@ class ContainerStrategy:
     def _bindings(self, spec: dict[str, Any], proxied: bool) -> list:
         """What the target publishes: the config's ports when it names
         some, else what the proxy publishes, else what the app publishes."""
-        from jenkinsctl.deploy.proxy import bindings_from_port_bindings
-
         if getattr(self.target, "switch", None) == "stop-first" and not proxied:
             return []   # the app publishes them itself: whatever they are (UDP too)
         if self.target.ports:
@@ -704,8 +750,6 @@ class ContainerStrategy:
         return "proxy" if bindings or proxied else "start-first"
 
     def _proxy_image(self) -> str:
-        from jenkinsctl.deploy.proxy import ensure_image
-
         return ensure_image(self.client, self.labels)
 
     def _app_ip(self, cid: str) -> str:
@@ -738,7 +782,7 @@ class ContainerStrategy:
         slot, addr, states = self.proxy.active()
         if addr != ip:
             log.warning("container %s: the proxy served %s, not %s: switching it back", self.cname, addr, ip)
-            new_slot, old_slot, _ = self.proxy.switch(ip)
+            new_slot, old_slot, _, _ = self.proxy.switch(ip)
             self.proxy.persist(ip, new_slot)
             if old_slot:
                 self.proxy.drain(old_slot, self.proxy_settings.drain)
@@ -749,7 +793,7 @@ class ContainerStrategy:
         for _, c in self._retired():
             if c.status == "running" and c.id != current.id:
                 log.info("container %s: stopping %s, left running by an interrupted deploy", self.cname, c.name)
-                self.api.update_container(c.id, restart_policy={"Name": "no", "MaximumRetryCount": 0})
+                self.api.update_container(c.id, restart_policy=NO_RESTART)
                 self.api.stop(c.id, timeout=_stop_timeout(c))
 
     def _proxy_candidate(self, image: ImageRef, spec, labels) -> tuple[str, str, dict]:
@@ -759,10 +803,11 @@ class ContainerStrategy:
     def _proxy_create(self, image: ImageRef, spec, labels, bindings) -> dict[str, Any]:
         ref = self._proxy_image()
         self.proxy.ensure_network()
-        cid, ip, gate = self._proxy_candidate(image, spec, labels)
+        with self._probes_on_engine_host(ref):
+            cid, ip, gate = self._proxy_candidate(image, spec, labels)
         try:
             self.proxy.ensure(ref, bindings, ip)
-            new_slot, old_slot, _ = self.proxy.switch(ip)
+            new_slot, old_slot, _, _ = self.proxy.switch(ip)
             self.proxy.persist(ip, new_slot)
         except Exception:
             self._remove(cid)
@@ -779,16 +824,14 @@ class ContainerStrategy:
         the proxy has bound them."""
         ref = self._proxy_image()
         self.proxy.ensure_network()
-        cid, ip, gate = self._proxy_candidate(image, spec, labels)
+        with self._probes_on_engine_host(ref):
+            cid, ip, gate = self._proxy_candidate(image, spec, labels)
         try:
             pc = self.proxy.ensure(ref, bindings, ip, create_only=True)
         except Exception:
             self._remove(cid)
             raise
-        retired = self._retire_name(current)
-        restart = current.attrs["HostConfig"].get("RestartPolicy") or {"Name": "no"}
-        self.api.rename(current.id, retired)
-        self.api.update_container(current.id, restart_policy={"Name": "no", "MaximumRetryCount": 0})
+        retired, restart = self._retire(current)
         t_stop = self.clock()
         self.api.stop(current.id, timeout=_stop_timeout(current))
         try:
@@ -816,19 +859,17 @@ class ContainerStrategy:
         # A new proxy image or configuration (other ports, settings) is
         # applied first, by handover, still serving the current version.
         self.proxy.ensure(ref, bindings, old_ip)
-        cid, ip, gate = self._proxy_candidate(image, spec, labels)
+        with self._probes_on_engine_host(ref):
+            cid, ip, gate = self._proxy_candidate(image, spec, labels)
         t_switch = self.clock()
         try:
-            new_slot, old_slot, base = self.proxy.switch(ip)
+            new_slot, old_slot, base, _ = self.proxy.switch(ip)
         except Exception:
             self._remove(cid)
             raise
         t_switched = self.clock()
         self.proxy.persist(ip, new_slot)
-        retired = self._retire_name(current)
-        restart = current.attrs["HostConfig"].get("RestartPolicy") or {"Name": "no"}
-        self.api.rename(current.id, retired)
-        self.api.update_container(current.id, restart_policy={"Name": "no", "MaximumRetryCount": 0})
+        retired, restart = self._retire(current)
         self.api.rename(cid, self.cname)
         self.api.update_container(cid, restart_policy=restart)
         watched = self._watch(new_slot, old_slot, base, t_switched)
@@ -844,8 +885,6 @@ class ContainerStrategy:
     def _watch(self, new_slot: str, old_slot: str | None, base, t_switched: float) -> dict[str, Any]:
         """Drain the old slot and, for the watch window, read the new slot's
         counters; stop early when they pass the threshold."""
-        from jenkinsctl.deploy.proxy import counters_of, tripped
-
         st = self.proxy_settings
         drained = old_slot is None
         drain_seconds, left = 0.0, 0
@@ -876,7 +915,7 @@ class ContainerStrategy:
         """Live errors in the window: the old version (still running) serves
         again, the new one is removed, the deploy fails."""
         t = self.clock()
-        new_slot, bad_slot, _ = self.proxy.switch(old_ip)
+        new_slot, bad_slot, _, _ = self.proxy.switch(old_ip)
         switched_back_ms = round((self.clock() - t) * 1000, 1)
         self.proxy.persist(old_ip, new_slot)
         self.api.rename(cid, f"{self.cname}.failed")
@@ -910,33 +949,40 @@ class ContainerStrategy:
         second rollback): the HTTP probe at its address, else a TCP connect
         to its port."""
         wait, why = self._bounded(self.health_timeout)
-        deadline = self.clock() + wait
-        port = bindings[0].container_port if bindings else None
+        port = bindings[0].container_port if bindings else 0
         url = self._candidate_url(self.health_url, cid, {"host_config": {"PortBindings": {
             f"{b.container_port}/tcp": [{"HostPort": str(b.host_port)}] for b in bindings}}, "networks": {}}) \
             if self.health_url else None
-        detail = "no probe ran yet"
-        while True:
+
+        def look() -> tuple[bool | None, str]:
             state = self.api.inspect_container(cid)["State"]
             if not state.get("Running"):
                 return False, f"the container exited with code {state.get('ExitCode')}"
             if url:
-                ok, detail = http_probe(url, timeout=1.0)
+                ok, detail = self._http_probe(url, 1.0)
+            elif self._probe_via:
+                ok, detail = self.proxy.probe_tcp(self._probe_via, ip, port, 1.0)
             else:
                 try:
                     with socket.create_connection((ip, port), timeout=1.0):
                         ok, detail = True, f"{ip}:{port} accepts connections"
                 except OSError as exc:
                     ok, detail = False, f"{ip}:{port}: {exc}"
-            if ok:
-                return True, detail
-            if self.clock() >= deadline:
-                return False, f"did not answer within {wait:g}s{why}; last probe: {detail}"
-            self.sleep(SWITCH_PROBE_INTERVAL)
+            return (True if ok else None), detail
+
+        out = wait_for(look, lambda r: r[0] is not None, timeout=wait, interval=SWITCH_PROBE_INTERVAL,
+                       clock=self.clock, sleep=self.sleep)
+        verdict, detail = out.last
+        if verdict is None:
+            return False, f"did not answer within {wait:g}s{why}; last probe: {detail}"
+        return verdict, detail
 
     def _proxy_rollback(self, current, target) -> dict[str, Any]:
+        import docker.errors
+
         t0 = self.clock()
-        bindings = self.proxy.bindings()
+        pc = self.proxy.find()
+        bindings = self.proxy.bindings(pc)
         if target.attrs["HostConfig"].get("PortBindings"):
             raise DeployError(f"container {self.cname}: the kept version {target.name} publishes host ports itself "
                               "(it ran before the deploy proxy) and cannot run next to it",
@@ -944,10 +990,16 @@ class ContainerStrategy:
         restart = (current.attrs["HostConfig"].get("RestartPolicy") if current is not None else None) \
             or {"Name": "unless-stopped", "MaximumRetryCount": 0}
         t_name = target.name
-        if target.status != "running":
-            self.api.start(target.id)
+        if target.status == "running":
+            # A kept version still running was told to stop (by a rollback
+            # just before this one) or left by an interrupted run: either
+            # way it may be on its way out.  Started afresh, it is known to
+            # stay up.
+            self.api.stop(target.id, timeout=_stop_timeout(target))
+        self.api.start(target.id)
         ip = self._join_proxy_network(target)
-        ok, detail = self._wait_answers(target.id, ip, bindings)
+        with self._probes_on_engine_host():
+            ok, detail = self._wait_answers(target.id, ip, bindings)
         if not ok:
             message = self._failure_message(target.id, f"the kept version {t_name}", detail)
             with contextlib.suppress(Exception):
@@ -955,20 +1007,26 @@ class ContainerStrategy:
             raise DeployError(message.replace("nothing was switched", "the current version still serves"),
                               container=self.cname, health=detail)
         t_ready = self.clock()
-        new_slot, old_slot, _ = self.proxy.switch(ip)
+        # The old slot goes straight to maintenance: its sessions finish,
+        # and the drain below is only a wait when the switch saw some left.
+        new_slot, old_slot, _, left = self.proxy.switch(ip, pc, from_state="maint")
         t_switched = self.clock()
-        self.proxy.persist(ip, new_slot)
-        retired = self._retire_name(current) if current is not None else None
+        self.proxy.persist(ip, new_slot, pc)
+        drained = 0.0
+        if old_slot and left:
+            drained, _ = self.proxy.drain(old_slot, self.proxy_settings.drain, container=pc)
+        retired = None
         if current is not None:
-            self.api.rename(current.id, retired)
-            self.api.update_container(current.id, restart_policy={"Name": "no", "MaximumRetryCount": 0})
+            retired, _ = self._retire(current)
+            # Drained: nothing reaches it any more, so it is only told to
+            # stop (its stop signal) instead of waited for: the engine takes
+            # it down after this command returns.  One that ignores the
+            # signal is stopped by the next deploy, which stops every kept
+            # version left running.
+            with contextlib.suppress(docker.errors.APIError):   # gone, or not running
+                self.api.kill(current.id, signal=current.attrs["Config"].get("StopSignal") or "SIGTERM")
         self.api.rename(target.id, self.cname)
         self.api.update_container(target.id, restart_policy=restart)
-        drained = 0.0
-        if old_slot:
-            drained, _ = self.proxy.drain(old_slot, self.proxy_settings.drain)
-        if current is not None:
-            self.api.stop(current.id, timeout=_stop_timeout(current))
         return {"mode": "proxy", "from": t_name, "retired": retired, "proxy": self.proxy.name,
                 "start_ms": round((t_ready - t0) * 1000, 1), "switch_ms": round((t_switched - t_ready) * 1000, 1),
                 # From the call until the proxy sends requests to the kept version.
@@ -1044,16 +1102,6 @@ def _choose(retired: list[tuple[int, Any]], version: str | None, cur_seq: int | 
         return None
     older = [(s, c) for s, c in retired if cur_seq is None or s < cur_seq]
     return older[0] if older else None
-
-
-def _health_log(health: Mapping[str, Any]) -> str:
-    entries = health.get("Log") or []
-    if not entries:
-        return f"health status {health.get('Status')} (no probe output yet)"
-    out = []
-    for e in entries[-3:]:
-        out.append(f"exit {e.get('ExitCode')}: {(e.get('Output') or '').strip()}")
-    return f"health status {health.get('Status')}; last probes:\n" + "\n".join(out)
 
 
 def _stop_timeout(c) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import http.client
 import urllib.parse
+from typing import Any, Mapping
 
 
 def http_probe(url: str, timeout: float = 2.0) -> tuple[bool, str]:
@@ -46,3 +47,15 @@ def rewrite_host(url: str, host: str, port: int | None) -> str:
     u = urllib.parse.urlsplit(url)
     netloc = f"{host}:{port}" if port else host
     return urllib.parse.urlunsplit((u.scheme, netloc, u.path, u.query, ""))
+
+
+def health_log(health: Mapping[str, Any]) -> str:
+    """A container's HEALTHCHECK state (``State.Health``) for a message: the
+    status and the last three probes' exit codes and output."""
+    entries = health.get("Log") or []
+    if not entries:
+        return f"health status {health.get('Status')} (no probe output yet)"
+    out = []
+    for e in entries[-3:]:
+        out.append(f"exit {e.get('ExitCode')}: {(e.get('Output') or '').strip()}")
+    return f"health status {health.get('Status')}; last probes:\n" + "\n".join(out)

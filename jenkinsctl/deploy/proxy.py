@@ -53,6 +53,26 @@ Choices, and why:
   answer (``Connection: close``) rather than at once, so a client that
   sends at that moment is not reset (without it, 5 of about 2000 requests
   had to be resent during a replacement under load; with it, none).
+- **Probes from the engine's host when this process cannot reach the
+  apps.**  A candidate is gated at its own address on ``NAME.net``.  With a
+  tcp:// or ssh:// engine, an engine in another network namespace, or
+  jenkinsctl in a container, that address is out of reach (and may even
+  belong to another host's container on the same private subnet).  The
+  network's bridge interface (``br-`` and 12 characters of its id) tells:
+  present here, the probe is direct (about 1 ms); absent, it runs inside
+  the proxy with socat (an HTTP/1.0 GET, or a TCP connect), or before the
+  proxy runs in a sleeping container of the proxy image, removed after the
+  gate.  A probe through ``docker exec`` costs about 30-250 ms, so it is
+  used only where it is needed.
+- **Rollback** starts the kept container, and once it answers, one
+  runtime-API call switches to it, puts the old slot straight in
+  maintenance (HAProxy ends no session of a server in maintenance, so
+  in-flight requests finish) and reads the old slot's sessions.  Only when
+  some are left does it wait for them (up to the drain time).  The old
+  container is then told to stop (its stop signal) rather than waited for:
+  nothing reaches it any more, and a `docker stop` would hold the command
+  for the container's teardown.  One that ignores the signal is stopped by
+  the next deploy, which stops every kept version left running.
 - **The configuration lives in the proxy container** (copied in before it
   starts) and is rewritten after every switch, so a restart (restart policy
   ``unless-stopped``, daemon restart, reboot) comes back to the version that
@@ -77,10 +97,13 @@ import pathlib
 import re
 import tarfile
 import time
+import urllib.parse
 from typing import Any, Callable, Iterable, Mapping
 
+from jenkinsctl.deploy.health import display_url
 from jenkinsctl.engine import ROLE_LABEL
 from jenkinsctl.errors import BuildError, DeployError, EngineError
+from jenkinsctl.poll import wait_for
 from jenkinsctl.resources import resource_path
 
 log = logging.getLogger("jenkinsctl.deploy")
@@ -224,15 +247,17 @@ def static_hash(bindings: list[Binding], settings: ProxySettings, image_id: str)
 
 
 def runtime_switch_commands(backends: Iterable[str], to_slot: str, ip: str, port_of: Mapping[str, int],
-                            from_slot: str | None) -> list[str]:
+                            from_slot: str | None, from_state: str = "drain") -> list[str]:
     """One runtime-API batch that sends new requests to ``ip`` through
-    ``to_slot`` and lets ``from_slot`` drain."""
+    ``to_slot`` and lets ``from_slot`` drain.  ``from_state`` "maint" does
+    that too (HAProxy ends no session of a server put in maintenance; only
+    "shutdown sessions" would) and saves the later step to maintenance."""
     cmds = []
     for be in backends:
         cmds += [f"set server {be}/{to_slot} addr {ip} port {port_of[be]}",
                  f"set server {be}/{to_slot} state ready"]
     if from_slot:
-        cmds += [f"set server {be}/{from_slot} state drain" for be in backends]
+        cmds += [f"set server {be}/{from_slot} state {from_state}" for be in backends]
     return cmds
 
 
@@ -319,6 +344,39 @@ def exec_argv(socket_path: str, commands: list[str]) -> list[str]:
     go as one ';'-separated line on the admin socket."""
     return ["sh", "-c", 'printf "%s\\n" "$1" | socat -t 5 - "UNIX-CONNECT:$2"', "jenkinsctl-proxy",
             "; ".join(commands), socket_path]
+
+
+def probe_http_argv(url: str, timeout: float) -> list[str]:
+    """The argv run inside the proxy to GET ``url`` (an app's address on the
+    target's network) with socat: one HTTP/1.0 request, the answer's first
+    4 KiB on stdout, socat's own error on stderr (merged)."""
+    u = urllib.parse.urlsplit(url)
+    port = u.port or (443 if u.scheme == "https" else 80)
+    path = (u.path or "/") + (f"?{u.query}" if u.query else "")
+    t = f"{max(timeout, 0.2):g}"
+    addr = f"OPENSSL:{u.hostname}:{port},verify=0" if u.scheme == "https" else f"TCP:{u.hostname}:{port}"
+    request = (f"GET {path} HTTP/1.0\r\nHost: {u.netloc.rpartition('@')[2]}\r\nUser-Agent: jenkinsctl-health"
+               "\r\nConnection: close\r\n\r\n")
+    return ["sh", "-c", 'printf "%s" "$1" | socat -t "$3" -T "$3" - "$2" 2>&1 | head -c 4096', "jenkinsctl-probe",
+            request, f"{addr},connect-timeout={t}", t]
+
+
+def probe_tcp_argv(host: str, port: int, timeout: float) -> list[str]:
+    """The argv run inside the proxy to check that ``host:port`` accepts a
+    connection: prints the marker only when socat connected."""
+    t = f"{max(timeout, 0.2):g}"
+    return ["sh", "-c", 'socat -T "$2" /dev/null "$1" 2>&1 && echo jenkinsctl-probe-ok', "jenkinsctl-probe",
+            f"TCP:{host}:{port},connect-timeout={t}", t]
+
+
+def parse_probe_http(url: str, out: str) -> tuple[bool, str]:
+    """What probe_http_argv printed, as http_probe's (ok, what happened)."""
+    head, _, body = out.partition("\r\n\r\n")
+    m = re.match(r"HTTP/\d(?:\.\d)?\s+(\d{3})", head)
+    if not m:
+        return False, f"GET {display_url(url)} failed: {out.strip()[:300] or 'no answer'} (probed from the proxy)"
+    status = int(m.group(1))
+    return 200 <= status < 400, f"GET {display_url(url)} -> {status}: {body.strip()[:500]}"
 
 
 _SOCAT_ERROR = re.compile(r"socat\[\d+\] E |exec failed|executable file not found")
@@ -430,6 +488,50 @@ class Proxy:
         ep = (attrs["NetworkSettings"].get("Networks") or {}).get(self.network) or {}
         return ep.get("IPAddress") or None
 
+    # --- probing the apps ------------------------------------------------------------
+
+    def reachable_from_here(self) -> bool:
+        """True when this process can reach addresses on the target's
+        network: it shares the network namespace of the engine's host, where
+        the network's bridge (``br-`` and the first 12 characters of its id)
+        is an interface.  Not so for a tcp:// or ssh:// engine, an engine in
+        another network namespace, or jenkinsctl in a container (Docker keeps
+        bridge networks apart).  A random id cannot match by chance, and an
+        address that merely looks routable could reach another host's
+        container on the same private subnet."""
+        net = self.client.networks.get(self.network)
+        name = (net.attrs.get("Options") or {}).get("com.docker.network.bridge.name") or f"br-{net.id[:12]}"
+        return pathlib.Path("/sys/class/net", name).exists()
+
+    def start_prober(self, image: str) -> str:
+        """A container on the engine's host network that only sleeps, to
+        probe apps from before the proxy itself runs (a first deploy, a
+        migration).  Bounded by its own sleep in case this run dies."""
+        name = f"{self.cname}.probe"
+        with_suppressed_notfound(lambda: self.api.remove_container(name, force=True))
+        body = {"Image": image, "Entrypoint": ["sleep", "600"], "Cmd": [], "Labels": self.labels,
+                "HostConfig": {"NetworkMode": "host", "AutoRemove": True}}
+        cid = self.api.create_container_from_config(body, name)["Id"]
+        self.api.start(cid)
+        return cid
+
+    def remove_prober(self, cid: str) -> None:
+        with_suppressed_notfound(lambda: self.api.remove_container(cid, force=True))
+
+    def _exec(self, cid: str, argv: list[str]) -> str:
+        ex = self.api.exec_create(cid, argv, stdout=True, stderr=True)
+        return self.api.exec_start(ex["Id"]).decode("utf-8", errors="replace")
+
+    def probe_http(self, via: str, url: str, timeout: float) -> tuple[bool, str]:
+        """http_probe's answer for ``url``, asked from inside container ``via``."""
+        return parse_probe_http(url, self._exec(via, probe_http_argv(url, timeout)))
+
+    def probe_tcp(self, via: str, host: str, port: int, timeout: float) -> tuple[bool, str]:
+        out = self._exec(via, probe_tcp_argv(host, port, timeout))
+        if "jenkinsctl-probe-ok" in out:
+            return True, f"{host}:{port} accepts connections"
+        return False, f"{host}:{port}: {out.strip()[:300] or 'no connection'} (probed from the proxy)"
+
     # --- the runtime API ------------------------------------------------------------
 
     def _socket(self, c) -> str:
@@ -481,10 +583,12 @@ class Proxy:
     def _ports(self, container=None) -> dict[str, int]:
         return {b.backend: b.container_port for b in self.bindings(container)}
 
-    def switch(self, ip: str) -> tuple[str, str | None, Counters]:
+    def switch(self, ip: str, container=None, *, from_state: str = "drain") -> tuple[str, str | None, Counters, int]:
         """Send new requests to ``ip``; the slot that served drains.
-        Returns (new slot, old slot, new slot's counters before)."""
-        c = self.find()
+        Returns (new slot, old slot, new slot's counters before, sessions
+        the old slot still had just after the switch, read in the same
+        runtime-API call)."""
+        c = container or self.find()
         servers, stat = self.snapshot(c)
         slot, addr, _ = self.active(c, servers)
         if slot is not None and addr == ip:
@@ -494,28 +598,29 @@ class Proxy:
             from_slot = slot
         backends = self.backends(c)
         base = counters_of(stat, backends, to_slot)
-        self.runtime(runtime_switch_commands(backends, to_slot, ip, self._ports(c), from_slot), c)
-        return to_slot, from_slot, base
+        out = self.runtime(runtime_switch_commands(backends, to_slot, ip, self._ports(c), from_slot, from_state)
+                           + ["show stat"], c)
+        cut = out.find("# pxname")
+        left = counters_of(parse_stat(out[cut:]), backends, from_slot).sessions if from_slot and cut >= 0 else 0
+        return to_slot, from_slot, base, left
 
-    def set_state(self, slot: str, state: str) -> None:
-        c = self.find()
+    def set_state(self, slot: str, state: str, container=None) -> None:
+        c = container or self.find()
         self.runtime([f"set server {be}/{slot} state {state}" for be in self.backends(c)], c)
 
-    def counters(self, slot: str) -> Counters:
-        c = self.find()
+    def counters(self, slot: str, container=None) -> Counters:
+        c = container or self.find()
         return counters_of(self.stat(c), self.backends(c), slot)
 
-    def drain(self, slot: str, timeout: float, poll: float = 0.05) -> tuple[float, int]:
+    def drain(self, slot: str, timeout: float, poll: float = 0.05, container=None) -> tuple[float, int]:
         """Wait until ``slot`` has no current sessions, up to ``timeout``;
         then put it in maintenance.  Returns (seconds, sessions left)."""
-        start = self.clock()
-        while True:
-            left = self.counters(slot).sessions
-            if left == 0 or self.clock() - start >= timeout:
-                break
-            self.sleep(poll)
-        self.set_state(slot, "maint")
-        return self.clock() - start, left
+        c = container or self.find()
+        backends = self.backends(c)
+        waited = wait_for(lambda: counters_of(self.stat(c), backends, slot).sessions, lambda n: n == 0,
+                          timeout=timeout, interval=poll, clock=self.clock, sleep=self.sleep)
+        self.set_state(slot, "maint", c)
+        return waited.elapsed, waited.last
 
     def persist(self, ip: str, slot: str, container=None) -> None:
         """Rewrite the proxy's configuration to what it now serves, so a

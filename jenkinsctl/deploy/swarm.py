@@ -312,7 +312,7 @@ class SwarmStrategy:
             out.append(f"task {t['ID'][:12]}: {st.get('State')} ({st.get('Message', '')}"
                        f"{', exit ' + str(cs.get('ExitCode')) if cs.get('ExitCode') is not None else ''})"
                        f"{': ' + err if err else ''}")
-        from jenkinsctl.deploy.container import _health_log
+        from jenkinsctl.deploy.health import health_log as _health_log
 
         # The task that ran longest shows the most: prefer one whose health
         # check already reported.

@@ -5,13 +5,13 @@ interruptions and proxy replacement, under keep-alive HTTP load from
 
 from __future__ import annotations
 
+import http.client
 import json
 import signal
 import subprocess
 import sys
 import threading
 import time
-import http.client
 
 import pytest
 
@@ -197,6 +197,10 @@ def test_rollback_is_a_proxy_switch_to_the_kept_container(docker_client, example
     assert d["outcome"] == "rolled-back" and d["details"]["mode"] == "proxy", d
     assert not load.failures, load.failures[:5]
     assert set(load.versions_since(returned)) == {"1.0.0"}
+    # Drained, then told to stop: the engine takes it down after the command.
+    deadline = time.monotonic() + 15
+    while docker_client.containers.get(f"{cname}.v2").status != "exited" and time.monotonic() < deadline:
+        time.sleep(0.1)
     assert docker_client.containers.get(f"{cname}.v2").status == "exited"
     # The proxy's configuration follows every switch: a restart (here by
     # hand; the engine's restart policy or a reboot alike) serves the
@@ -223,9 +227,13 @@ def _kill_when(proc: subprocess.Popen, cond, timeout: float = 120) -> None:
     raise AssertionError("kill point not reached")
 
 
-@pytest.mark.parametrize("point", ["before-switch", "in-window"])
+@pytest.mark.parametrize("point", ["before-switch", "after-switch-before-drain", "in-window"])
 def test_sigkill_during_a_deploy_leaves_a_serving_target_and_the_next_deploy_converges(
         docker_client, example_images, cname, target, cli_env, point):
+    """Killed before the switch (the candidate runs), after it while the old
+    version still drains (a 3-second request keeps it draining), or in the
+    watch window: the target serves throughout and the next deploy
+    converges."""
     import os
 
     port, config = target
@@ -237,14 +245,31 @@ def test_sigkill_during_a_deploy_leaves_a_serving_target_and_the_next_deploy_con
     def exists_running(name):
         return any(c.name == name for c in docker_client.containers.list(filters={"name": name}))
 
+    live = Proxy(docker_client, cname, {}, ProxySettings())
+
+    def draining() -> bool:
+        try:
+            return "drain" in live.active()[2].values()
+        except Exception:  # noqa: BLE001 - the proxy is being switched: look again
+            return False
+
     cond = {"before-switch": lambda: exists_running(f"{cname}.next"),
+            "after-switch-before-drain": draining,
             "in-window": lambda: exists_running(f"{cname}.v1")}[point]
+    slow: dict = {}
     with Load(port, rate=120, threads=4) as load:
         time.sleep(0.3)
+        if point == "after-switch-before-drain":
+            # Sent to v1 once the candidate runs, so it is in flight at the switch.
+            slow_thread = slow_request(port, slow, when=lambda: exists_running(f"{cname}.next"))
         proc = subprocess.Popen([sys.executable, "-m", "jenkinsctl", "--config", cfg, "-o", "json", "deploy",
                                  "--image", example_images["v2"].pinned, "--to", "web"], env=env, cwd=REPO,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         _kill_when(proc, cond)
+        if point == "after-switch-before-drain":
+            assert not slow, f"the slow request ended before the kill: {slow}"
+            slow_thread.join(30)
+            assert (slow.get("status"), slow.get("body")) == (200, "1.0.0"), slow
         time.sleep(1.0)
         killed_at = load.snapshot()
         time.sleep(1.0)
@@ -257,7 +282,6 @@ def test_sigkill_during_a_deploy_leaves_a_serving_target_and_the_next_deploy_con
     assert again["deploy"]["outcome"] in ("deployed", "unchanged")
     assert running_names(docker_client, cname) == [cname, f"{cname}.proxy"]
     assert not docker_client.containers.list(all=True, filters={"name": f"{cname}.lock"})
-    live = Proxy(docker_client, cname, {}, ProxySettings())
     _, addr, states = live.active()
     assert addr == live.app_ip(docker_client.containers.get(cname).id)
     assert sorted(states.values()) == ["maint", "ready"]
@@ -308,8 +332,7 @@ def test_a_target_publishing_its_own_port_migrates_to_proxy_mode(docker_client, 
                                                                  cli_env, tmp_path):
     """A container run by hand with -p moves behind the proxy on its next
     deploy: the only switch with a gap (old stop -> proxy bound), measured."""
-    from tests.deploy.helpers import ProbeLoop
-    from tests.deploy.helpers import DEPLOY_TEST_LABELS
+    from tests.deploy.helpers import DEPLOY_TEST_LABELS, ProbeLoop
 
     port = free_port()
     docker_client.containers.run(example_images["v1"].pinned, name=cname, detach=True, labels=DEPLOY_TEST_LABELS,
@@ -333,3 +356,40 @@ def test_a_target_publishing_its_own_port_migrates_to_proxy_mode(docker_client, 
     print(f"\nmigration gap: {d['switch_ms']} ms measured by jenkinsctl, {probe.failures} failed probes, "
           f"longest gap {probe.longest_gap_ms} ms seen by the probe loop")
     json.dumps(d)
+
+
+def test_probes_from_the_engine_host_answer_like_direct_ones(docker_client, example_images, cname):
+    """The probe that proxy mode runs inside a container on the engine's
+    host network (for engines whose networks this process cannot reach)
+    sees what the direct probe sees: an answer, a failing answer, a refused
+    port.  Here the network is reachable, so both can be compared."""
+    from jenkinsctl.deploy.health import http_probe
+    from jenkinsctl.deploy.proxy import ensure_image
+    from tests.deploy.helpers import DEPLOY_TEST_LABELS
+
+    proxy = Proxy(docker_client, cname, DEPLOY_TEST_LABELS, ProxySettings())
+    proxy.ensure_network()
+    assert proxy.reachable_from_here()
+    app = docker_client.containers.run(example_images["v1"].pinned, name=f"{cname}.app", detach=True,
+                                       labels=DEPLOY_TEST_LABELS, network=proxy.network)
+    prober = proxy.start_prober(ensure_image(docker_client, DEPLOY_TEST_LABELS))
+    try:
+        ip = proxy.app_ip(app.id)
+        assert wait_http(ip, 8080) == "1.0.0"
+        for path, want in (("/health", True), ("/nope", False)):
+            url = f"http://{ip}:8080{path}"
+            direct, via = http_probe(url), proxy.probe_http(prober, url, 1.0)
+            assert direct[0] is via[0] is want, (direct, via)
+            assert via[1].split(":", 2)[:2] == direct[1].split(":", 2)[:2]
+        assert proxy.probe_tcp(prober, ip, 8080, 1.0)[0]
+        refused = proxy.probe_http(prober, f"http://{ip}:8099/health", 1.0)
+        assert not refused[0] and "refused" in refused[1].lower(), refused
+        assert not proxy.probe_tcp(prober, ip, 8099, 1.0)[0]
+        t = time.monotonic()
+        for _ in range(10):
+            proxy.probe_http(prober, f"http://{ip}:8080/health", 1.0)
+        print(f"\nprobe from the engine host: {(time.monotonic() - t) * 100:.0f} ms each")
+    finally:
+        proxy.remove_prober(prober)
+        app.remove(force=True)
+        proxy.remove()

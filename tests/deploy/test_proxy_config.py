@@ -7,7 +7,8 @@ from __future__ import annotations
 import pytest
 
 from jenkinsctl.deploy.proxy import (Binding, Counters, ProxySettings, bindings_from_port_bindings, counters_of,
-                                     exec_argv, parse_servers_state, parse_stat, port_bindings_of, render_config,
+                                     exec_argv, parse_probe_http, parse_servers_state,
+                                     probe_http_argv, probe_tcp_argv, parse_stat, port_bindings_of, render_config,
                                      runtime_switch_commands, static_hash, tripped)
 from jenkinsctl.errors import DeployError
 
@@ -134,3 +135,27 @@ def test_proxy_settings_come_from_the_target():
     s = _strategy(proxy={"watch": 5, "drain": 2, "mode": "tcp", "max_error_rate": 0.5, "min_errors": 9})
     assert s.proxy_settings == ProxySettings(mode="tcp", watch=5, drain=2, max_error_rate=0.5, min_errors=9)
     assert _strategy().proxy_settings == ProxySettings()
+
+
+def test_probe_from_the_proxy_is_one_http_1_0_request_through_socat():
+    argv = probe_http_argv("http://172.18.0.5:8080/health?full=1", 1.0)
+    assert argv[:2] == ["sh", "-c"] and "socat" in argv[2] and "head -c 4096" in argv[2]
+    request, addr, t = argv[4:]
+    assert request == ("GET /health?full=1 HTTP/1.0\r\nHost: 172.18.0.5:8080\r\nUser-Agent: jenkinsctl-health\r\n"
+                       "Connection: close\r\n\r\n")
+    assert (addr, t) == ("TCP:172.18.0.5:8080,connect-timeout=1", "1")
+    assert probe_http_argv("https://10.0.0.2/", 0.05)[5] == "OPENSSL:10.0.0.2:443,verify=0,connect-timeout=0.2"
+    assert probe_tcp_argv("172.18.0.5", 8080, 1.0)[4:] == ["TCP:172.18.0.5:8080,connect-timeout=1", "1"]
+
+
+@pytest.mark.parametrize("out, ok, words", [
+    ("HTTP/1.0 200 OK\r\nServer: x\r\n\r\nok 1.0.0\n", True, "-> 200: ok 1.0.0"),
+    ("HTTP/1.1 503 Service Unavailable\r\n\r\nstarting", False, "-> 503: starting"),
+    ("2026/12/03 12:00:00 socat[7] E connect(5, AF=2 172.18.0.5:8080, 16): Connection refused\n", False,
+     "Connection refused"),
+    ("", False, "no answer"),
+])
+def test_what_the_proxy_probe_printed_reads_like_a_direct_probe(out, ok, words):
+    got, detail = parse_probe_http("http://172.18.0.5:8080/health?token=s3cret", out)
+    assert got is ok and words in detail
+    assert "s3cret" not in detail and detail.startswith("GET http://172.18.0.5:8080/health")

@@ -86,28 +86,52 @@ def test_every_client_negotiates_the_engines_api_version(modern_engine, modern_c
     assert isinstance(err, EngineVersionError) and "1.41" in err.message and "1.44" in err.message
 
 
-def test_ship_builds_with_buildx_pushes_and_deploys_a_container(modern_engine, modern_client, webapp_base, tmp_path):
+@pytest.fixture(scope="session")
+def proxy_image(docker_client, modern_engine) -> str:
+    """The deploy proxy's image, built on the host engine (its apt step
+    needs the mirror) and loaded into the modern one under the same
+    content-hash tag, which jenkinsctl then finds instead of building."""
+    from jenkinsctl.deploy.proxy import ensure_image
+
+    ref = ensure_image(docker_client, LABELS)
+    modern_engine.load_image(ref)
+    return ref
+
+
+def test_ship_builds_with_buildx_pushes_and_deploys_a_container(modern_engine, modern_client, webapp_base,
+                                                                proxy_image, tmp_path):
     eng, reg = modern_engine, modern_engine.registry
-    ctx = app_context(tmp_path / "app", "1.0.0")
     port, name = free_ns_port(), f"jcmodern-web-{uuid.uuid4().hex[:6]}"
+    # Proxy mode (the default for a target with ports): the candidate's
+    # address on NAME.net is inside this engine's own network namespace,
+    # out of jenkinsctl's reach (as with any remote engine), so the health
+    # probes run from the engine's host network instead.
     cfg = write_config(tmp_path / "j.yaml", {"web": {
-        # stop-first: proxy mode health-checks the candidate at its container
-        # address, which jenkinsctl on the host cannot reach inside this
-        # engine's own network namespace (as with any remote engine).
-        "strategy": "container", "target": name, "ports": [f"{eng.ns_ip}:{port}:8080"], "switch": "stop-first",
+        "strategy": "container", "target": name, "ports": [f"{eng.ns_ip}:{port}:8080"],
+        "proxy": {"watch": 0, "drain": 5},
         "health": {"http": f"http://{eng.ns_ip}:{port}/health", "timeout": 60}}})
     repo = f"{reg.url}/modern/web"
-    proc = run_cli("--config", cfg, "-o", "json", "ship", str(ctx), "--image", repo, "--to", "web",
-                   env=cli_env(eng), cwd=tmp_path)
-    res = result_of(proc)
+    results = []
+    for version in ("1.0.0", "1.0.1"):
+        ctx = app_context(tmp_path / version, version)
+        proc = run_cli("--config", cfg, "-o", "json", "ship", str(ctx), "--image", repo, "--to", "web",
+                       env=cli_env(eng), cwd=tmp_path)
+        results.append((proc, result_of(proc)))
+        assert wait_http(eng.ns_ip, port) == version
+    (proc, res), (_, res2) = results
     # buildx's docker driver: the engine's own BuildKit and cache.
     assert 'using docker driver' in proc.stderr
     assert res["build"]["builder"] == "buildkit" and res["build"]["total_steps"] == 2
     assert reg.manifest_digest("modern/web", res["tags"][0]) == res["digest"]
     assert res["deploy"]["strategy"] == "container" and res["deploy"]["outcome"] == "created"
-    assert modern_client.containers.get(name).labels[IMAGE_LABEL] == f"{repo}@{res['digest']}"
-    assert wait_http(eng.ns_ip, port) == "1.0.0"
-    assert res["deploy"]["details"]["mode"] == "create"
+    assert res["deploy"]["details"]["mode"] == "proxy" and res["deploy"]["details"]["health"] == "http"
+    # The second ship is a proxy switch whose candidate passed the HTTP probe.
+    assert res2["deploy"]["outcome"] == "deployed" and res2["deploy"]["details"]["mode"] == "proxy"
+    assert res2["deploy"]["details"]["health"] == "http"
+    assert modern_client.containers.get(name).labels[IMAGE_LABEL] == f"{repo}@{res2['digest']}"
+    assert modern_client.containers.get(f"{name}.proxy").status == "running"
+    # The stand-in prober of the first deploy is gone.
+    assert not modern_client.containers.list(all=True, filters={"name": f"{name}.probe"})
 
 
 def test_deploy_to_swarm_on_the_modern_engine(modern_engine, modern_client, webapp_base, tmp_path):
