@@ -64,7 +64,9 @@ from jenkinsctl.deploy import (
     SEQ_LABEL,
     DeployOutcome,
     ImageRef,
+    deploy_deadline,
     parse_time,
+    port_bindings,
     pull_by_digest,
 )
 from jenkinsctl.deploy.health import health_log, http_probe, rewrite_host
@@ -112,7 +114,7 @@ class ContainerStrategy:
         self.health_interval = float(target.health.interval)
         # The target's timeout bounds the whole deploy or rollback, health
         # gates included (health.timeout bounds each gate on its own).
-        self._deadline: float | None = None
+        self._deadline: Deadline | None = None
         known = {f.name for f in dataclasses.fields(ProxySettings)}
         self.proxy_settings = ProxySettings(**{k: v for k, v in dict(getattr(target, "proxy", None) or {}).items()
                                                if k in known})
@@ -133,10 +135,10 @@ class ContainerStrategy:
         import docker.errors
 
         start = self.clock()
-        self._deadline = start + self.target.timeout
+        self._deadline = deploy_deadline(self.target, self.clock)
         pull_by_digest(self.client, image, self.auth)
         with engine_lock(self.client, f"{self.cname}.lock", image.pinned, self.labels, self.clock, self.sleep,
-                         timeout=self.target.timeout, hold=self._lock_hold()):
+                         deadline=self._deadline, hold=self._lock_hold()):
             current = self._current()
             proxied = self.proxy.find() is not None
             if proxied:
@@ -191,7 +193,7 @@ class ContainerStrategy:
         import docker.errors
 
         start = self.clock()
-        self._deadline = start + self.target.timeout
+        self._deadline = deploy_deadline(self.target, self.clock)
         current = self._current()
         retired = self._retired()
         if not retired:
@@ -207,7 +209,7 @@ class ContainerStrategy:
         seq, target = chosen
         lock_image = target.attrs["Image"]
         with engine_lock(self.client, f"{self.cname}.lock", lock_image, self.labels, self.clock, self.sleep,
-                         timeout=self.target.timeout, hold=self._lock_hold()):
+                         deadline=self._deadline, hold=self._lock_hold()):
             try:
                 if self.proxy.find() is not None:
                     details = self._proxy_rollback(current, target)
@@ -506,7 +508,7 @@ class ContainerStrategy:
         reason to name when it was cut."""
         if self._deadline is None:
             return timeout, ""
-        left = max(0.0, self._deadline - self.clock())
+        left = self._deadline.remaining()
         if left < timeout:
             return left, f" (what was left of the deploy's timeout of {self.target.timeout:g}s)"
         return timeout, ""
@@ -719,17 +721,7 @@ class ContainerStrategy:
         return bindings_from_port_bindings(spec["host_config"].get("PortBindings"))
 
     def _spec_from_target_ports(self) -> dict[str, list]:
-        """The target's ports (HOST_IP:HOST_PORT:CONTAINER_PORT[/proto]) as
-        the engine's PortBindings."""
-        bindings: dict[str, list] = {}
-        for p in self.target.ports:
-            proto = "tcp"
-            if "/" in p:
-                p, proto = p.split("/", 1)
-            parts = p.split(":")
-            ip, host_port, cport = (parts if len(parts) == 3 else ["", parts[0], parts[1]])
-            bindings.setdefault(f"{cport}/{proto}", []).append({"HostIp": ip, "HostPort": host_port})
-        return bindings
+        return port_bindings(self.target.ports)
 
     def _switch_mode(self, bindings: list, proxied: bool) -> str:
         want = getattr(self.target, "switch", None)

@@ -117,6 +117,28 @@ def test_the_targets_timeout_bounds_the_health_gate_too(docker_client, example_i
     assert took < 30, f"the deploy took {took:.1f}s with --timeout 4"
 
 
+def test_the_targets_timeout_bounds_the_wait_for_the_deploy_lock(docker_client, example_images, cname, cli_env,
+                                                                   tmp_path):
+    """The lock wait takes what is left of the deploy's timeout, not a
+    timeout of its own that starts after the pull: a deploy whose lock is
+    held elsewhere fails when --timeout is up, naming it."""
+    import time
+
+    cfg = write_config(tmp_path / "j.yaml", {"web": {"strategy": "container", "target": cname}})
+    holder = _hold_lock(f"{cname}.lock", example_images["v1"].pinned)
+    try:
+        started = time.monotonic()
+        proc = deploy(cfg, example_images["v1"].pinned, "web", cli_env, "--timeout", "3")
+        took = time.monotonic() - started
+    finally:
+        holder.kill()
+        holder.wait(10)
+        docker_client.containers.get(f"{cname}.lock").remove(force=True)
+    assert proc.returncode != 0, proc.stdout
+    assert "the deploy's timeout of 3s ran out while" in proc.stderr, proc.stderr
+    assert took < 20, f"the deploy took {took:.1f}s with --timeout 3"
+
+
 def test_rollback_and_keep(docker_client, example_images, cname, cli_env, tmp_path):
     port = free_port()
     cfg = write_config(tmp_path / "j.yaml", {"web": {
