@@ -232,6 +232,34 @@ def _defaults(node: Mapping[str, Any], value: Any, root: Mapping[str, Any]) -> A
     return value
 
 
+# Keywords that assert nothing (jsonschema checks "format" only when given a
+# format checker, which load_document does not give it).
+_ANNOTATIONS = {"description", "default", "title", "examples", "format", "$comment", "$id", "$schema", "$defs"}
+
+
+def _plainly_valid(root: Mapping[str, Any], path: tuple[str, ...], value: str) -> bool:
+    """True only when ``value`` at ``path`` is certainly valid: every schema
+    on the way uses only the keywords checked here.  False means "ask
+    jsonschema", which then gives its own message."""
+    import re
+
+    node: Mapping[str, Any] = root
+    for key in path:
+        if set(node) - _ANNOTATIONS - {"type", "properties", "additionalProperties", "required"}:
+            return False
+        if node.get("type", "object") != "object" or key not in node.get("properties", {}):
+            return False
+        node = node["properties"][key]
+    if set(node) - _ANNOTATIONS - {"type", "pattern", "enum", "minLength", "maxLength"} or "$ref" in node:
+        return False
+    types = node.get("type", "string")
+    if "string" not in (types if isinstance(types, list) else [types]):
+        return False
+    return ((node.get("pattern") is None or re.search(node["pattern"], value) is not None)
+            and ("enum" not in node or value in node["enum"])
+            and node.get("minLength", 0) <= len(value) <= node.get("maxLength", len(value)))
+
+
 def _set_path(doc: dict, path: tuple[str, ...], value: Any) -> None:
     for key in path[:-1]:
         doc = doc.setdefault(key, {})
@@ -425,21 +453,31 @@ def load_document(path: str | None, env: Mapping[str, str] | None = None, *,
         if env.get("DOCKER_HOST"):
             doc["engine"]["host"] = env["DOCKER_HOST"]
         return doc, source
-    import jsonschema
+    validator = None
+    if path is None and all(_plainly_valid(sch, ENV_OVERRIDES[var], value) for var, value in overrides.items()):
+        # Only variables, each within its own simple schema (the bench and
+        # pipelines set JENKINSCTL_REGISTRY_URL): the defaults are valid by
+        # construction, so jsonschema's import is skipped here too.
+        doc = _defaults(sch, {}, sch)
+    else:
+        import jsonschema
 
-    validator = jsonschema.Draft202012Validator(sch)
-    errors = sorted(validator.iter_errors(doc), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
-    if errors:
-        # The deepest, most specific error first: that is the one to fix.
-        best = jsonschema.exceptions.best_match(errors)
-        raise _validation_error(best, source, positions, sch)
-    doc = _defaults(sch, doc, sch)
+        validator = jsonschema.Draft202012Validator(sch)
+        errors = sorted(validator.iter_errors(doc),
+                        key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
+        if errors:
+            # The deepest, most specific error first: that is the one to fix.
+            best = jsonschema.exceptions.best_match(errors)
+            raise _validation_error(best, source, positions, sch)
+        doc = _defaults(sch, doc, sch)
     for var, value in overrides.items():
         _set_path(doc, ENV_OVERRIDES[var], value)
     if doc["engine"].get("host") is None and env.get("DOCKER_HOST"):
         doc["engine"]["host"] = env["DOCKER_HOST"]
-    errors = list(validator.iter_errors(doc))
+    errors = list(validator.iter_errors(doc)) if validator is not None else []
     if errors:
+        import jsonschema
+
         bad = jsonschema.exceptions.best_match(errors)
         raise ConfigError(f"environment: {bad.message} (at {_fmt_path(tuple(bad.absolute_path))})",
                           hint="check the JENKINSCTL_* variables: " + ", ".join(ENV_OVERRIDES))
