@@ -37,7 +37,9 @@ LineSink = Callable[[str], None]
 
 TAIL_LINES = 25  # lines of the failing step shown in a BuildError
 
-_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[()][A-Za-z0-9]|\r")
+# Pattern strings: re compiles each on first use and caches it, so
+# importing this module (every build and push does) compiles none.
+_ANSI = r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[()][A-Za-z0-9]|\r"
 
 
 def stderr_sink(strip_ansi: bool | None = None) -> LineSink:
@@ -48,7 +50,7 @@ def stderr_sink(strip_ansi: bool | None = None) -> LineSink:
 
     def sink(line: str) -> None:
         if strip_ansi:
-            line = _ANSI.sub("", line)
+            line = re.sub(_ANSI, "", line)
         sys.stderr.write(redact(line) + "\n")  # a RUN step may echo a secret
         sys.stderr.flush()
 
@@ -140,9 +142,9 @@ class BuildResult:
         return dataclasses.asdict(self)
 
 
-_BK_LINE = re.compile(r"^#(\d+) (.*)$")
-_BK_VERTEX_ID = re.compile(r"^#\d+ sha256:[0-9a-f]{64}$")
-_BK_STEP = re.compile(r"^\[(?:[^\]\s]+ )?(\d+)/(\d+)\] (.*)$")
+_BK_LINE = r"^#(\d+) (.*)$"
+_BK_VERTEX_ID = r"^#\d+ sha256:[0-9a-f]{64}$"
+_BK_STEP = r"^\[(?:[^\]\s]+ )?(\d+)/(\d+)\] (.*)$"
 
 
 class BuildKitProgress:
@@ -157,14 +159,14 @@ class BuildKitProgress:
         self.other: list[str] = []            # lines outside any vertex
 
     def feed(self, line: str) -> None:
-        m = _BK_LINE.match(line)
+        m = re.match(_BK_LINE, line)
         if not m:
             if line.strip():
                 self.other.append(line)
             return
         v, text = int(m.group(1)), m.group(2)
         if v not in self.steps and text.startswith("["):
-            step = _BK_STEP.match(text)
+            step = re.match(_BK_STEP, text)
             if step:
                 self.steps[v] = text
         if text == "CACHED":
@@ -177,7 +179,7 @@ class BuildKitProgress:
     def _counted(self) -> list[int]:
         # steps holds only lines _BK_STEP matched (see feed)
         return [v for v, t in self.steps.items()
-                if not _BK_STEP.match(t).group(3).startswith("FROM ")]  # type: ignore[union-attr]
+                if not re.match(_BK_STEP, t).group(3).startswith("FROM ")]  # type: ignore[union-attr]
 
     @property
     def total_steps(self) -> int:
@@ -204,7 +206,7 @@ class BuildKitProgress:
 class ClassicProgress:
     """Follows docker-py's decoded classic build stream."""
 
-    _STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
+    _STEP = r"^Step (\d+)/(\d+) : (.*)$"
     FS_STEPS = ("RUN", "COPY", "ADD", "WORKDIR")
 
     def __init__(self, added_labels: Iterable[str] = ()) -> None:
@@ -225,7 +227,7 @@ class ClassicProgress:
         shown: list[str] = []
         if "stream" in entry:
             for line in str(entry["stream"]).splitlines():
-                m = self._STEP.match(line)
+                m = re.match(self._STEP, line)
                 if m:
                     self.step, self.step_lines = f"[{m.group(1)}/{m.group(2)}] {m.group(3)}", []
                     instruction = m.group(3)
@@ -448,7 +450,7 @@ def _build_buildkit(cli, client, spec: BuildSpec, log: LineSink, environ: Mappin
                 line = raw.decode("utf-8", "replace").rstrip("\r\n")
                 progress.feed(line)
                 last.append(line)
-                if not _BK_VERTEX_ID.match(line):  # 20.10 prints each vertex's digest: noise
+                if not re.match(_BK_VERTEX_ID, line):  # 20.10 prints each vertex's digest: noise
                     log(line)
         finally:
             rc = proc.wait()

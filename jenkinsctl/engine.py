@@ -10,7 +10,6 @@ import contextlib
 import json
 import os
 import re
-import shutil
 import socket
 import subprocess
 from dataclasses import asdict, dataclass
@@ -266,9 +265,10 @@ def engine_version(client=None, *, host: str | None = None) -> EngineVersion:
                           hint="check that the engine runs and DOCKER_HOST points at it") from None
 
 
-_REFUSAL = re.compile(
-    r"client version (?P<client>\d+\.\d+) is too (?P<kind>old|new)\.?\s*"
-    r"(?:Minimum|Maximum) supported API version is (?P<engine>\d+\.\d+)", re.IGNORECASE)
+# A pattern string, as the others here: re compiles it on first use (an
+# error path), so no command pays for it at import.
+_REFUSAL = (r"(?i)client version (?P<client>\d+\.\d+) is too (?P<kind>old|new)\.?\s*"
+            r"(?:Minimum|Maximum) supported API version is (?P<engine>\d+\.\d+)")
 
 NEWER_CLI_HINT = ("use a docker CLI that speaks API {need} or newer (Docker 25+, e.g. Debian 13's docker-cli "
                   "with docker-buildx; JENKINSCTL_DOCKER_CLI names one); inside an agent, rebuild the agent "
@@ -279,7 +279,7 @@ def parse_version_refusal(text: str) -> tuple[str, str, str] | None:
     """("old" | "new", client API, engine's min or max API) when ``text``
     carries the engine's refusal of a client's API version, e.g.
     "client version 1.41 is too old. Minimum supported API version is 1.44"."""
-    m = _REFUSAL.search(text or "")
+    m = re.search(_REFUSAL, text or "")
     return (m.group("kind").lower(), m.group("client"), m.group("engine")) if m else None
 
 
@@ -412,6 +412,8 @@ def docker_clis(environ: Mapping[str, str] | None = None) -> list[DockerCLI]:
     on PATH, in PATH order."""
     environ = os.environ if environ is None else environ
     if environ.get("JENKINSCTL_DOCKER_CLI"):
+        import shutil  # bz2 and lzma come with it: only for this rare case
+
         path = shutil.which(environ["JENKINSCTL_DOCKER_CLI"], path=environ.get("PATH"))
         cli = probe_cli(path, environ) if path else None
         return [cli] if cli else []
@@ -448,6 +450,8 @@ def engine_cli(client, environ: Mapping[str, str] | None = None, *, host: str | 
     environ = os.environ if environ is None else environ
     clis = docker_clis(environ)
     if not clis:
+        import shutil
+
         return shutil.which("docker", path=environ.get("PATH")) or "docker"  # the runner reports it missing
     engine = engine_version(client, host=host)
     cli = pick_cli(clis, engine, buildkit=False)

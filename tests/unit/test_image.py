@@ -64,6 +64,34 @@ def test_default_tag_outside_git(tmp_path):
     assert taglib.default_tags(str(tmp_path), {"GIT_COMMIT": "ab" * 20, "BUILD_NUMBER": "3"}) == ["abababababab-b3"]
 
 
+def test_git_runs_only_where_a_repository_can_be(repo, tmp_path_factory, monkeypatch):
+    """Outside any checkout no git process starts (a build context in /tmp);
+    a .git directory or file above the context, a bare repository or a
+    GIT_DIR-like variable makes git decide, and git's answer is used."""
+    ran = []
+    real = taglib._git
+    monkeypatch.setattr(taglib, "_git", lambda c, *a: ran.append(a[0]) or real(c, *a))
+    for var in taglib._GIT_PLACES:
+        monkeypatch.delenv(var, raising=False)
+    outside = tmp_path_factory.mktemp("plain")
+    if taglib._maybe_repository(str(outside), os.environ):
+        pytest.skip(f"{outside} lies inside a git checkout on this machine")
+    assert taglib.git_facts(str(outside)) == taglib.GitFacts() and ran == []
+
+    path, sha = repo
+    (path / "sub").mkdir()
+    assert taglib.git_facts(str(path / "sub")).sha == sha and ran            # found up the tree
+    worktree = tmp_path_factory.mktemp("wt")
+    (worktree / ".git").write_text(f"gitdir: {path / '.git'}\n")             # a .git file, as worktrees have
+    assert taglib._maybe_repository(str(worktree), os.environ)
+    bare = tmp_path_factory.mktemp("bare")
+    git(bare, "init", "-q", "--bare")
+    assert taglib._maybe_repository(str(bare / "refs"), os.environ)
+    monkeypatch.setenv("GIT_DIR", str(path / ".git"))
+    ran.clear()
+    assert taglib.git_facts(str(outside)).sha == sha and ran                 # git decides
+
+
 def test_default_tag_is_validated(tmp_path):
     with pytest.raises(UsageError):
         taglib.default_tags(str(tmp_path), {"BUILD_NUMBER": "4 2"})
