@@ -60,12 +60,6 @@ class Reference:
         """domain/path: what ``docker push`` takes and tags hang off."""
         return f"{self.domain}/{self.path}" if self.domain else self.path
 
-    @property
-    def name(self) -> str:
-        """The full name without tag or digest (distribution's Name());
-        the same as ``repository``."""
-        return self.repository
-
     def __str__(self) -> str:
         out = self.repository
         if self.tag:

@@ -35,7 +35,6 @@ def test_valid_references_parse_and_print_back(ref, domain, path, tag, digest):
     assert (r.domain, r.path, r.tag, r.digest) == (domain, path, tag, digest)
     assert str(r) == ref
     assert r.repository == (f"{domain}/{path}" if domain else path)
-    assert r.name == r.repository
 
 
 INVALID = [
