@@ -9,6 +9,7 @@ never read argv and never exit.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import re
@@ -16,7 +17,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from jenkinsctl.engine import (
     api_tuple,
@@ -425,13 +426,43 @@ def buildkit_env(environ: Mapping[str, str], host: str | None,
     return env
 
 
+@contextlib.contextmanager
+def _private_dir(prefix: str) -> Iterator[str]:
+    """A new directory only this user can enter, removed afterwards, as
+    tempfile.TemporaryDirectory makes one in $TMPDIR or /tmp, without
+    importing tempfile (random, hashlib, shutil: several ms of an
+    unchanged build).  Where neither can take it, tempfile picks."""
+    path = None
+    for base in dict.fromkeys((os.environ.get("TMPDIR") or "/tmp", "/tmp")):
+        try:
+            path = os.path.join(base, prefix + os.urandom(6).hex())
+            os.mkdir(path, 0o700)
+            break
+        except OSError:
+            path = None
+    if path is None:
+        import tempfile
+
+        path = tempfile.mkdtemp(prefix=prefix)
+    try:
+        yield path
+    finally:
+        try:
+            for name in os.listdir(path):
+                os.remove(os.path.join(path, name))
+            os.rmdir(path)
+        except OSError:
+            import shutil
+
+            shutil.rmtree(path, ignore_errors=True)
+
+
 def _build_buildkit(cli, client, spec: BuildSpec, log: LineSink, environ: Mapping[str, str]) -> tuple[str, int, int]:
     import collections
-    import tempfile
 
     host = docker_host(client)
     env = buildkit_env(environ, host, spec.build_args)
-    with tempfile.TemporaryDirectory(prefix="jenkinsctl-build-") as tmp:
+    with _private_dir("jenkinsctl-build-") as tmp:
         iidfile = os.path.join(tmp, "iid")
         cmd = buildkit_argv(cli, iidfile=iidfile, refs=spec.refs, context=spec.context, dockerfile=spec.dockerfile,
                             build_args=spec.build_args, labels=spec.labels, target=spec.target, pull=spec.pull,

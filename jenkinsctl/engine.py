@@ -555,6 +555,16 @@ def _pct(text: str, safe: str = "") -> str:
     return "".join(out)
 
 
+def registry_auth_header(auth_config: Mapping[str, str]) -> str:
+    """X-Registry-Auth: the JSON credentials in URL-safe base64, as
+    docker-py's ``auth.encode_header`` sends them (binascii, a built-in
+    module, instead of importing base64)."""
+    import binascii
+
+    raw = binascii.b2a_base64(json.dumps(dict(auth_config)).encode(), newline=False)
+    return raw.translate(bytes.maketrans(b"+/", b"-_")).decode("ascii")
+
+
 class EngineAPI:
     """The four engine calls a push needs (inspect, tag, list, push), with
     docker-py's method signatures, as HTTP/1.0 requests on a unix or plain
@@ -635,11 +645,9 @@ class EngineAPI:
 
     def push(self, repository: str, tag: str | None = None, stream: bool = True, decode: bool = True,
              auth_config: Mapping[str, str] | None = None):
-        import base64
-
         headers = {}
         if auth_config:  # the same header docker-py sends
-            headers["X-Registry-Auth"] = base64.urlsafe_b64encode(json.dumps(dict(auth_config)).encode()).decode()
+            headers["X-Registry-Auth"] = registry_auth_header(auth_config)
         sock, resp = self._call("POST", f"/images/{repository}/push", {"tag": tag} if tag else None, headers)
 
         def entries():

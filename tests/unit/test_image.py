@@ -612,3 +612,22 @@ def test_docker_host_of_a_lazy_engine_and_raw_ping_failure():
 def test_stderr_sink_strips_terminal_escapes(capsys):
     buildlib.stderr_sink(strip_ansi=True)("\x1b[31mred\x1b[0m\rdone")
     assert capsys.readouterr().err == "reddone\n"
+
+
+def test_registry_auth_header_is_what_docker_py_sends():
+    import docker.auth
+
+    auth = {"username": "ci-pusher", "password": "p+w/?~\u00e9'\"!", "serveraddress": "127.0.0.1:5000"}
+    assert enginelib.registry_auth_header(auth) == docker.auth.encode_header(auth).decode()
+
+
+def test_buildkit_scratch_directory_is_private_and_removed(tmp_path, monkeypatch):
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    with buildlib._private_dir("jenkinsctl-build-") as d:
+        assert os.path.dirname(d) == str(tmp_path) and stat.S_IMODE(os.stat(d).st_mode) == 0o700
+        open(os.path.join(d, "iid"), "w").write("sha256:x")
+    assert not os.path.exists(d)
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "missing"))  # falls back to /tmp
+    with buildlib._private_dir("jenkinsctl-build-") as d:
+        assert os.path.isdir(d)
+    assert not os.path.exists(d)
