@@ -132,6 +132,8 @@ def resolve_builder(client, builder: str = "auto", environ: Mapping[str, str] | 
 
 @dataclass(frozen=True)
 class BuildResult:
+    """What a build made: the image, its refs, the builder and how much of it was cached."""
+
     image_id: str
     refs: list[str]
     builder: str

@@ -167,6 +167,8 @@ def check_no_secrets(auth: Mapping[str, str] | None, **fields: Mapping[str, str 
 
 @dataclass(frozen=True)
 class PushResult:
+    """What a push did: the digest, the tags in the order pushed, and the layers moved."""
+
     digest: str              # manifest digest of the first (immutable) tag
     repository: str
     tags: list[str]          # in the order pushed: immutable first, then moving

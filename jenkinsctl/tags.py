@@ -59,6 +59,8 @@ def _out(proc: subprocess.Popen | None) -> str | None:
 
 @dataclass(frozen=True)
 class GitFacts:
+    """What git says about a build context (see git_facts)."""
+
     sha: str | None = None          # full commit id
     dirty: bool = False             # the context differs from the commit
     branch: str | None = None       # None when detached
@@ -229,6 +231,8 @@ def oci_labels(context: str, environ: Mapping[str, str], *, version: str | None 
 
 @dataclass(frozen=True)
 class TagPlan:
+    """The tags one build gets: immutable ones, then the moving ones its branch may set."""
+
     immutable: list[str]   # pushed first; at least one
     moving: list[str]      # pushed only after every immutable tag is
 
