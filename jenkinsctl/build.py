@@ -50,7 +50,7 @@ def stderr_sink(strip_ansi: bool | None = None) -> LineSink:
         strip_ansi = not sys.stderr.isatty()
 
     def sink(line: str) -> None:
-        if strip_ansi:
+        if strip_ansi and ("\x1b" in line or "\r" in line):  # most lines have neither
             line = re.sub(_ANSI, "", line)
         sys.stderr.write(redact(line) + "\n")  # a RUN step may echo a secret
         sys.stderr.flush()

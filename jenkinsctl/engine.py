@@ -515,10 +515,11 @@ class _Answer:
             data += chunk
         head, _, self._pending = data.partition(b"\r\n\r\n")
         lines = head.decode("latin-1").split("\r\n")
-        m = re.match(r"HTTP/\d\.\d (\d{3}) ?(.*)", lines[0])
-        if m is None:
+        version, _, rest = lines[0].partition(" ")
+        code, _, self.reason = rest.partition(" ")
+        if not version.startswith("HTTP/") or len(code) != 3 or not code.isdecimal():
             raise ConnectionError(f"not an HTTP answer from the engine: {lines[0][:80]!r}")
-        self.status, self.reason = int(m.group(1)), m.group(2)
+        self.status = int(code)
         self.headers = {k.strip().lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:])}
         length = self.headers.get("content-length", "")
         self._left = int(length) if length.isdigit() else None  # None: up to EOF
@@ -584,7 +585,8 @@ class EngineAPI:
         if self._prefix is None:
             headers = _raw_ping(self.host, timeout=self.timeout)
             api = (headers or {}).get("api-version", "")
-            self._prefix = f"/v{api}" if re.fullmatch(r"\d+\.\d+", api) else ""
+            major, dot, minor = api.partition(".")
+            self._prefix = f"/v{api}" if dot and major.isdecimal() and minor.isdecimal() else ""
         return self._prefix
 
     @staticmethod
