@@ -18,6 +18,11 @@ Runs alternate between the two commands and the median is reported, so
 load from other work on the machine hits both alike.  Needs the engine,
 debian:bookworm-slim and /usr/bin/docker-registry (scripts/bootstrap).
 Not a test: it prints a table and exits 0.
+
+--jenkinsctl PATH measures another jenkinsctl, such as the wheel-installed
+one `bench/bench_startup.py --keep DIR` leaves in DIR (as users run it:
+the development venv's editable install adds its finder to every start).
+Run that one without PYTHONPATH, which would bring the source tree back.
 """
 
 from __future__ import annotations
@@ -149,7 +154,11 @@ def main() -> int:
     ap.add_argument("--files", type=int, default=300)
     ap.add_argument("--engines", type=engines_arg, default=list(NAMES),
                     help="comma list of host,modern (default: both)")
+    ap.add_argument("--jenkinsctl", metavar="PATH", help="the jenkinsctl to measure (default: this checkout's)")
     opts = ap.parse_args()
+    if opts.jenkinsctl:
+        global JENKINSCTL
+        JENKINSCTL = [opts.jenkinsctl]
 
     tmp = tempfile.mkdtemp(prefix="jenkinsctl-bench-")
     rows, described = [], []
