@@ -8,9 +8,9 @@ API < 1.44), against the plain CLI jenkinsctl would pick for it:
 
 1. `jenkinsctl build` of an unchanged context / the plain BuildKit build
    (`docker buildx build`, or `DOCKER_BUILDKIT=1 docker build` for a CLI
-   without buildx) of the same context (target <= 1.10).
+   without buildx) of the same context (target <= 1.6, issue 16).
 2. `jenkinsctl push` of an unchanged image / `docker push` of the same
-   (target <= 1.10), and the layer bytes the unchanged push uploaded
+   (target <= 2.0, issue 16), and the layer bytes the unchanged push uploaded
    (target 0), counted by a pass-through proxy in front of the registry
    (host engine only: the modern engine's registry is in its namespace).
 
@@ -18,6 +18,11 @@ Runs alternate between the two commands and the median is reported, so
 load from other work on the machine hits both alike.  Needs the engine,
 debian:bookworm-slim and /usr/bin/docker-registry (scripts/bootstrap).
 Not a test: it prints a table and exits 0.
+
+--jenkinsctl PATH measures another jenkinsctl, such as the wheel-installed
+one `bench/bench_startup.py --keep DIR` leaves in DIR (as users run it:
+the development venv's editable install adds its finder to every start).
+Run that one without PYTHONPATH, which would bring the source tree back.
 """
 
 from __future__ import annotations
@@ -41,6 +46,8 @@ JENKINSCTL = [os.path.join(ROOT, ".venv", "bin", "jenkinsctl")]
 if not os.access(JENKINSCTL[0], os.X_OK):
     JENKINSCTL = [sys.executable, "-m", "jenkinsctl"]
 LABEL = "io.jenkinsctl.bench=1"  # not the test label: test sessions running alongside remove those
+# Issue 16's targets: the floor is Python's start plus the docker CLI's.
+BUILD_TARGET, PUSH_TARGET = 1.6, 2.0
 
 
 def timed(cmd: list[str], env: dict, cwd: str | None = None) -> tuple[float, subprocess.CompletedProcess]:
@@ -102,7 +109,7 @@ def measure(eng: Engine, opts, tmp: str) -> list[tuple]:
         assert json.loads(p.stdout)["builder"] == "buildkit"
         tj, td = alternate(lambda: timed(j_build, env_j)[0], lambda: timed(docker_build, env_bk)[0], opts.runs)
         cached = json.loads(timed(j_build, env_j)[1].stdout)
-        rows.append((f"{eng.name}: build, unchanged", statistics.median(tj), statistics.median(td), 1.10,
+        rows.append((f"{eng.name}: build, unchanged", statistics.median(tj), statistics.median(td), BUILD_TARGET,
                      f"{cached['cached_steps']}/{cached['total_steps']} steps cached"))
 
         # --- push ------------------------------------------------------------------
@@ -131,7 +138,7 @@ def measure(eng: Engine, opts, tmp: str) -> list[tuple]:
         else:
             again = json.loads(timed(j_push, env_j)[1].stdout)
             uploaded = "bytes not counted"
-        rows.append((f"{eng.name}: push, unchanged", statistics.median(tj), statistics.median(td), 1.10,
+        rows.append((f"{eng.name}: push, unchanged", statistics.median(tj), statistics.median(td), PUSH_TARGET,
                      f"layers pushed {again['layers_pushed']}, existing {again['layers_existing']}, "
                      f"{uploaded} (first push: {first['layers_pushed']} layers)"))
     finally:
@@ -147,7 +154,11 @@ def main() -> int:
     ap.add_argument("--files", type=int, default=300)
     ap.add_argument("--engines", type=engines_arg, default=list(NAMES),
                     help="comma list of host,modern (default: both)")
+    ap.add_argument("--jenkinsctl", metavar="PATH", help="the jenkinsctl to measure (default: this checkout's)")
     opts = ap.parse_args()
+    if opts.jenkinsctl:
+        global JENKINSCTL
+        JENKINSCTL = [opts.jenkinsctl]
 
     tmp = tempfile.mkdtemp(prefix="jenkinsctl-bench-")
     rows, described = [], []

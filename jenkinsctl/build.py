@@ -9,6 +9,7 @@ never read argv and never exit.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import re
@@ -16,7 +17,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from jenkinsctl.engine import (
     api_tuple,
@@ -37,7 +38,9 @@ LineSink = Callable[[str], None]
 
 TAIL_LINES = 25  # lines of the failing step shown in a BuildError
 
-_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[()][A-Za-z0-9]|\r")
+# Pattern strings: re compiles each on first use and caches it, so
+# importing this module (every build and push does) compiles none.
+_ANSI = r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[()][A-Za-z0-9]|\r"
 
 
 def stderr_sink(strip_ansi: bool | None = None) -> LineSink:
@@ -47,8 +50,8 @@ def stderr_sink(strip_ansi: bool | None = None) -> LineSink:
         strip_ansi = not sys.stderr.isatty()
 
     def sink(line: str) -> None:
-        if strip_ansi:
-            line = _ANSI.sub("", line)
+        if strip_ansi and ("\x1b" in line or "\r" in line):  # most lines have neither
+            line = re.sub(_ANSI, "", line)
         sys.stderr.write(redact(line) + "\n")  # a RUN step may echo a secret
         sys.stderr.flush()
 
@@ -129,6 +132,8 @@ def resolve_builder(client, builder: str = "auto", environ: Mapping[str, str] | 
 
 @dataclass(frozen=True)
 class BuildResult:
+    """What a build made: the image, its refs, the builder and how much of it was cached."""
+
     image_id: str
     refs: list[str]
     builder: str
@@ -140,9 +145,9 @@ class BuildResult:
         return dataclasses.asdict(self)
 
 
-_BK_LINE = re.compile(r"^#(\d+) (.*)$")
-_BK_VERTEX_ID = re.compile(r"^#\d+ sha256:[0-9a-f]{64}$")
-_BK_STEP = re.compile(r"^\[(?:[^\]\s]+ )?(\d+)/(\d+)\] (.*)$")
+_BK_LINE = r"^#(\d+) (.*)$"
+_BK_VERTEX_ID = r"^#\d+ sha256:[0-9a-f]{64}$"
+_BK_STEP = r"^\[(?:[^\]\s]+ )?(\d+)/(\d+)\] (.*)$"
 
 
 class BuildKitProgress:
@@ -157,14 +162,14 @@ class BuildKitProgress:
         self.other: list[str] = []            # lines outside any vertex
 
     def feed(self, line: str) -> None:
-        m = _BK_LINE.match(line)
+        m = re.match(_BK_LINE, line)
         if not m:
             if line.strip():
                 self.other.append(line)
             return
         v, text = int(m.group(1)), m.group(2)
         if v not in self.steps and text.startswith("["):
-            step = _BK_STEP.match(text)
+            step = re.match(_BK_STEP, text)
             if step:
                 self.steps[v] = text
         if text == "CACHED":
@@ -177,7 +182,7 @@ class BuildKitProgress:
     def _counted(self) -> list[int]:
         # steps holds only lines _BK_STEP matched (see feed)
         return [v for v, t in self.steps.items()
-                if not _BK_STEP.match(t).group(3).startswith("FROM ")]  # type: ignore[union-attr]
+                if not re.match(_BK_STEP, t).group(3).startswith("FROM ")]  # type: ignore[union-attr]
 
     @property
     def total_steps(self) -> int:
@@ -204,7 +209,7 @@ class BuildKitProgress:
 class ClassicProgress:
     """Follows docker-py's decoded classic build stream."""
 
-    _STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
+    _STEP = r"^Step (\d+)/(\d+) : (.*)$"
     FS_STEPS = ("RUN", "COPY", "ADD", "WORKDIR")
 
     def __init__(self, added_labels: Iterable[str] = ()) -> None:
@@ -225,7 +230,7 @@ class ClassicProgress:
         shown: list[str] = []
         if "stream" in entry:
             for line in str(entry["stream"]).splitlines():
-                m = self._STEP.match(line)
+                m = re.match(self._STEP, line)
                 if m:
                     self.step, self.step_lines = f"[{m.group(1)}/{m.group(2)}] {m.group(3)}", []
                     instruction = m.group(3)
@@ -423,13 +428,43 @@ def buildkit_env(environ: Mapping[str, str], host: str | None,
     return env
 
 
+@contextlib.contextmanager
+def _private_dir(prefix: str) -> Iterator[str]:
+    """A new directory only this user can enter, removed afterwards, as
+    tempfile.TemporaryDirectory makes one in $TMPDIR or /tmp, without
+    importing tempfile (random, hashlib, shutil: several ms of an
+    unchanged build).  Where neither can take it, tempfile picks."""
+    path = None
+    for base in dict.fromkeys((os.environ.get("TMPDIR") or "/tmp", "/tmp")):
+        try:
+            path = os.path.join(base, prefix + os.urandom(6).hex())
+            os.mkdir(path, 0o700)
+            break
+        except OSError:
+            path = None
+    if path is None:
+        import tempfile
+
+        path = tempfile.mkdtemp(prefix=prefix)
+    try:
+        yield path
+    finally:
+        try:
+            for name in os.listdir(path):
+                os.remove(os.path.join(path, name))
+            os.rmdir(path)
+        except OSError:
+            import shutil
+
+            shutil.rmtree(path, ignore_errors=True)
+
+
 def _build_buildkit(cli, client, spec: BuildSpec, log: LineSink, environ: Mapping[str, str]) -> tuple[str, int, int]:
     import collections
-    import tempfile
 
     host = docker_host(client)
     env = buildkit_env(environ, host, spec.build_args)
-    with tempfile.TemporaryDirectory(prefix="jenkinsctl-build-") as tmp:
+    with _private_dir("jenkinsctl-build-") as tmp:
         iidfile = os.path.join(tmp, "iid")
         cmd = buildkit_argv(cli, iidfile=iidfile, refs=spec.refs, context=spec.context, dockerfile=spec.dockerfile,
                             build_args=spec.build_args, labels=spec.labels, target=spec.target, pull=spec.pull,
@@ -448,7 +483,7 @@ def _build_buildkit(cli, client, spec: BuildSpec, log: LineSink, environ: Mappin
                 line = raw.decode("utf-8", "replace").rstrip("\r\n")
                 progress.feed(line)
                 last.append(line)
-                if not _BK_VERTEX_ID.match(line):  # 20.10 prints each vertex's digest: noise
+                if not re.match(_BK_VERTEX_ID, line):  # 20.10 prints each vertex's digest: noise
                     log(line)
         finally:
             rc = proc.wait()

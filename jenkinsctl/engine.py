@@ -10,7 +10,6 @@ import contextlib
 import json
 import os
 import re
-import shutil
 import socket
 import subprocess
 from dataclasses import asdict, dataclass
@@ -170,9 +169,7 @@ def transport_errors(api) -> tuple[type[BaseException], ...]:
     breaks mid-call (not an engine answer): the light EngineAPI's are the
     standard library's, docker-py's are requests'."""
     if isinstance(api, EngineAPI):
-        import http.client
-
-        return (OSError, http.client.HTTPException)
+        return (OSError,)  # the socket's own; a broken answer is a ConnectionError
     import requests.exceptions  # docker-py is loaded: api is its client
 
     return (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError,
@@ -268,9 +265,10 @@ def engine_version(client=None, *, host: str | None = None) -> EngineVersion:
                           hint="check that the engine runs and DOCKER_HOST points at it") from None
 
 
-_REFUSAL = re.compile(
-    r"client version (?P<client>\d+\.\d+) is too (?P<kind>old|new)\.?\s*"
-    r"(?:Minimum|Maximum) supported API version is (?P<engine>\d+\.\d+)", re.IGNORECASE)
+# A pattern string, as the others here: re compiles it on first use (an
+# error path), so no command pays for it at import.
+_REFUSAL = (r"(?i)client version (?P<client>\d+\.\d+) is too (?P<kind>old|new)\.?\s*"
+            r"(?:Minimum|Maximum) supported API version is (?P<engine>\d+\.\d+)")
 
 NEWER_CLI_HINT = ("use a docker CLI that speaks API {need} or newer (Docker 25+, e.g. Debian 13's docker-cli "
                   "with docker-buildx; JENKINSCTL_DOCKER_CLI names one); inside an agent, rebuild the agent "
@@ -281,7 +279,7 @@ def parse_version_refusal(text: str) -> tuple[str, str, str] | None:
     """("old" | "new", client API, engine's min or max API) when ``text``
     carries the engine's refusal of a client's API version, e.g.
     "client version 1.41 is too old. Minimum supported API version is 1.44"."""
-    m = _REFUSAL.search(text or "")
+    m = re.search(_REFUSAL, text or "")
     return (m.group("kind").lower(), m.group("client"), m.group("engine")) if m else None
 
 
@@ -414,6 +412,8 @@ def docker_clis(environ: Mapping[str, str] | None = None) -> list[DockerCLI]:
     on PATH, in PATH order."""
     environ = os.environ if environ is None else environ
     if environ.get("JENKINSCTL_DOCKER_CLI"):
+        import shutil  # bz2 and lzma come with it: only for this rare case
+
         path = shutil.which(environ["JENKINSCTL_DOCKER_CLI"], path=environ.get("PATH"))
         cli = probe_cli(path, environ) if path else None
         return [cli] if cli else []
@@ -450,6 +450,8 @@ def engine_cli(client, environ: Mapping[str, str] | None = None, *, host: str | 
     environ = os.environ if environ is None else environ
     clis = docker_clis(environ)
     if not clis:
+        import shutil
+
         return shutil.which("docker", path=environ.get("PATH")) or "docker"  # the runner reports it missing
     engine = engine_version(client, host=host)
     cli = pick_cli(clis, engine, buildkit=False)
@@ -497,11 +499,79 @@ class EngineAPIError(Exception):
         self.explanation = explanation
 
 
+class _Answer:
+    """One HTTP/1.0 answer read off ``sock``: status, headers, and a body
+    that ends at Content-Length or, when there is none, where the engine
+    closes the connection (how Go's server ends a streamed answer to an
+    HTTP/1.0 request: no chunked encoding to decode)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("the engine closed the connection before its answer's headers")
+            data += chunk
+        head, _, self._pending = data.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        version, _, rest = lines[0].partition(" ")
+        code, _, self.reason = rest.partition(" ")
+        if not version.startswith("HTTP/") or len(code) != 3 or not code.isdecimal():
+            raise ConnectionError(f"not an HTTP answer from the engine: {lines[0][:80]!r}")
+        self.status = int(code)
+        self.headers = {k.strip().lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:])}
+        length = self.headers.get("content-length", "")
+        self._left = int(length) if length.isdigit() else None  # None: up to EOF
+
+    def read1(self, size: int = 65536) -> bytes:
+        """The next piece of the body; b"" at its end."""
+        if self._left == 0:
+            return b""
+        data, self._pending = self._pending, b""
+        if not data:
+            data = self._sock.recv(size if self._left is None else min(size, self._left))
+            if not data and self._left is not None:
+                raise ConnectionError(f"the engine closed the connection {self._left} bytes before the answer's end")
+        if self._left is not None:
+            data = data[:self._left]
+            self._left -= len(data)
+        return data
+
+    def read(self) -> bytes:
+        parts: list[bytes] = []
+        while True:
+            chunk = self.read1()
+            if not chunk:
+                return b"".join(parts)
+            parts.append(chunk)
+
+
+def _pct(text: str, safe: str = "") -> str:
+    """Percent-encoding as urllib.parse.quote does it, without its import."""
+    out = []
+    for b in text.encode("utf-8"):
+        c = chr(b)
+        out.append(c if (c.isascii() and c.isalnum()) or c in "_.-~" or c in safe else f"%{b:02X}")
+    return "".join(out)
+
+
+def registry_auth_header(auth_config: Mapping[str, str]) -> str:
+    """X-Registry-Auth: the JSON credentials in URL-safe base64, as
+    docker-py's ``auth.encode_header`` sends them (binascii, a built-in
+    module, instead of importing base64)."""
+    import binascii
+
+    raw = binascii.b2a_base64(json.dumps(dict(auth_config)).encode(), newline=False)
+    return raw.translate(bytes.maketrans(b"+/", b"-_")).decode("ascii")
+
+
 class EngineAPI:
     """The four engine calls a push needs (inspect, tag, list, push), with
-    docker-py's method signatures, over http.client on a unix or plain TCP
-    socket.  ``jenkinsctl push`` uses it so a push of an unchanged image is
-    not dominated by importing docker-py; everything else uses docker-py."""
+    docker-py's method signatures, as HTTP/1.0 requests on a unix or plain
+    TCP socket.  ``jenkinsctl push`` uses it so a push of an unchanged image
+    is not dominated by importing docker-py, or http.client (which loads
+    ssl and email); everything else uses docker-py."""
 
     def __init__(self, host: str, timeout: float = 120) -> None:
         self.host, self.timeout = host, timeout
@@ -515,47 +585,38 @@ class EngineAPI:
         if self._prefix is None:
             headers = _raw_ping(self.host, timeout=self.timeout)
             api = (headers or {}).get("api-version", "")
-            self._prefix = f"/v{api}" if re.fullmatch(r"\d+\.\d+", api) else ""
+            major, dot, minor = api.partition(".")
+            self._prefix = f"/v{api}" if dot and major.isdecimal() and minor.isdecimal() else ""
         return self._prefix
 
     @staticmethod
     def supports(host: str | None, tls: bool = False) -> bool:
         return bool(host) and not tls and str(host).startswith(("unix://", "tcp://"))
 
-    def _connection(self):
-        import http.client
-
-        if self.host.startswith("unix://"):
-            path, timeout = self.host[len("unix://"):], self.timeout
-
-            class UnixConnection(http.client.HTTPConnection):
-                def connect(self) -> None:
-                    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                    sock.settimeout(timeout)
-                    sock.connect(path)
-                    self.sock = sock
-
-            return UnixConnection("localhost", timeout=timeout)
-        hp = self.host[len("tcp://"):].rstrip("/")
-        h, _, p = hp.rpartition(":")
-        return http.client.HTTPConnection(h.strip("[]"), int(p), timeout=self.timeout)
-
     def _call(self, method: str, path: str, query: Mapping[str, str] | None = None,
-              headers: Mapping[str, str] | None = None):
-        import json
-        from urllib.parse import quote, urlencode
-
-        url = quote(self._version_prefix() + path, safe="/:@") + ("?" + urlencode(query) if query else "")
-        conn = self._connection()
+              headers: Mapping[str, str] | None = None) -> tuple[socket.socket, _Answer]:
+        url = _pct(self._version_prefix() + path, safe="/:@")
+        if query:
+            url += "?" + "&".join(f"{_pct(k)}={_pct(v)}" for k, v in query.items())
+        head = [f"{method} {url} HTTP/1.0", "Host: docker", *(f"{k}: {v}" for k, v in (headers or {}).items())]
+        if method == "POST":
+            head.append("Content-Length: 0")
         try:
-            conn.request(method, url, headers=dict(headers or {}))
-            resp = conn.getresponse()
+            sock = _raw_socket(self.host, self.timeout)
+        except (OSError, ValueError) as exc:
+            raise engine_unreachable(self.host, exc if isinstance(exc, OSError) else OSError(str(exc))) from None
+        assert sock is not None  # supports(): unix:// or tcp://
+        try:
+            sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode("latin-1"))
+            resp = _Answer(sock)
         except OSError as exc:
-            conn.close()
+            sock.close()
             raise engine_unreachable(self.host, exc) from None
         if resp.status >= 400:
-            body = resp.read()
-            conn.close()
+            try:
+                body = resp.read()
+            finally:
+                sock.close()
             try:
                 message = json.loads(body).get("message") or ""
             except (ValueError, AttributeError):
@@ -564,16 +625,14 @@ class EngineAPI:
             if refused is not None:
                 raise refused
             raise EngineAPIError(resp.status, message or resp.reason)
-        return conn, resp
+        return sock, resp
 
     def _json(self, method: str, path: str, query=None):
-        import json
-
-        conn, resp = self._call(method, path, query)
+        sock, resp = self._call(method, path, query)
         try:
             data = resp.read()
         finally:
-            conn.close()
+            sock.close()
         return json.loads(data) if data.strip() else None
 
     def inspect_image(self, image: str) -> dict:
@@ -584,19 +643,14 @@ class EngineAPI:
         return True
 
     def images(self, name: str | None = None) -> list:
-        import json
-
         return self._json("GET", "/images/json", {"filters": json.dumps({"reference": [name]})} if name else None)
 
     def push(self, repository: str, tag: str | None = None, stream: bool = True, decode: bool = True,
              auth_config: Mapping[str, str] | None = None):
-        import base64
-        import json
-
         headers = {}
         if auth_config:  # the same header docker-py sends
-            headers["X-Registry-Auth"] = base64.urlsafe_b64encode(json.dumps(dict(auth_config)).encode()).decode()
-        conn, resp = self._call("POST", f"/images/{repository}/push", {"tag": tag} if tag else None, headers)
+            headers["X-Registry-Auth"] = registry_auth_header(auth_config)
+        sock, resp = self._call("POST", f"/images/{repository}/push", {"tag": tag} if tag else None, headers)
 
         def entries():
             buf = b""
@@ -613,7 +667,7 @@ class EngineAPI:
                 if buf.strip():
                     yield json.loads(buf)
             finally:
-                conn.close()
+                sock.close()
 
         return entries()
 

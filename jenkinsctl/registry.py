@@ -167,6 +167,8 @@ def check_no_secrets(auth: Mapping[str, str] | None, **fields: Mapping[str, str 
 
 @dataclass(frozen=True)
 class PushResult:
+    """What a push did: the digest, the tags in the order pushed, and the layers moved."""
+
     digest: str              # manifest digest of the first (immutable) tag
     repository: str
     tags: list[str]          # in the order pushed: immutable first, then moving
@@ -179,26 +181,25 @@ class PushResult:
         return dataclasses.asdict(self)
 
 
-_PERMANENT = re.compile(
-    r"unauthori[sz]ed|authentication required|\bdenied\b|forbidden|\b40[13]\b|name invalid|name unknown|"
+# Pattern strings, compiled on first use (a failed push): no import pays for them.
+_PERMANENT = (
+    r"(?i)unauthori[sz]ed|authentication required|\bdenied\b|forbidden|\b40[13]\b|name invalid|name unknown|"
     r"manifest invalid|manifest unknown|tag invalid|digest invalid|size invalid|unsupported|"
     r"does not exist locally|no such image|invalid reference|no basic auth credentials|x509|certificate|"
-    r"server gave http response to https client|no such host|repository name must",
-    re.IGNORECASE)
-_TRANSIENT = re.compile(
-    r"\b5\d\d\b|service unavailable|bad gateway|gateway time-?out|internal server error|connection reset|"
+    r"server gave http response to https client|no such host|repository name must")
+_TRANSIENT = (
+    r"(?i)\b5\d\d\b|service unavailable|bad gateway|gateway time-?out|internal server error|connection reset|"
     r"broken pipe|\beof\b|timeout|timed out|connection refused|toomanyrequests|too many requests|\b429\b|"
-    r"temporar|i/o timeout|connection closed|net/http",
-    re.IGNORECASE)
+    r"temporar|i/o timeout|connection closed|net/http")
 
 
 def classify_push_error(message: str) -> str:
     """"permanent" or "transient".  Permanent wins: a 401 is never
     retried even when the text also mentions a 5xx.  Unknown errors are
     permanent, so a misconfiguration fails fast rather than slowly."""
-    if _PERMANENT.search(message):
+    if re.search(_PERMANENT, message):
         return "permanent"
-    if _TRANSIENT.search(message):
+    if re.search(_TRANSIENT, message):
         return "transient"
     return "permanent"
 
@@ -206,7 +207,7 @@ def classify_push_error(message: str) -> str:
 class PushStream:
     """Parses one decoded push stream: layer states, digest and error."""
 
-    _DIGEST = re.compile(r"digest: (sha256:[0-9a-f]{64})")
+    _DIGEST = r"digest: (sha256:[0-9a-f]{64})"
 
     def __init__(self) -> None:
         self.layer_state: dict[str, str] = {}
@@ -228,7 +229,7 @@ class PushStream:
         if not status:
             return shown
         if not self.digest:
-            m = self._DIGEST.search(status)
+            m = re.search(self._DIGEST, status)
             if m:
                 self.digest = m.group(1)
         if ident and status not in ("Pushing",):

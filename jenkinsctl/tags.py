@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import datetime as _dt
 import fnmatch
-import hashlib
+import os
 import re
-import shutil
 import subprocess
 from dataclasses import dataclass
 from typing import Mapping, Sequence
@@ -19,10 +18,36 @@ JOB_PART_MAX = 48  # the branch/job part of a default tag; keeps the tag far bel
 
 
 def _git(context: str, *args: str) -> subprocess.Popen | None:
-    if shutil.which("git") is None:
+    try:
+        return subprocess.Popen(["git", "-C", context, *args], stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, text=True)
+    except OSError:  # no git on PATH
         return None
-    return subprocess.Popen(["git", "-C", context, *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, text=True)
+
+
+# What makes git look for a repository somewhere other than up the tree.
+_GIT_PLACES = ("GIT_DIR", "GIT_WORK_TREE", "GIT_COMMON_DIR", "GIT_CEILING_DIRECTORIES", "GIT_CONFIG_PARAMETERS",
+               "GIT_CONFIG_COUNT")
+
+
+def _maybe_repository(context: str, environ: Mapping[str, str]) -> bool:
+    """False only when git would certainly find no repository for
+    ``context``: no GIT_* variable that redirects it, and neither ``context``
+    nor any directory above it holds a ``.git`` or is itself a bare
+    repository (HEAD, objects/ and refs/).  A build context outside any
+    checkout then costs no git process at all."""
+    if any(environ.get(v) for v in _GIT_PLACES):
+        return True
+    d = os.path.abspath(context)
+    while True:
+        if os.path.lexists(os.path.join(d, ".git")) or (
+                os.path.isfile(os.path.join(d, "HEAD")) and os.path.isdir(os.path.join(d, "objects"))
+                and os.path.isdir(os.path.join(d, "refs"))):
+            return True
+        parent = os.path.dirname(d)
+        if parent == d:
+            return False
+        d = parent
 
 
 def _out(proc: subprocess.Popen | None) -> str | None:
@@ -34,6 +59,8 @@ def _out(proc: subprocess.Popen | None) -> str | None:
 
 @dataclass(frozen=True)
 class GitFacts:
+    """What git says about a build context (see git_facts)."""
+
     sha: str | None = None          # full commit id
     dirty: bool = False             # the context differs from the commit
     branch: str | None = None       # None when detached
@@ -44,6 +71,8 @@ def git_facts(context: str, *, want_dirty: bool = True, want_branch: bool = Fals
               want_remote: bool = True) -> GitFacts:
     """What git knows about ``context``, asked with concurrent git calls.
     Outside a work tree (or without git) every field is empty."""
+    if not _maybe_repository(context, os.environ):  # the environment git runs with
+        return GitFacts()
     procs = {"sha": _git(context, "rev-parse", "--verify", "-q", "HEAD")}
     if want_dirty:
         procs["dirty"] = _git(context, "status", "--porcelain", "--", ".")
@@ -134,6 +163,8 @@ def _job_part(environ: Mapping[str, str]) -> str | None:
         return None
     part = _branch_tag(name)
     if len(part) > JOB_PART_MAX:
+        import hashlib  # only for long names: its import loads OpenSSL
+
         digest = hashlib.sha256(name.encode("utf-8")).hexdigest()[:6]
         part = f"{part[:JOB_PART_MAX - 7].rstrip('.-')}-{digest}"
     return part
@@ -200,6 +231,8 @@ def oci_labels(context: str, environ: Mapping[str, str], *, version: str | None 
 
 @dataclass(frozen=True)
 class TagPlan:
+    """The tags one build gets: immutable ones, then the moving ones its branch may set."""
+
     immutable: list[str]   # pushed first; at least one
     moving: list[str]      # pushed only after every immutable tag is
 

@@ -8,13 +8,15 @@ streamed to stderr line by line; stdout carries only the result.
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
 
+from jenkinsctl.errors import UsageError  # loaded by the CLI already
+
+TYPE_CHECKING = False  # typing's import would cost `build --help`
 if TYPE_CHECKING:
     from jenkinsctl.ship import Clients, Plan
 
-# The library is imported inside the functions: `jenkinsctl build --help` imports
-# this module, and must stay as cheap as the CLI's own start-up.
+# The rest of the library is imported inside the functions: `jenkinsctl build
+# --help` imports this module, and must stay as cheap as the CLI's own start-up.
 
 DESCRIPTION = """Build an image on the host engine and tag it REPO:TAG.
 
@@ -58,8 +60,6 @@ def add_arguments(p) -> None:
 
 
 def _pairs(values, flag: str, *, allow_bare: bool) -> dict[str, str | None]:
-    from jenkinsctl.errors import UsageError
-
     out: dict[str, str | None] = {}
     if isinstance(values, dict):  # from --params-env: {"K": "V"}
         values = [(k, v) for k, v in values.items()]

@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 
 from jenkinsctl.commands.build import clients_for
+from jenkinsctl.errors import UsageError
 
-# The library is imported inside the functions: `jenkinsctl push --help` imports
+# The rest of the library is imported inside the functions: `jenkinsctl push --help` imports
 # this module, and must stay as cheap as the CLI's own start-up.
 
 DESCRIPTION = """Push REPO:TAG for each tag, then the moving tags, and report the digest.
@@ -30,7 +31,6 @@ def add_arguments(p) -> None:
 
 def run(args, ctx):
     from jenkinsctl import ship as shiplib
-    from jenkinsctl.errors import UsageError
     from jenkinsctl.refs import parse_repository, validate_tag
     from jenkinsctl.registry import image_auth
 

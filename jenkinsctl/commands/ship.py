@@ -6,8 +6,9 @@ import os
 
 from jenkinsctl.commands.build import add_build_arguments, clients_for, plan
 from jenkinsctl.commands.deploy import add_target_arguments, render_deploy, resolve_target
+from jenkinsctl.errors import UsageError
 
-# The library is imported inside the functions: `jenkinsctl ship --help` imports
+# The rest of the library is imported inside the functions: `jenkinsctl ship --help` imports
 # this module, and must stay as cheap as the CLI's own start-up.
 
 DESCRIPTION = """Build, push and (with --to) deploy in one command: what the dockerBuildPush step runs.
@@ -33,7 +34,6 @@ def add_arguments(p) -> None:
 def run(args, ctx):
     from jenkinsctl import ship as shiplib
     from jenkinsctl.deploy import write_result
-    from jenkinsctl.errors import UsageError
     from jenkinsctl.refs import parse_repository
     from jenkinsctl.registry import image_auth
 

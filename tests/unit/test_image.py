@@ -64,6 +64,34 @@ def test_default_tag_outside_git(tmp_path):
     assert taglib.default_tags(str(tmp_path), {"GIT_COMMIT": "ab" * 20, "BUILD_NUMBER": "3"}) == ["abababababab-b3"]
 
 
+def test_git_runs_only_where_a_repository_can_be(repo, tmp_path_factory, monkeypatch):
+    """Outside any checkout no git process starts (a build context in /tmp);
+    a .git directory or file above the context, a bare repository or a
+    GIT_DIR-like variable makes git decide, and git's answer is used."""
+    ran = []
+    real = taglib._git
+    monkeypatch.setattr(taglib, "_git", lambda c, *a: ran.append(a[0]) or real(c, *a))
+    for var in taglib._GIT_PLACES:
+        monkeypatch.delenv(var, raising=False)
+    outside = tmp_path_factory.mktemp("plain")
+    if taglib._maybe_repository(str(outside), os.environ):
+        pytest.skip(f"{outside} lies inside a git checkout on this machine")
+    assert taglib.git_facts(str(outside)) == taglib.GitFacts() and ran == []
+
+    path, sha = repo
+    (path / "sub").mkdir()
+    assert taglib.git_facts(str(path / "sub")).sha == sha and ran            # found up the tree
+    worktree = tmp_path_factory.mktemp("wt")
+    (worktree / ".git").write_text(f"gitdir: {path / '.git'}\n")             # a .git file, as worktrees have
+    assert taglib._maybe_repository(str(worktree), os.environ)
+    bare = tmp_path_factory.mktemp("bare")
+    git(bare, "init", "-q", "--bare")
+    assert taglib._maybe_repository(str(bare / "refs"), os.environ)
+    monkeypatch.setenv("GIT_DIR", str(path / ".git"))
+    ran.clear()
+    assert taglib.git_facts(str(outside)).sha == sha and ran                 # git decides
+
+
 def test_default_tag_is_validated(tmp_path):
     with pytest.raises(UsageError):
         taglib.default_tags(str(tmp_path), {"BUILD_NUMBER": "4 2"})
@@ -584,3 +612,22 @@ def test_docker_host_of_a_lazy_engine_and_raw_ping_failure():
 def test_stderr_sink_strips_terminal_escapes(capsys):
     buildlib.stderr_sink(strip_ansi=True)("\x1b[31mred\x1b[0m\rdone")
     assert capsys.readouterr().err == "reddone\n"
+
+
+def test_registry_auth_header_is_what_docker_py_sends():
+    import docker.auth
+
+    auth = {"username": "ci-pusher", "password": "p+w/?~\u00e9'\"!", "serveraddress": "127.0.0.1:5000"}
+    assert enginelib.registry_auth_header(auth) == docker.auth.encode_header(auth).decode()
+
+
+def test_buildkit_scratch_directory_is_private_and_removed(tmp_path, monkeypatch):
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    with buildlib._private_dir("jenkinsctl-build-") as d:
+        assert os.path.dirname(d) == str(tmp_path) and stat.S_IMODE(os.stat(d).st_mode) == 0o700
+        open(os.path.join(d, "iid"), "w").write("sha256:x")
+    assert not os.path.exists(d)
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "missing"))  # falls back to /tmp
+    with buildlib._private_dir("jenkinsctl-build-") as d:
+        assert os.path.isdir(d)
+    assert not os.path.exists(d)

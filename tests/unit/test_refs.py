@@ -35,7 +35,6 @@ def test_valid_references_parse_and_print_back(ref, domain, path, tag, digest):
     assert (r.domain, r.path, r.tag, r.digest) == (domain, path, tag, digest)
     assert str(r) == ref
     assert r.repository == (f"{domain}/{path}" if domain else path)
-    assert r.name == r.repository
 
 
 INVALID = [
@@ -97,3 +96,23 @@ def test_invalid_tags(tag):
         validate_tag(tag)
     assert "invalid tag" in e.value.message
     assert "128" in e.value.hint
+
+
+def test_domain_check_is_the_grammar():
+    """valid_domain against distribution's domain grammar as a regular
+    expression, on every short string over the characters that matter."""
+    import itertools
+    import re
+
+    from jenkinsctl.refs import valid_domain
+
+    comp = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+    grammar = rf"(?:{comp}(?:\.{comp})*|\[[a-fA-F0-9:]+\])(?::[0-9]+)?\Z"
+    alphabet = "aZ0-.:[]g_\n\u0661"
+    for n in range(6):
+        for chars in itertools.product(alphabet, repeat=n):
+            s = "".join(chars)
+            assert valid_domain(s) == bool(re.match(grammar, s)), repr(s)
+    for s in ("127.0.0.1:5000", "[::1]:5000", "[fe80::1]", "localhost", "my-reg.example.com:443", "a-.b", "-a",
+              "a..b", "host:", "host:5000:1", "[::1]x", "[]", "[::1", "reg.example:٥٠٠٠"):
+        assert valid_domain(s) == bool(re.match(grammar, s)), s
