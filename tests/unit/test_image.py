@@ -7,32 +7,24 @@ from __future__ import annotations
 import datetime as dt
 import os
 import stat
-import subprocess
 
 import pytest
 
-from jenkinsctl import build as buildlib, engine as enginelib, registry as registrylib, tags as taglib
+from jenkinsctl import build as buildlib
+from jenkinsctl import engine as enginelib
+from jenkinsctl import registry as registrylib
+from jenkinsctl import tags as taglib
 from jenkinsctl.config import BuildConfig, RegistryConfig, RegistryLogin, SecretRef
 from jenkinsctl.errors import RegistryError, UsageError
 from jenkinsctl.refs import parse_repository
+from tests.support.gitrepo import git, one_commit_repo
 
 NOW = dt.datetime(2025, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
 
 
-def git(repo, *args):
-    subprocess.run(["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.com", *args],
-                   check=True, capture_output=True)
-
-
 @pytest.fixture
 def repo(tmp_path):
-    git(tmp_path, "init", "-q", "-b", "main")
-    (tmp_path / "Dockerfile").write_text("FROM scratch\n")
-    git(tmp_path, "add", ".")
-    git(tmp_path, "commit", "-q", "-m", "one")
-    git(tmp_path, "remote", "add", "origin", "https://ci-bot:s3cr3t-token@git.example.com/team/app.git")
-    sha = subprocess.run(["git", "-C", str(tmp_path), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
-    return tmp_path, sha
+    return one_commit_repo(tmp_path, origin="https://ci-bot:s3cr3t-token@git.example.com/team/app.git")
 
 
 # --- tags ----------------------------------------------------------------------------

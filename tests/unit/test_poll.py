@@ -4,19 +4,7 @@ from __future__ import annotations
 import pytest
 
 from jenkinsctl.poll import Deadline, wait_for
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 100.0
-        self.naps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.naps.append(seconds)
-        self.now += seconds
+from tests.support.clock import FakeClock
 
 
 def test_returns_as_soon_as_done_without_sleeping():

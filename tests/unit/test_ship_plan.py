@@ -4,31 +4,22 @@ and docker-py's errors translated once into jenkinsctl's.  No engine."""
 from __future__ import annotations
 
 import dataclasses
-import subprocess
 import types
 
 import pytest
 
-from jenkinsctl import engine as enginelib, ship as shiplib, tags as taglib
+from jenkinsctl import engine as enginelib
+from jenkinsctl import ship as shiplib
+from jenkinsctl import tags as taglib
 from jenkinsctl.build import BuildSpec
 from jenkinsctl.errors import EngineConflict, EngineError, EngineNotFound, EngineVersionError, UsageError
 from jenkinsctl.refs import parse_repository
-
-
-def git(repo, *args):
-    subprocess.run(["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.com", *args],
-                   check=True, capture_output=True)
+from tests.support.gitrepo import one_commit_repo
 
 
 @pytest.fixture
 def repo(tmp_path):
-    git(tmp_path, "init", "-q", "-b", "main")
-    (tmp_path / "Dockerfile").write_text("FROM scratch\n")
-    git(tmp_path, "add", ".")
-    git(tmp_path, "commit", "-q", "-m", "one")
-    sha = subprocess.run(["git", "-C", str(tmp_path), "rev-parse", "HEAD"], capture_output=True,
-                         text=True).stdout.strip()
-    return tmp_path, sha
+    return one_commit_repo(tmp_path)
 
 
 # --- BuildSpec ----------------------------------------------------------------------
