@@ -41,33 +41,10 @@ import uuid
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from bench.common import EXAMPLE, GIT, JENKINSCTL, bump, run  # noqa: E402
 from tests.deploy.helpers import wait_http  # noqa: E402
 from tests.deploy.load import Load, percentile  # noqa: E402
 from tests.support.registry import free_port, start_registry  # noqa: E402
-
-JENKINSCTL = [os.path.join(ROOT, ".venv", "bin", "jenkinsctl")]
-if not os.access(JENKINSCTL[0], os.X_OK) or os.environ.get("PYTHONPATH"):
-    JENKINSCTL = [sys.executable, "-m", "jenkinsctl"]
-EXAMPLE = os.path.join(ROOT, "examples", "webapp")
-GIT = ["git", "-c", "user.name=bench", "-c", "user.email=bench@localhost"]
-
-
-def run(cmd, env, cwd=None, check=True) -> tuple[float, subprocess.CompletedProcess]:
-    t = time.perf_counter()
-    p = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, stdin=subprocess.DEVNULL)
-    elapsed = time.perf_counter() - t
-    if check and p.returncode != 0:
-        raise SystemExit(f"failed ({p.returncode}): {' '.join(cmd)}\n{p.stderr[-3000:]}")
-    return elapsed, p
-
-
-def bump(ctx: str, env: dict) -> None:
-    path = os.path.join(ctx, "VERSION")
-    with open(path) as fh:
-        major, minor, patch = fh.read().strip().split(".")
-    with open(path, "w") as fh:
-        fh.write(f"{major}.{minor}.{int(patch) + 1}\n")
-    run(GIT + ["commit", "-q", "-am", "bump"], env, cwd=ctx)
 
 
 def latencies(port: int, n: int, host: str = "127.0.0.1") -> list[float]:

@@ -44,38 +44,13 @@ import uuid
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from bench.common import EXAMPLE, GIT, JENKINSCTL, bump, run  # noqa: E402
 from jenkinsctl.build import find_buildkit_cli  # noqa: E402
 from tests.deploy.helpers import ProbeLoop, wait_http  # noqa: E402
 from tests.support.registry import free_port, start_registry  # noqa: E402
 
-JENKINSCTL = [os.path.join(ROOT, ".venv", "bin", "jenkinsctl")]
-if not os.access(JENKINSCTL[0], os.X_OK):
-    JENKINSCTL = [sys.executable, "-m", "jenkinsctl"]
-EXAMPLE = os.path.join(ROOT, "examples", "webapp")
-GIT = ["git", "-c", "user.name=bench", "-c", "user.email=bench@localhost"]
 # A CLI with BuildKit (a newer one without buildx cannot), as jenkinsctl picks.
 DOCKER = find_buildkit_cli() or "/usr/bin/docker"
-
-
-def run(cmd, env, cwd=None, check=True) -> tuple[float, subprocess.CompletedProcess]:
-    t = time.perf_counter()
-    p = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, stdin=subprocess.DEVNULL)
-    elapsed = time.perf_counter() - t
-    if check and p.returncode != 0:
-        raise SystemExit(f"failed ({p.returncode}): {' '.join(cmd)}\n{p.stderr[-3000:]}")
-    return elapsed, p
-
-
-def bump(ctx: str, env: dict) -> str:
-    """The one-line change: the next patch version, committed."""
-    path = os.path.join(ctx, "VERSION")
-    with open(path) as fh:
-        major, minor, patch = fh.read().strip().split(".")
-    version = f"{major}.{minor}.{int(patch) + 1}"
-    with open(path, "w") as fh:
-        fh.write(version + "\n")
-    run(GIT + ["commit", "-q", "-am", version], env, cwd=ctx)
-    return version
 
 
 def main() -> int:
