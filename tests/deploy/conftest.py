@@ -4,6 +4,7 @@ cleanup, the Swarm and the CLI environment."""
 
 from __future__ import annotations
 
+import os
 import uuid
 
 import pytest
@@ -11,7 +12,7 @@ import pytest
 from jenkinsctl.deploy import ImageRef
 from tests.deploy.helpers import EXAMPLE
 from tests.deploy.helpers import DEPLOY_TEST_LABELS, PREFIX
-from tests.support.engine import TEST_LABEL, remove_test_resources
+from tests.support.engine import IN_CI, TEST_LABEL, remove_test_resources
 from tests.support.swarm import ensure_swarm, remove_test_services
 
 
@@ -20,7 +21,11 @@ def _remove_deploy_test_resources(docker_client):
     yield
     remove_test_resources(docker_client, label=f"{TEST_LABEL}=deploy")
     # Deploy proxies of this directory's targets (named PREFIX...): they
-    # carry the project's labels, not the test label.
+    # carry the project's labels, not the test label.  A sweep, so off like
+    # the one above when sessions share the engine (Proxy.remove also
+    # disconnects every app from the proxy's network).
+    if os.environ.get("JENKINSCTL_TEST_NO_SWEEP") and not IN_CI:
+        return
     from jenkinsctl.deploy.proxy import PROXY_LABEL, Proxy, ProxySettings
 
     for c in docker_client.containers.list(all=True, filters={"label": PROXY_LABEL}):
