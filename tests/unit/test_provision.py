@@ -145,9 +145,9 @@ class FakeClient:
             def get(_, name):
                 self.inspects += 1
                 if self.container is None:
-                    import docker.errors
+                    from jenkinsctl.engine import EngineAPIError
 
-                    raise docker.errors.NotFound(f"no such container: {name}")
+                    raise EngineAPIError(404, f"No such container: {name}")
                 return self.container
 
         self.containers = Containers()
