@@ -224,3 +224,43 @@ def test_orchestration_leaves_the_engine_to_converge():
     for name in ("provision.py", "converge.py", "names.py"):
         doc = ast.get_docstring(ast.parse((pkg / name).read_text())) or ""
         assert doc and "\n" not in doc.split("\n\n")[0], name
+
+
+class CreateRefused:
+    """A client with no containers whose create answers ``status`` ``text``."""
+
+    def __init__(self, status: int, text: str) -> None:
+        from jenkinsctl.engine import EngineAPIError
+
+        class Containers:
+            def get(_, name):
+                raise EngineAPIError(404, f"No such container: {name}")
+
+            def create(_, **kw):
+                raise EngineAPIError(status, text)
+
+        self.containers = Containers()
+
+
+def test_a_missing_image_on_create_gets_its_own_message(tmp_path):
+    from jenkinsctl.errors import EngineError, EngineNotFound
+
+    clock, said = FakeClock(), []
+    client = CreateRefused(404, "No such image: p-agent:1")
+    with pytest.raises(EngineError) as e:
+        engines(tmp_path, clock, said).converge_container(
+            client, {"name": "p-agent-1", "image": "p-agent:1", "labels": {}}, "h")
+    assert not isinstance(e.value, EngineNotFound)
+    assert e.value.message == "image p-agent:1 for p-agent-1 is not on the engine: No such image: p-agent:1"
+    assert e.value.hint == "build it, or fix the image name in the config"
+
+
+def test_a_missing_network_on_create_is_the_engine_error_for_the_action(tmp_path):
+    from jenkinsctl.errors import EngineNotFound
+
+    clock, said = FakeClock(), []
+    client = CreateRefused(404, "network p-net not found")
+    with pytest.raises(EngineNotFound) as e:
+        engines(tmp_path, clock, said).converge_container(
+            client, {"name": "p-agent-1", "image": "p-agent:1", "labels": {}}, "h")
+    assert e.value.message == "create container p-agent-1: network p-net not found"
