@@ -362,18 +362,22 @@ def agent_container_kwargs(*, image: str, name: str, node: str, group: "AgentGro
     return kwargs
 
 
-def agent_keys_archive(keystore: "KeyStore", node: str) -> bytes:
-    """A tar of KEYS_DIR's contents for one agent: its host key pair and the
-    controller's public key as authorized_keys (never the client's private
-    key), owned by root, 0600."""
+def agent_key_files(keystore: "KeyStore", node: str) -> dict[str, bytes]:
+    """KEYS_DIR's contents for one agent, by file name: its host key pair
+    and the controller's public key as authorized_keys (never the client's
+    private key)."""
     host = keystore.host_key(node)
     client = keystore.client_key()
-    files = {
+    return {
         HOST_KEY_FILE: host.private_path.read_bytes(),
         HOST_KEY_FILE + ".pub": (host.public_line + "\n").encode(),
         AUTHORIZED_KEYS_FILE: (client.public_line + "\n").encode(),
     }
-    return tar_files(files)
+
+
+def agent_keys_archive(keystore: "KeyStore", node: str) -> bytes:
+    """A tar of ``agent_key_files``, owned by root, 0600."""
+    return tar_files(agent_key_files(keystore, node))
 
 
 def tar_files(files: Mapping[str, bytes], mode: int = 0o600) -> bytes:

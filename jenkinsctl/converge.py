@@ -19,15 +19,14 @@ from typing import Any, Callable, Mapping
 from jenkinsctl.config import AgentGroup, Config
 from jenkinsctl.engine import (
     CONFIG_HASH_LABEL,
-    MANAGED_LABEL,
-    PROJECT_LABEL,
-    ROLE_LABEL,
-    api_error,
+    engine_errors,
     is_provisioned,
+    ownership_labels,
     provisioned_filters,
+    translate,
 )
 from jenkinsctl.engine import client as engine_client
-from jenkinsctl.errors import EngineError, ProvisionError
+from jenkinsctl.errors import EngineError, EngineNotFound, ProvisionError
 from jenkinsctl.names import controller_name, network_name, volume_name
 from jenkinsctl.poll import Clock, Sleep, wait_for
 
@@ -50,6 +49,15 @@ def secret_digest(text: str) -> str:
 def container_hash(kwargs: Mapping[str, Any], image_id: str | None, extra: Mapping[str, Any]) -> str:
     return config_hash({"kwargs": {k: v for k, v in kwargs.items() if k != "labels"},
                         "labels": kwargs.get("labels"), "image_id": image_id, **extra})
+
+
+def engine_text(exc: BaseException) -> str | None:
+    """The engine client's own text of ``exc`` when it is an engine error
+    that ``translate`` would turn into a jenkinsctl one, None otherwise
+    (ours, or not the engine's).  Removal problems and ``down``'s output
+    quote the engine client's text as it always has."""
+    err = translate(exc, "")
+    return None if err is None or err is exc else str(exc)
 
 
 def container_action(container, want_hash: str) -> str:
@@ -132,41 +140,34 @@ class Engines:
     # --- labels and lookups ------------------------------------------------------
 
     def labels(self, role: str, **extra: str) -> dict[str, str]:
-        labels = {MANAGED_LABEL: "true", PROJECT_LABEL: self.cfg.project, ROLE_LABEL: role}
-        labels.update(extra)
-        return labels
+        return {**ownership_labels(self.cfg.project, role=role), **extra}
 
     def image_id(self, client, ref: str) -> str | None:
-        import docker.errors
-
         try:
-            return client.images.get(ref).id
-        except docker.errors.ImageNotFound:
+            with engine_errors(f"inspect image {ref}"):
+                return client.images.get(ref).id
+        except EngineNotFound:
             return None
-        except docker.errors.APIError as exc:
-            raise api_error(f"inspect image {ref}", exc) from None
 
     def get_container(self, client, name: str):
-        import docker.errors
-
         try:
-            return client.containers.get(name)
-        except docker.errors.NotFound:
+            with engine_errors(f"inspect container {name}"):
+                return client.containers.get(name)
+        except EngineNotFound:
             return None
-        except docker.errors.APIError as exc:
-            raise api_error(f"inspect container {name}", exc) from None
 
     def find_network(self, client, name: str):
         return next((n for n in client.networks.list(names=[name]) if n.name == name), None)
 
-    def has_volume(self, client, name: str) -> bool:
-        import docker.errors
-
+    def get_volume(self, client, name: str):
         try:
-            client.volumes.get(name)
-        except docker.errors.NotFound:
-            return False
-        return True
+            with engine_errors(f"inspect volume {name}"):
+                return client.volumes.get(name)
+        except EngineNotFound:
+            return None
+
+    def has_volume(self, client, name: str) -> bool:
+        return self.get_volume(client, name) is not None
 
     def owned(self, obj, kind: str = "container") -> bool:
         """Whether provisioning made ``obj``: ownership labels *and* a
@@ -189,12 +190,13 @@ class Engines:
 
     def provisioned_containers(self) -> dict[str, Any]:
         """Name -> container, over every engine."""
-        import docker.errors
-
         try:
             return {c.name: c for host in self.hosts() for c in self.provisioned(self.docker(host), "container")}
-        except docker.errors.DockerException as exc:
-            raise EngineError(str(exc)) from None
+        except Exception as exc:
+            text = engine_text(exc)
+            if text is None:
+                raise
+            raise EngineError(text) from None
 
     def collision(self, kind: str, name: str) -> ProvisionError:
         return ProvisionError(
@@ -207,8 +209,6 @@ class Engines:
         """Refuse before changing anything if a name we need is taken by a
         container, network or volume that is not ours.  ``containers`` are
         the agents' (engine, name); the controller's are added here."""
-        import docker.errors
-
         names = [] if self.cfg.controller.external else [(self.cfg.engine.host, controller_name(self.cfg))]
         for host, name in names + containers:
             c = self.get_container(self.docker(host), name)
@@ -220,29 +220,26 @@ class Engines:
             if net is not None and not self.owned(net, "network"):
                 raise self.collision("network", network_name(self.cfg))
         if not self.cfg.controller.external:
-            try:
-                vol = self.docker().volumes.get(volume_name(self.cfg))
-                if not self.owned(vol, "volume"):
-                    raise self.collision("volume", volume_name(self.cfg))
-            except docker.errors.NotFound:
-                pass
+            vol = self.get_volume(self.docker(), volume_name(self.cfg))
+            if vol is not None and not self.owned(vol, "volume"):
+                raise self.collision("volume", volume_name(self.cfg))
 
     # --- converging -------------------------------------------------------------
 
     def ensure_network(self, host: str | None) -> str:
         """The project network on ``host``'s engine; returns the action."""
-        import docker.errors
-
         client = self.docker(host)
         name = network_name(self.cfg)
         if self.find_network(client, name) is not None:
             return "unchanged"
         labels = self.labels("network", **{CONFIG_HASH_LABEL: config_hash({"driver": "bridge"})})
         try:
-            client.networks.create(name, driver="bridge", labels=labels, check_duplicate=True)
-        except docker.errors.APIError as exc:
-            if "already exists" not in str(exc):
-                raise api_error(f"create network {name}", exc) from None
+            with engine_errors(f"create network {name}"):
+                client.networks.create(name, driver="bridge", labels=labels, check_duplicate=True)
+        except EngineError as err:
+            # Another apply made it since find_network: ours all the same.
+            if "already exists" not in str(getattr(err, "explanation", None) or err):
+                raise
         return "create"
 
     def ensure_volume(self, client, name: str, role: str) -> str:
@@ -254,8 +251,6 @@ class Engines:
     def converge_container(self, client, kwargs: dict[str, Any], want_hash: str,
                            before_start: Callable[[Any], None] | None = None) -> str:
         """Create, recreate or start one container; returns the action."""
-        import docker.errors
-
         name = kwargs["name"]
         current = self.get_container(client, name)
         if current is not None and not self.owned(current):
@@ -263,7 +258,7 @@ class Engines:
         action = container_action(current, want_hash)
         if action == "unchanged":
             return action
-        try:
+        with engine_errors(f"{action} container {name}"):
             if action == "start":
                 current.start()
                 return action
@@ -281,7 +276,7 @@ class Engines:
             stale = self.get_container(client, kw["name"])
             if stale is not None and self.owned(stale):
                 stale.remove(force=True)
-            container = client.containers.create(**kw)
+            container = self._create_container(client, kw, image=kwargs["image"], action=f"{action} container {name}")
             renamed = False
             try:
                 if before_start is not None:
@@ -297,13 +292,23 @@ class Engines:
                     with contextlib.suppress(Exception):
                         container.remove(force=True)
                 raise
-        except docker.errors.ImageNotFound as exc:
-            raise EngineError(f"image {kwargs['image']} for {name} is not on the engine: "
-                              f"{getattr(exc, 'explanation', exc)}",
-                              hint="build it, or fix the image name in the config") from None
-        except docker.errors.APIError as exc:
-            raise api_error(f"{action} container {name}", exc) from None
         return action
+
+    @staticmethod
+    def _create_container(client, kw: dict[str, Any], *, image: str, action: str):
+        """Create a container from ``kw``.  Its 404 is a missing image or a
+        missing network; the engine says which ("No such image: ..."), and
+        only the first is worth its own message."""
+        try:
+            with engine_errors(action):
+                return client.containers.create(**kw)
+        except EngineNotFound as err:
+            explanation = str(getattr(err, "explanation", None) or err)
+            if "no such image" not in explanation.lower():
+                raise
+            name = kw["name"].removesuffix(INCOMPLETE)
+            raise EngineError(f"image {image} for {name} is not on the engine: {explanation}",
+                              hint="build it, or fix the image name in the config") from None
 
     def wait_sshd(self, client, name: str, timeout: float = SSHD_WAIT) -> None:
         """Until the agent's sshd listens (its log says so, or it is healthy).
@@ -336,22 +341,21 @@ class Engines:
 
     def remove_container(self, name: str) -> None:
         """Remove our container ``name`` from every engine that has it."""
-        import docker.errors
-
         for host in self.hosts():
             c = self.get_container(self.docker(host), name)
             if c is not None and self.owned(c):
                 try:
                     c.remove(force=True)
-                except docker.errors.APIError as exc:
-                    raise EngineError(str(exc)) from None
+                except Exception as exc:
+                    text = engine_text(exc)
+                    if text is None:
+                        raise
+                    raise EngineError(text) from None
 
     def remove_all(self, *, volumes: bool) -> tuple[list[tuple[str, str]], list[dict[str, str]]]:
         """Remove every container and network provisioning made, and its
         volumes when ``volumes``: the (kind, name) removed and the problems,
         one per resource that could not be removed."""
-        import docker.errors
-
         removed: list[tuple[str, str]] = []
         problems: list[dict[str, str]] = []
         kinds = ["container", "network"] + (["volume"] if volumes else [])
@@ -365,9 +369,13 @@ class Engines:
                         else:
                             obj.remove(force=True)
                         removed.append((kind, obj.name))
-                    except docker.errors.APIError as exc:
-                        if kind == "container" and isinstance(exc, docker.errors.NotFound):
+                    except Exception as exc:
+                        err = translate(exc, f"remove {kind} {obj.name}")
+                        if err is None or err is exc:
+                            raise
+                        if kind == "container" and isinstance(err, EngineNotFound):
                             continue  # gone already (its --rm, or a concurrent down)
+                        # down has always reported the engine client's own text
                         problems.append({"resource": f"{kind} {obj.name}", "error": str(exc)})
         return removed, problems
 

@@ -31,12 +31,12 @@ import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote
 
 from jenkinsctl.errors import ConfigError, JenkinsAuthError, JenkinsError, JenkinsNotFound, Timeout
 from jenkinsctl.names import validate_node_name
 from jenkinsctl.poll import wait_for
-from jenkinsctl.secrets import redact, sensitive, sensitive_url
+from jenkinsctl.secrets import display_url, redact, sensitive, sensitive_url
 
 log = logging.getLogger("jenkinsctl.jenkins")
 
@@ -53,14 +53,8 @@ _SSH_KEY_ALGORITHMS = ("ssh-ed25519", "ssh-rsa", "ecdsa-sha2-nistp256", "ecdsa-s
 
 
 def _display_url(url: str) -> str:
-    """The URL without any user:password@ part, for messages."""
-    parts = urlsplit(url)
-    if parts.username or parts.password:
-        host = parts.hostname or ""
-        if parts.port:
-            host += f":{parts.port}"
-        parts = parts._replace(netloc=host)
-    return urlunsplit(parts).rstrip("/")
+    """The URL for messages (see secrets.display_url), without its final slash."""
+    return display_url(url).rstrip("/")
 
 
 # --- specs --------------------------------------------------------------------

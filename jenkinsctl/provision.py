@@ -241,13 +241,7 @@ class Provisioner:
         public key as authorized_keys, mounted read-only at /run/jenkinsctl
         (the entrypoint installs them root-owned).  Files are rewritten only
         when their content differs; the directories are 0700, files 0600."""
-        host = self.keys.host_key(node)
-        client = self.keys.client_key()
-        files = {
-            agent_image.HOST_KEY_FILE: host.private_path.read_bytes(),
-            agent_image.HOST_KEY_FILE + ".pub": (host.public_line + "\n").encode(),
-            agent_image.AUTHORIZED_KEYS_FILE: (client.public_line + "\n").encode(),
-        }
+        files = agent_image.agent_key_files(self.keys, node)
         d = self._agent_keys_dir(node)
         d.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         d.mkdir(mode=0o700, exist_ok=True)

@@ -20,7 +20,7 @@ from typing import Any, Callable, Mapping, Sequence
 from jenkinsctl.engine import engine_api, engine_errors, translate, transport_errors
 from jenkinsctl.errors import EngineNotFound, RegistryError, UsageError
 from jenkinsctl.refs import Reference, parse_repository, validate_tag
-from jenkinsctl.secrets import check_secret, redact, sensitive, sensitive_basic
+from jenkinsctl.secrets import check_secret, read_secret_file, redact, sensitive, sensitive_basic
 
 LineSink = Callable[[str], None]
 
@@ -97,13 +97,9 @@ def registry_auth(config, environ: Mapping[str, str] | None = None, *,
     if password is None and environ.get("JENKINSCTL_REGISTRY_PASSWORD_FILE"):
         path = environ["JENKINSCTL_REGISTRY_PASSWORD_FILE"]
         source = f"JENKINSCTL_REGISTRY_PASSWORD_FILE ({path})"
-        try:
-            with open(path, encoding="utf-8") as fh:
-                password = sensitive(fh.read().rstrip("\r\n") or None, f"the registry password file {path}")
-        except (OSError, UnicodeDecodeError) as exc:
-            why = getattr(exc, "strerror", None) or "not UTF-8 text"
-            raise RegistryError(f"cannot read the registry password file {path}: {why}",
-                                hint="check JENKINSCTL_REGISTRY_PASSWORD_FILE and the file's permissions") from None
+        password = read_secret_file(
+            path, f"the registry password file {path}", error=RegistryError,
+            hint="check JENKINSCTL_REGISTRY_PASSWORD_FILE and the file's permissions") or None
     if password is None and reg is not None and reg.password is not None:
         password = reg.password.resolve(environ)
         source = f"registry.password {reg.password.describe()}"
@@ -120,8 +116,9 @@ def registry_auth(config, environ: Mapping[str, str] | None = None, *,
 
 
 def _auth(username: str, password: str, server: str | None) -> dict[str, str]:
+    # The password was checked and registered where it was read (sensitive,
+    # read_secret_file, SecretRef.resolve); its encodings with the user are not yet.
     check_secret(username, "the registry user name")
-    sensitive(password, "the registry password")
     sensitive_basic(username, password)
     auth = {"username": username, "password": password}
     if server:

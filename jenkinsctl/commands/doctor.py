@@ -14,7 +14,10 @@ import urllib.request
 from dataclasses import asdict, dataclass
 from typing import Callable
 
+from jenkinsctl.engine import client
 from jenkinsctl.errors import CheckFailed, EngineError, JenkinsctlError
+from jenkinsctl.jenkins_api import JenkinsAPI
+from jenkinsctl.registry import engine_login, registry_auth
 
 # The engine, registry and Jenkins modules are imported by the checks that
 # use them: `jenkinsctl doctor --help` imports this module.
@@ -44,8 +47,6 @@ def _engine_host(cfg) -> str:
 
 
 def check_engine(cfg, state: dict) -> Check:
-    from jenkinsctl.engine import client
-
     host = _engine_host(cfg)
     c = client(host, timeout=min(cfg.engine.timeout, 15), tls=cfg.engine.tls)
     v = c.version()
@@ -90,8 +91,6 @@ def check_buildkit(cfg, state: dict) -> Check:
 
 
 def check_registry(cfg, state: dict) -> Check:
-    from jenkinsctl.registry import engine_login, registry_auth
-
     url = cfg.registry.url
     local = url.split(":")[0] in ("localhost", "127.0.0.1", "::1")
     base = f"{'http' if local else 'https'}://{url}/v2/"
@@ -144,12 +143,13 @@ def check_controller(cfg, state: dict) -> Check:
     if not version:
         hint = "wait for it to finish starting" if status == 503 else "is controller.external a Jenkins URL?"
         return Check("controller", False, f"{url} answered {status} without an X-Jenkins header", hint)
-    if cfg.controller.password is None or cfg.controller.password.resolve() is None:
+    ctl = cfg.controller
+    password = ctl.password.resolve() if ctl.password is not None else None
+    if password is None:
         return Check("controller", True, f"{url}: Jenkins {version}; auth not checked (no password set)")
-    from jenkinsctl.jenkins_api import JenkinsAPI
-
     try:
-        who = JenkinsAPI.from_config(cfg.controller).whoami()
+        api = JenkinsAPI(url, ctl.username, password, timeout=ctl.timeout, ready_timeout=ctl.ready_timeout)
+        who = api.whoami()
     except JenkinsctlError as exc:
         return Check("controller", False, f"{url}: Jenkins {version}; auth as {cfg.controller.username} "
                      f"failed: {exc.message}", exc.hint or "check the controller password reference")

@@ -145,9 +145,9 @@ class FakeClient:
             def get(_, name):
                 self.inspects += 1
                 if self.container is None:
-                    import docker.errors
+                    from jenkinsctl.engine import EngineAPIError
 
-                    raise docker.errors.NotFound(f"no such container: {name}")
+                    raise EngineAPIError(404, f"No such container: {name}")
                 return self.container
 
         self.containers = Containers()
@@ -224,3 +224,89 @@ def test_orchestration_leaves_the_engine_to_converge():
     for name in ("provision.py", "converge.py", "names.py"):
         doc = ast.get_docstring(ast.parse((pkg / name).read_text())) or ""
         assert doc and "\n" not in doc.split("\n\n")[0], name
+
+
+class CreateRefused:
+    """A client with no containers whose create answers ``status`` ``text``."""
+
+    def __init__(self, status: int, text: str) -> None:
+        from jenkinsctl.engine import EngineAPIError
+
+        class Containers:
+            def get(_, name):
+                raise EngineAPIError(404, f"No such container: {name}")
+
+            def create(_, **kw):
+                raise EngineAPIError(status, text)
+
+        self.containers = Containers()
+
+
+def test_a_missing_image_on_create_gets_its_own_message(tmp_path):
+    from jenkinsctl.errors import EngineError, EngineNotFound
+
+    clock, said = FakeClock(), []
+    client = CreateRefused(404, "No such image: p-agent:1")
+    with pytest.raises(EngineError) as e:
+        engines(tmp_path, clock, said).converge_container(
+            client, {"name": "p-agent-1", "image": "p-agent:1", "labels": {}}, "h")
+    assert not isinstance(e.value, EngineNotFound)
+    assert e.value.message == "image p-agent:1 for p-agent-1 is not on the engine: No such image: p-agent:1"
+    assert e.value.hint == "build it, or fix the image name in the config"
+
+
+def test_a_missing_network_on_create_is_the_engine_error_for_the_action(tmp_path):
+    from jenkinsctl.errors import EngineNotFound
+
+    clock, said = FakeClock(), []
+    client = CreateRefused(404, "network p-net not found")
+    with pytest.raises(EngineNotFound) as e:
+        engines(tmp_path, clock, said).converge_container(
+            client, {"name": "p-agent-1", "image": "p-agent:1", "labels": {}}, "h")
+    assert e.value.message == "create container p-agent-1: network p-net not found"
+
+
+def docker_py_error(status: int, explanation: str):
+    """An error as docker-py raises it for an engine answer ``status``."""
+    import docker.errors
+    import requests
+
+    resp = requests.Response()
+    resp.status_code, resp.reason, resp.url = status, {404: "Not Found", 409: "Conflict"}[status], "http+docker://x"
+    cls = docker.errors.NotFound if status == 404 else docker.errors.APIError
+    return cls("refused", response=resp, explanation=explanation)
+
+
+def test_down_skips_containers_gone_already_and_quotes_the_engine_client_for_the_rest(tmp_path):
+    class Obj:
+        def __init__(self, name, error=None):
+            self.name, self.id, self.error, self.attrs = name, name, error, {}
+
+        def remove(self, force=False):
+            if self.error is not None:
+                raise self.error
+
+    busy = docker_py_error(409, "network p-net has active endpoints")
+    listed = {"container": [Obj("p-agent-1", docker_py_error(404, "No such container: p-agent-1")),
+                            Obj("p-agent-2")],
+              "network": [Obj("p-net", busy)], "volume": []}
+
+    class Kind:
+        def __init__(self, kind):
+            self.kind = kind
+
+        def list(self, **kw):
+            return listed[self.kind]
+
+    class Client:
+        containers, networks, volumes = Kind("container"), Kind("network"), Kind("volume")
+
+    from jenkinsctl.converge import Engines
+
+    clock = FakeClock()
+    eng = Engines(config(tmp_path), environ={}, docker_factory=lambda h: Client(), say=print,
+                  clock=clock, sleep=clock.sleep)
+    removed, problems = eng.remove_all(volumes=False)
+    assert removed == [("container", "p-agent-2")]
+    assert problems == [{"resource": "network p-net", "error": str(busy)}]
+    assert "409 Client Error" in str(busy) and "active endpoints" in str(busy)
