@@ -9,7 +9,7 @@ from jenkinsctl.config import Health
 from jenkinsctl.deploy import _default_target, deploy_deadline
 from jenkinsctl.deploy.lock import LOCK_OWNER, LOCK_UNTIL, engine_lock
 from jenkinsctl.errors import Timeout
-from tests.deploy.fakes import FakeClock
+from tests.support.clock import FakeClock
 
 
 class _Conflict(Exception):
@@ -81,4 +81,4 @@ def test_a_deadline_already_spent_tries_once():
     with pytest.raises(Timeout):
         with engine_lock(Client(api), "app.lock", "img", {}, clock, clock.sleep, deadline=deadline):
             pass
-    assert len(api.creates) == 1 and clock.sleeps == []
+    assert len(api.creates) == 1 and clock.naps == []

@@ -14,7 +14,7 @@ import pytest
 from jenkinsctl.deploy import ImageRef, _default_target
 from jenkinsctl.deploy.stack import StackStrategy
 from jenkinsctl.errors import Timeout
-from tests.deploy.fakes import FakeClock
+from tests.support.clock import FakeClock
 
 DIGEST = "sha256:" + "ab" * 32
 IMAGE = ImageRef("127.0.0.1:5000/team/web", DIGEST)
@@ -91,7 +91,7 @@ def test_the_wait_after_a_slow_stack_deploy_gets_only_what_is_left(tmp_path):
     with pytest.raises(Timeout) as err:
         s.deploy(IMAGE)
     assert clock.now == 1040.0 and api.looks[-1] == 1040.0
-    assert sum(clock.sleeps) == 15.0
+    assert sum(clock.naps) == 15.0
     e = err.value
     assert "the deploy's timeout of 40s ran out while app_web had not converged on " \
            f"{IMAGE.pinned} (update state 'updating')" in e.message

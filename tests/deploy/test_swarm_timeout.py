@@ -15,7 +15,7 @@ from jenkinsctl.config import Health
 from jenkinsctl.deploy import ImageRef, _default_target, make_strategy, port_bindings
 from jenkinsctl.deploy.swarm import SwarmStrategy
 from jenkinsctl.errors import Timeout
-from tests.deploy.fakes import FakeClock
+from tests.support.clock import FakeClock
 from tests.deploy.helpers import DEPLOY_TEST_LABELS as TEST_LABELS
 from tests.deploy.helpers import PREFIX
 

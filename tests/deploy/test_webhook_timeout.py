@@ -12,7 +12,7 @@ import pytest
 from jenkinsctl.deploy import ImageRef, _default_target
 from jenkinsctl.deploy.webhook import WebhookStrategy
 from jenkinsctl.errors import DeployError, Timeout
-from tests.deploy.fakes import FakeClock
+from tests.support.clock import FakeClock
 
 IMAGE = ImageRef("127.0.0.1:5000/team/app", "sha256:" + "5e" * 32)
 
@@ -34,7 +34,7 @@ def test_retries_stop_when_the_next_wait_would_pass_the_timeout():
     with pytest.raises(Timeout) as err:
         hook(5, 6, clock).deploy(IMAGE)
     # Waits of 1 s and 2 s fit in 5 s; the third (4 s) would end past it.
-    assert clock.sleeps == [1.0, 2.0] and clock.now - 1000 < 5
+    assert clock.naps == [1.0, 2.0] and clock.now - 1000 < 5
     e = err.value
     assert "the deploy's timeout of 5s ran out while attempt 4 of 6 was still to be sent (after a 4s wait)" in e.message
     assert "attempt 3: ConnectionRefusedError" in e.message
@@ -45,7 +45,7 @@ def test_within_the_timeout_the_attempts_run_out_first():
     clock = FakeClock()
     with pytest.raises(DeployError, match="failed after 3 attempts") as err:
         hook(120, 3, clock).deploy(IMAGE)
-    assert not isinstance(err.value, Timeout) and clock.sleeps == [1.0, 2.0]
+    assert not isinstance(err.value, Timeout) and clock.naps == [1.0, 2.0]
 
 
 def test_each_attempt_gets_only_what_is_left_of_the_timeout():

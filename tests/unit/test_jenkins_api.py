@@ -19,6 +19,7 @@ from jenkinsctl.errors import ConfigError, JenkinsAuthError, JenkinsError, Jenki
 from jenkinsctl.jenkins_api import MANUAL_KEY_STRATEGY, HostKey, JenkinsAPI, NodeSpec, node_fields, wait_all_online
 from jenkinsctl.names import validate_node_name
 from tests.fakejenkins import FakeJenkins, SilentServer, User, sshkeys
+from tests.support.clock import FakeClock
 
 PASSWORD = "pw-Secr3t-value"
 
@@ -393,19 +394,6 @@ def test_401_and_403_are_auth_errors_not_missing_objects(emu, api, keys):
 
 
 # --- waits run on the injected clock -----------------------------------------------------------
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.naps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.naps.append(seconds)
-        self.now += seconds
 
 
 def _free_port() -> int:
