@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import difflib
 import json
 import os
 import pathlib
@@ -68,8 +67,12 @@ class SecretRef:
         return None
 
 
+# Each dataclass below has a docstring: without one, @dataclass computes
+# inspect.signature() for __doc__ at import, which every command pays.
 @dataclass(frozen=True)
 class EngineConfig:
+    """engine: the Docker engine jenkinsctl talks to."""
+
     host: str | None
     tls: bool
     timeout: int
@@ -77,6 +80,8 @@ class EngineConfig:
 
 @dataclass(frozen=True)
 class ControllerConfig:
+    """controller: the Jenkins controller, provisioned here or ``external``."""
+
     external: str | None
     image: str | None
     port: int
@@ -93,6 +98,8 @@ class ControllerConfig:
 
 @dataclass(frozen=True)
 class AgentGroup:
+    """One entry of agents: ``count`` SSH agents built alike."""
+
     name: str
     count: int
     labels: tuple[str, ...]
@@ -118,6 +125,8 @@ class RegistryLogin:
 
 @dataclass(frozen=True)
 class RegistryConfig:
+    """registry: where images are pushed, and the credentials for it."""
+
     url: str
     username: str | SecretRef | None
     password: SecretRef | None
@@ -127,6 +136,8 @@ class RegistryConfig:
 
 @dataclass(frozen=True)
 class BuildConfig:
+    """build: builder choice, moving tags, tag pruning and push retries."""
+
     builder: str
     moving_tags: Mapping[str, tuple[str, ...]]
     keep_images: int
@@ -135,6 +146,8 @@ class BuildConfig:
 
 @dataclass(frozen=True)
 class Health:
+    """A deploy target's health gate."""
+
     http: str | None
     timeout: float
     interval: float
@@ -142,6 +155,8 @@ class Health:
 
 @dataclass(frozen=True)
 class DeployTarget:
+    """One entry of deploy.targets: how and where a new image is rolled out."""
+
     name: str
     strategy: str
     target: str
@@ -167,6 +182,8 @@ class DeployTarget:
 
 @dataclass(frozen=True)
 class Config:
+    """The resolved config: the document checked against the schema, then typed."""
+
     version: int
     project: str
     state_dir: str
@@ -252,6 +269,13 @@ def _schema_at(sch: Mapping[str, Any], path: tuple) -> Mapping[str, Any] | None:
     return node
 
 
+def _close_matches(word: str, choices: list[str]) -> list[str]:
+    """The "did you mean" candidate; difflib is imported only when a hint is built."""
+    import difflib
+
+    return difflib.get_close_matches(word, choices, n=1)
+
+
 def _fmt_path(path: tuple) -> str:
     out = ""
     for part in path:
@@ -274,7 +298,7 @@ def _validation_error(err, source: str, positions: Mapping[tuple, tuple[int, int
         unknown = sorted((k for k in err.instance if k not in allowed), key=str)
         bad = unknown[0] if unknown else "?"
         key_path = path + (bad,)
-        close = difflib.get_close_matches(str(bad), allowed, n=1)
+        close = _close_matches(str(bad), allowed)
         message = f"unknown key '{_fmt_path(key_path)}'"
         hint = (f"did you mean '{close[0]}'? " if close else "") + f"valid keys here: {', '.join(allowed)}"
     elif err.validator == "type":
@@ -288,7 +312,7 @@ def _validation_error(err, source: str, positions: Mapping[tuple, tuple[int, int
         message = f"'{_fmt_path(path)}' is {shown or err.instance}, out of range"
         hint = f"use a value from {lo} to {hi}"
     elif err.validator == "enum":
-        close = difflib.get_close_matches(str(err.instance), [str(v) for v in err.validator_value], n=1)
+        close = _close_matches(str(err.instance), [str(v) for v in err.validator_value])
         message = f"'{_fmt_path(path)}' is {shown or repr(err.instance)}; valid values: " \
                   f"{', '.join(map(str, err.validator_value))}"
         hint = f"did you mean '{close[0]}'?" if close and not secret_field else None
