@@ -18,7 +18,6 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from jenkinsctl import steps
 from jenkinsctl.engine import ownership_labels
 from jenkinsctl.errors import ConfigError
 from jenkinsctl.resources import config_schema
@@ -590,6 +589,10 @@ class StepRefusedFileRef(SecretRef):
 def _step_credentials() -> list[dict[str, str]]:
     """The withCredentials bindings the steps declare (x-credential in the
     step schemas): which variables a step's credentials arrive in."""
+    # Imported here: only a pipeline step's run needs the step schemas, and
+    # steps imports html and difflib, which a plain build or push would pay.
+    from jenkinsctl import steps
+
     return [prop["x-credential"] for step in steps.step_names()
             for prop in steps.load_schema(step)["properties"].values() if prop.get("x-credential")]
 

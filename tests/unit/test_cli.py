@@ -142,7 +142,8 @@ def test_logging_set_up_when_a_module_first_needs_it(debug, when):
 
 def test_a_command_that_logs_nothing_does_not_load_logging(tmp_path):
     """`validate` of a file that does not exist fails without logging: the
-    error reaches stderr and the error file all the same."""
+    error reaches stderr and the error file all the same.  Outside a
+    pipeline step, the config loads without the step schemas."""
     err = tmp_path / "err.json"
     out, mods = _startup_modules(["--error-file", str(err), "validate", "-c", str(tmp_path / "none.yaml")])
     assert out.returncode == 2, out.stderr
@@ -150,6 +151,8 @@ def test_a_command_that_logs_nothing_does_not_load_logging(tmp_path):
     assert json.loads(err.read_text())["message"]
     assert "jenkinsctl.config" in mods  # the command ran
     assert "logging" not in mods
+    # The step schemas (and html, difflib) are for a pipeline step's run.
+    assert not {"jenkinsctl.steps", "html", "difflib"} & mods
 
 
 @pytest.mark.parametrize("columns", [None, "0", "-5", "x", "40", "200"])
