@@ -165,6 +165,24 @@ def _emit(ctx_output: str, result: Any, module) -> None:
 
 
 def _setup_logging(debug: bool) -> None:
+    """Send the ``jenkinsctl`` loggers to stderr, redacted, at INFO (DEBUG
+    with --debug).
+
+    Importing logging (with traceback, string and textwrap) costs about as
+    much CPU as the rest of an unchanged ``build`` or ``push`` adds over the
+    docker CLI, and those commands log nothing.  So when logging is not
+    loaded yet, the handler is installed by the import that loads it: every
+    module that logs imports logging before it makes its logger, so its first
+    record finds the handler in place, exactly as if it had been set up here.
+    """
+    if "logging" in sys.modules:
+        _configure_logging(debug)
+        return
+    _forget_logging_hook()
+    sys.meta_path.insert(0, _LoggingHook(debug))
+
+
+def _configure_logging(debug: bool) -> None:
     import logging
 
     from jenkinsctl.secrets import redact
@@ -180,6 +198,38 @@ def _setup_logging(debug: bool) -> None:
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if debug else logging.INFO)
     root.propagate = False
+
+
+class _LoggingHook:
+    """A meta path finder that lets the standard finders load ``logging``,
+    then runs _configure_logging once the module has run, before the import
+    returns to the module that asked for it.  It removes itself on first use."""
+
+    def __init__(self, debug: bool) -> None:
+        self.debug = debug
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
+        if name != "logging":
+            return None
+        _forget_logging_hook()
+        from importlib.machinery import PathFinder
+
+        spec = PathFinder.find_spec(name, path)
+        loader = spec.loader if spec is not None else None
+        if loader is None:  # not found as a file: the import machinery carries on, unconfigured
+            return spec
+        run_module, debug = loader.exec_module, self.debug
+
+        def exec_module(module: Any) -> None:
+            run_module(module)
+            _configure_logging(debug)
+
+        loader.exec_module = exec_module  # type: ignore[method-assign]
+        return spec
+
+
+def _forget_logging_hook() -> None:
+    sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, _LoggingHook)]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

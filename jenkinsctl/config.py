@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import difflib
 import json
 import os
 import pathlib
@@ -19,7 +18,6 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from jenkinsctl import steps
 from jenkinsctl.engine import ownership_labels
 from jenkinsctl.errors import ConfigError
 from jenkinsctl.resources import config_schema
@@ -68,8 +66,12 @@ class SecretRef:
         return None
 
 
+# Each dataclass below has a docstring: without one, @dataclass computes
+# inspect.signature() for __doc__ at import, which every command pays.
 @dataclass(frozen=True)
 class EngineConfig:
+    """engine: the Docker engine jenkinsctl talks to."""
+
     host: str | None
     tls: bool
     timeout: int
@@ -77,6 +79,8 @@ class EngineConfig:
 
 @dataclass(frozen=True)
 class ControllerConfig:
+    """controller: the Jenkins controller, provisioned here or ``external``."""
+
     external: str | None
     image: str | None
     port: int
@@ -93,6 +97,8 @@ class ControllerConfig:
 
 @dataclass(frozen=True)
 class AgentGroup:
+    """One entry of agents: ``count`` SSH agents built alike."""
+
     name: str
     count: int
     labels: tuple[str, ...]
@@ -118,6 +124,8 @@ class RegistryLogin:
 
 @dataclass(frozen=True)
 class RegistryConfig:
+    """registry: where images are pushed, and the credentials for it."""
+
     url: str
     username: str | SecretRef | None
     password: SecretRef | None
@@ -127,6 +135,8 @@ class RegistryConfig:
 
 @dataclass(frozen=True)
 class BuildConfig:
+    """build: builder choice, moving tags, tag pruning and push retries."""
+
     builder: str
     moving_tags: Mapping[str, tuple[str, ...]]
     keep_images: int
@@ -135,6 +145,8 @@ class BuildConfig:
 
 @dataclass(frozen=True)
 class Health:
+    """A deploy target's health gate."""
+
     http: str | None
     timeout: float
     interval: float
@@ -142,6 +154,8 @@ class Health:
 
 @dataclass(frozen=True)
 class DeployTarget:
+    """One entry of deploy.targets: how and where a new image is rolled out."""
+
     name: str
     strategy: str
     target: str
@@ -167,6 +181,8 @@ class DeployTarget:
 
 @dataclass(frozen=True)
 class Config:
+    """The resolved config: the document checked against the schema, then typed."""
+
     version: int
     project: str
     state_dir: str
@@ -252,6 +268,13 @@ def _schema_at(sch: Mapping[str, Any], path: tuple) -> Mapping[str, Any] | None:
     return node
 
 
+def _close_matches(word: str, choices: list[str]) -> list[str]:
+    """The "did you mean" candidate; difflib is imported only when a hint is built."""
+    import difflib
+
+    return difflib.get_close_matches(word, choices, n=1)
+
+
 def _fmt_path(path: tuple) -> str:
     out = ""
     for part in path:
@@ -274,7 +297,7 @@ def _validation_error(err, source: str, positions: Mapping[tuple, tuple[int, int
         unknown = sorted((k for k in err.instance if k not in allowed), key=str)
         bad = unknown[0] if unknown else "?"
         key_path = path + (bad,)
-        close = difflib.get_close_matches(str(bad), allowed, n=1)
+        close = _close_matches(str(bad), allowed)
         message = f"unknown key '{_fmt_path(key_path)}'"
         hint = (f"did you mean '{close[0]}'? " if close else "") + f"valid keys here: {', '.join(allowed)}"
     elif err.validator == "type":
@@ -288,7 +311,7 @@ def _validation_error(err, source: str, positions: Mapping[tuple, tuple[int, int
         message = f"'{_fmt_path(path)}' is {shown or err.instance}, out of range"
         hint = f"use a value from {lo} to {hi}"
     elif err.validator == "enum":
-        close = difflib.get_close_matches(str(err.instance), [str(v) for v in err.validator_value], n=1)
+        close = _close_matches(str(err.instance), [str(v) for v in err.validator_value])
         message = f"'{_fmt_path(path)}' is {shown or repr(err.instance)}; valid values: " \
                   f"{', '.join(map(str, err.validator_value))}"
         hint = f"did you mean '{close[0]}'?" if close and not secret_field else None
@@ -566,6 +589,10 @@ class StepRefusedFileRef(SecretRef):
 def _step_credentials() -> list[dict[str, str]]:
     """The withCredentials bindings the steps declare (x-credential in the
     step schemas): which variables a step's credentials arrive in."""
+    # Imported here: only a pipeline step's run needs the step schemas, and
+    # steps imports html and difflib, which a plain build or push would pay.
+    from jenkinsctl import steps
+
     return [prop["x-credential"] for step in steps.step_names()
             for prop in steps.load_schema(step)["properties"].values() if prop.get("x-credential")]
 

@@ -96,6 +96,65 @@ def test_help_imports_no_dependency(argv):
     assert not _top(mods) & _HEAVY, sorted(_top(mods) & _HEAVY)
 
 
+# A module that logs, loaded after the CLI set logging up (as the command
+# modules load theirs inside run()): "early" imports logging first.
+_LOGGING = """
+import sys
+root, ndeps = sys.argv[1], int(sys.argv[2])
+deps, (debug, when) = sys.argv[3:3 + ndeps], sys.argv[3 + ndeps:]
+sys.path[:0] = [root]
+sys.path.extend(deps)
+if when == "early":
+    import logging
+from jenkinsctl import cli, secrets
+secrets.sensitive("hunter2-token")
+cli._setup_logging(debug == "debug")
+print("LOADED", "logging" in sys.modules, flush=True)
+import logging
+log = logging.getLogger("jenkinsctl.test")
+log.debug("debug record hunter2-token")
+log.info("info record hunter2-token")
+log.warning("warning record")
+logging.getLogger("other").info("not ours")
+"""
+
+
+@pytest.mark.parametrize("debug", ["debug", "plain"])
+@pytest.mark.parametrize("when", ["early", "late"])
+def test_logging_set_up_when_a_module_first_needs_it(debug, when):
+    """Commands that log nothing (an unchanged build or push) never import
+    logging; a module that does import it later gets the same handler,
+    level and redaction as one loaded before the set-up."""
+    import sysconfig
+
+    root = str(pathlib.Path(__import__("jenkinsctl").__file__).resolve().parent.parent)
+    deps = sorted({sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]})
+    out = subprocess.run([sys.executable, "-S", "-c", _LOGGING, root, str(len(deps)), *deps, debug, when],
+                         capture_output=True, text=True, timeout=60, cwd="/",
+                         env={k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "JENKINSCTL_"))})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == f"LOADED {when == 'early'}"
+    expected = ["info record ********", "warning record"]
+    if debug == "debug":
+        expected.insert(0, "debug record ********")
+    assert out.stderr.splitlines() == expected
+
+
+def test_a_command_that_logs_nothing_does_not_load_logging(tmp_path):
+    """`validate` of a file that does not exist fails without logging: the
+    error reaches stderr and the error file all the same.  Outside a
+    pipeline step, the config loads without the step schemas."""
+    err = tmp_path / "err.json"
+    out, mods = _startup_modules(["--error-file", str(err), "validate", "-c", str(tmp_path / "none.yaml")])
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.startswith("error: "), out.stderr
+    assert json.loads(err.read_text())["message"]
+    assert "jenkinsctl.config" in mods  # the command ran
+    assert "logging" not in mods
+    # The step schemas (and html, difflib) are for a pipeline step's run.
+    assert not {"jenkinsctl.steps", "html", "difflib"} & mods
+
+
 @pytest.mark.parametrize("columns", [None, "0", "-5", "x", "40", "200"])
 def test_help_is_sized_as_argparse_sizes_it(columns, monkeypatch, capsys):
     """--help sizes itself without shutil, to the same width argparse's own
