@@ -42,7 +42,7 @@ class Client:
 
 
 def test_the_lock_wait_ends_at_its_timeout():
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     api = HeldLockAPI(clock)
     with pytest.raises(Timeout) as err:
         with engine_lock(Client(api), "app.lock", "img", {}, clock, clock.sleep, timeout=10):
@@ -53,7 +53,7 @@ def test_the_lock_wait_ends_at_its_timeout():
 
 
 def test_the_lock_wait_takes_only_what_is_left_of_the_deploy():
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     target = _default_target("container", "app")
     deadline = deploy_deadline(target, clock)          # 120 s
     clock.advance(100)                                 # a slow pull used most of it
@@ -71,7 +71,7 @@ def test_the_lock_wait_takes_only_what_is_left_of_the_deploy():
 
 
 def test_a_deadline_already_spent_tries_once():
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     import dataclasses
 
     target = dataclasses.replace(_default_target("container", "app"), timeout=5, health=Health(None, 60, 1))

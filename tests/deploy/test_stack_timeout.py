@@ -62,7 +62,7 @@ def strategy(tmp_path: pathlib.Path, clock: FakeClock, runner, timeout: float):
 
 
 def test_a_hanging_stack_deploy_is_stopped_at_the_deploys_timeout(tmp_path):
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     given = []
 
     def runner(argv, **kw):
@@ -80,7 +80,7 @@ def test_a_hanging_stack_deploy_is_stopped_at_the_deploys_timeout(tmp_path):
 
 
 def test_the_wait_after_a_slow_stack_deploy_gets_only_what_is_left(tmp_path):
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
 
     def runner(argv, **kw):
         clock.advance(25)                       # a slow but successful docker stack deploy
@@ -99,7 +99,7 @@ def test_the_wait_after_a_slow_stack_deploy_gets_only_what_is_left(tmp_path):
 
 
 def test_a_rollback_to_a_version_shares_the_rollbacks_deadline(tmp_path):
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
 
     def runner(argv, **kw):
         s.api.index = 8
@@ -120,7 +120,7 @@ def test_a_rollback_to_a_version_shares_the_rollbacks_deadline(tmp_path):
 
 
 def test_swarms_own_rollback_is_bounded_from_the_rollbacks_start(tmp_path):
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     calls = []
 
     def runner(argv, **kw):

@@ -79,7 +79,7 @@ def strategy(clock: FakeClock, *, exists: bool, timeout: float, cost: float = 0.
 
 
 def test_an_update_that_never_converges_ends_at_the_deploys_timeout():
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     s, api = strategy(clock, exists=True, timeout=20, cost=5)
     with pytest.raises(Timeout) as err:
         s.deploy(IMAGE)
@@ -93,7 +93,7 @@ def test_an_update_that_never_converges_ends_at_the_deploys_timeout():
 
 
 def test_a_created_service_that_never_runs_ends_at_the_deploys_timeout():
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     s, api = strategy(clock, exists=False, timeout=15, cost=4, ports=("127.0.0.2:8081:8080", "9000:9000/udp"))
     with pytest.raises(Timeout) as err:
         s.deploy(IMAGE)
@@ -106,7 +106,7 @@ def test_a_created_service_that_never_runs_ends_at_the_deploys_timeout():
 
 
 def test_a_rollback_is_bounded_too():
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     s, api = strategy(clock, exists=True, timeout=12, cost=3)
     svc = api.service()
     svc["PreviousSpec"] = {"TaskTemplate": {"ContainerSpec": {"Image": OLD}}}

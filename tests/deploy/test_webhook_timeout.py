@@ -30,7 +30,7 @@ def hook(timeout: float, retries: int, clock: FakeClock, url: str | None = None)
 
 
 def test_retries_stop_when_the_next_wait_would_pass_the_timeout():
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     with pytest.raises(Timeout) as err:
         hook(5, 6, clock).deploy(IMAGE)
     # Waits of 1 s and 2 s fit in 5 s; the third (4 s) would end past it.
@@ -42,14 +42,14 @@ def test_retries_stop_when_the_next_wait_would_pass_the_timeout():
 
 
 def test_within_the_timeout_the_attempts_run_out_first():
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     with pytest.raises(DeployError, match="failed after 3 attempts") as err:
         hook(120, 3, clock).deploy(IMAGE)
     assert not isinstance(err.value, Timeout) and clock.naps == [1.0, 2.0]
 
 
 def test_each_attempt_gets_only_what_is_left_of_the_timeout():
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     s = hook(50, 3, clock)
     given = []
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 
 class FakeClock:
-    def __init__(self, now: float = 1000.0) -> None:
+    def __init__(self, now: float = 100.0) -> None:
         self.now = now
         self.naps: list[float] = []
 

@@ -405,7 +405,7 @@ def _free_port() -> int:
 
 
 def test_wait_ready_for_a_starting_controller_sleeps_on_the_injected_clock():
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     api = JenkinsAPI(f"http://127.0.0.1:{_free_port()}", "admin", PASSWORD, timeout=2, ready_timeout=3,
                      clock=clock, sleep=clock.sleep)
     start = time.monotonic()
@@ -417,7 +417,7 @@ def test_wait_ready_for_a_starting_controller_sleeps_on_the_injected_clock():
 
 
 def test_wait_online_of_a_missing_node_sleeps_on_the_injected_clock(emu):
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     api = JenkinsAPI(emu.url, "admin", PASSWORD, timeout=5, clock=clock, sleep=clock.sleep)
     with pytest.raises(Timeout) as err:
         api.wait_online("nope", 2.0, poll=0.5)
@@ -426,7 +426,7 @@ def test_wait_online_of_a_missing_node_sleeps_on_the_injected_clock(emu):
 
 
 def test_wait_all_online_shares_one_deadline_on_the_injected_clock(emu, keys):
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     api = JenkinsAPI(emu.url, "admin", PASSWORD, timeout=5, clock=clock, sleep=clock.sleep)
     api.ensure_node(spec(keys))
     emu.wait_for_launch("agent-1")
