@@ -25,6 +25,9 @@ PROJECT_LABEL = "io.jenkinsctl.project"
 CONFIG_HASH_LABEL = "io.jenkinsctl.config-hash"
 ROLE_LABEL = "io.jenkinsctl.role"
 
+# The engine a client reaches when neither the caller nor DOCKER_HOST names one.
+DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
+
 
 def ownership_labels(project: str, **extra: str) -> dict[str, str]:
     labels = {MANAGED_LABEL: "true", PROJECT_LABEL: project}
@@ -50,6 +53,9 @@ PROVISION_ROLES = {
     "volume": ("controller-home",),
 }
 
+# The role of everything deploy makes (see above).
+DEPLOY_ROLE = "deploy"
+
 
 def provisioned_filters(project: str, kind: str) -> list[dict[str, list[str]]]:
     """One filters= argument per provisioning role of ``kind``.  The engine
@@ -70,7 +76,7 @@ def client(host: str | None = None, *, timeout: int = 120, tls: bool = False) ->
     import docker
     import docker.errors
 
-    host = host or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+    host = host or os.environ.get("DOCKER_HOST") or DEFAULT_DOCKER_HOST
     try:
         # version="auto": docker-py asks the engine (unversioned /version)
         # and then speaks the engine's own API version, so one client works
@@ -120,6 +126,15 @@ def _from_docker(module: str) -> bool:
     return module == "docker" or module.startswith("docker.")
 
 
+def _text(exc: BaseException) -> str:
+    """str(exc), or its first argument when str() fails: docker-py's
+    APIError formats its response's URL, which an answer cut short lacks."""
+    try:
+        return str(exc)
+    except Exception:  # noqa: BLE001 - any failure of __str__ falls back to the argument
+        return str(exc.args[0]) if exc.args else type(exc).__name__
+
+
 def translate(exc: BaseException, action: str) -> EngineError | None:
     """docker-py's error ``exc`` (or the light client's EngineAPIError) as
     a jenkinsctl error naming ``action``: EngineNotFound for a 404,
@@ -136,9 +151,9 @@ def translate(exc: BaseException, action: str) -> EngineError | None:
         import docker.errors  # already loaded: exc came from it
 
         if isinstance(exc, docker.errors.APIError):
-            status, explanation = exc.status_code, exc.explanation or str(exc)
+            status, explanation = exc.status_code, exc.explanation or _text(exc)
         else:
-            status, explanation = None, str(exc)
+            status, explanation = None, _text(exc)
     else:
         return None
     refused = version_refusal(explanation or "", client="docker-py")
@@ -162,6 +177,19 @@ def engine_errors(action: str) -> Iterator[None]:
         if err is None or err is exc:
             raise
         raise err from None
+
+
+def log_tail(source, container_id: str | None = None, lines: int = 10) -> str:
+    """The last ``lines`` lines of a container's log as text, trailing
+    blanks stripped; "" when the engine cannot say (the container is gone,
+    the engine refuses or is unreachable): a log tail is a bonus in an error
+    message and must never replace the error it explains.  ``source`` is a
+    docker-py container model, or a low-level API given ``container_id``."""
+    try:
+        raw = source.logs(tail=lines) if container_id is None else source.logs(container_id, tail=lines)
+        return raw.decode("utf-8", "replace").rstrip()
+    except Exception:  # noqa: BLE001 - see the docstring
+        return ""
 
 
 def transport_errors(api) -> tuple[type[BaseException], ...]:
@@ -473,7 +501,7 @@ class LazyEngine:
     """
 
     def __init__(self, host: str | None = None, *, timeout: int = 120, tls: bool = False) -> None:
-        self.host = host or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+        self.host = host or os.environ.get("DOCKER_HOST") or DEFAULT_DOCKER_HOST
         self.timeout = timeout
         self.tls = tls or bool(os.environ.get("DOCKER_TLS_VERIFY"))
         self._client = None

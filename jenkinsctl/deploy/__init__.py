@@ -25,8 +25,8 @@ from typing import Any, Callable, Mapping, Protocol
 from jenkinsctl import refs
 from jenkinsctl.config import Config, DeployTarget, Health
 from jenkinsctl.deploy.health import display_url
-from jenkinsctl.engine import ROLE_LABEL
-from jenkinsctl.errors import ConfigError, RegistryError, Timeout, UsageError
+from jenkinsctl.engine import DEPLOY_ROLE, ROLE_LABEL, engine_errors
+from jenkinsctl.errors import ConfigError, EngineError, EngineNotFound, RegistryError, Timeout, UsageError
 from jenkinsctl.poll import Deadline
 from jenkinsctl.secrets import redact_obj
 
@@ -178,11 +178,12 @@ def make_strategy(target: DeployTarget, *, config: Config, client=None, environ:
     auth_config that nodes and pulls use."""
     environ = os.environ if environ is None else environ
     # Everything a deploy creates (containers, kept versions, volumes,
-    # networks, locks, services) carries the role "deploy": provisioning
-    # matches only its own roles, so `down --volumes` never touches an app.
-    own = {**config.labels, **(labels or {}), ROLE_LABEL: "deploy"}
-    # Each strategy module imports this package, so it is imported here,
-    # when chosen, and a webhook deploy never loads the Docker strategies.
+    # networks, locks, services) carries DEPLOY_ROLE: provisioning matches
+    # only its own roles, so `down --volumes` never touches an app.
+    own = {**config.labels, **(labels or {}), ROLE_LABEL: DEPLOY_ROLE}
+    # Imported here, when chosen, because each strategy module imports this
+    # package (a cycle at module top), and so a webhook deploy never loads
+    # the Docker strategies.
     if target.strategy == "container":
         from jenkinsctl.deploy.container import ContainerStrategy
 
@@ -227,8 +228,6 @@ def resolve_image(client, ref: str | refs.Reference, auth: dict | None = None, t
     as is; a tag is resolved at the registry (the truth a node would pull),
     falling back to the local image's RepoDigests when the registry has no
     answer."""
-    import docker.errors
-
     parsed = ref if isinstance(ref, refs.Reference) else refs.parse(ref)
     repository, tag, digest = parsed.repository, parsed.tag, parsed.digest
     if digest:
@@ -237,13 +236,15 @@ def resolve_image(client, ref: str | refs.Reference, auth: dict | None = None, t
     named = f"{repository}:{tag}"
     registry_err = None
     try:
-        data = client.images.get_registry_data(named, auth_config=auth)
+        with engine_errors(f"ask the registry for {named}"):
+            data = client.images.get_registry_data(named, auth_config=auth)
         return ImageRef(repository, data.id, tuple(tags) or (tag,))
-    except docker.errors.APIError as exc:
-        registry_err = getattr(exc, "explanation", None) or str(exc)
+    except EngineError as exc:
+        registry_err = getattr(exc, "explanation", None) or exc.message
     try:
-        local = client.images.get(named)
-    except docker.errors.ImageNotFound:
+        with engine_errors(f"inspect image {named}"):
+            local = client.images.get(named)
+    except EngineNotFound:
         local = None
     if local is not None:
         for rd in local.attrs.get("RepoDigests") or []:
@@ -260,21 +261,20 @@ def pull_by_digest(client, image: ImageRef, auth: dict | None) -> str:
     """Make ``image.pinned`` present locally; returns the local image id.
     Skips the pull when the engine already has that digest (the usual
     case right after a push from this host)."""
-    import docker.errors
-
     try:
-        return client.images.get(image.pinned).id
-    except docker.errors.ImageNotFound:
-        pass
-    except docker.errors.APIError:
-        pass
+        with engine_errors(f"inspect image {image.pinned}"):
+            return client.images.get(image.pinned).id
+    except EngineError:
+        pass   # not here (or not readable): pulled below
     last_error = None
     try:
-        for event in client.api.pull(image.repository, tag=image.digest, auth_config=auth, stream=True, decode=True):
-            if "error" in event or "errorDetail" in event:
-                last_error = (event.get("errorDetail") or {}).get("message") or event.get("error")
-    except docker.errors.APIError as exc:
-        last_error = getattr(exc, "explanation", None) or str(exc)
+        with engine_errors(f"pull {image.pinned}"):
+            for event in client.api.pull(image.repository, tag=image.digest, auth_config=auth, stream=True,
+                                         decode=True):
+                if "error" in event or "errorDetail" in event:
+                    last_error = (event.get("errorDetail") or {}).get("message") or event.get("error")
+    except EngineError as exc:
+        last_error = getattr(exc, "explanation", None) or exc.message
     if last_error:
         hint = ("check that the digest was pushed to this registry and that the registry "
                 "credentials (JENKINSCTL_REGISTRY_USERNAME/PASSWORD) are set")
@@ -283,8 +283,9 @@ def pull_by_digest(client, image: ImageRef, auth: dict | None) -> str:
                     "registry.others entries; " + hint)
         raise RegistryError(f"cannot pull {image.pinned}: {last_error}", hint=hint)
     try:
-        return client.images.get(image.pinned).id
-    except docker.errors.ImageNotFound:
+        with engine_errors(f"inspect image {image.pinned}"):
+            return client.images.get(image.pinned).id
+    except EngineNotFound:
         raise RegistryError(f"pulled {image.pinned} but the engine does not list it") from None
 
 
@@ -353,16 +354,3 @@ def parse_time(value: str | None) -> datetime.datetime:
     tz = m.group(3) or "Z"
     tz = "+00:00" if tz == "Z" else tz
     return datetime.datetime.fromisoformat(f"{m.group(1)}.{frac}{tz}")
-
-
-def log_tail(api, container_id: str, lines: int = 10, indent: str = "  ") -> list[str]:
-    """A failed container's last log lines, indented, for a deploy error;
-    empty when the engine has none or the container is already gone."""
-    import docker.errors
-
-    try:
-        text = api.logs(container_id, tail=lines).decode("utf-8", errors="replace").rstrip()
-    except docker.errors.APIError:
-        return []
-    return [indent + line for line in text.splitlines()]
-

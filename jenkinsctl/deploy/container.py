@@ -81,9 +81,8 @@ from jenkinsctl.deploy.proxy import (
     tripped,
 )
 from jenkinsctl.deploy.secret_files import install_secret_files
-from jenkinsctl.engine import ROLE_LABEL
-from jenkinsctl.engine import api_error as _api_error
-from jenkinsctl.errors import DeployError
+from jenkinsctl.engine import engine_errors, log_tail
+from jenkinsctl.errors import DeployError, EngineError, EngineNotFound
 from jenkinsctl.poll import Deadline, wait_for
 
 log = logging.getLogger("jenkinsctl.deploy")
@@ -132,8 +131,6 @@ class ContainerStrategy:
     # --- public --------------------------------------------------------------
 
     def deploy(self, image: ImageRef) -> DeployOutcome:
-        import docker.errors
-
         start = self.clock()
         self._deadline = deploy_deadline(self.target, self.clock)
         pull_by_digest(self.client, image, self.auth)
@@ -154,13 +151,14 @@ class ContainerStrategy:
             seq = self._next_seq()
             spec = self._spec_from(current) if current is not None else self._spec_from_target()
             self._apply_target_env(spec)
-            labels = {**spec["labels"], **self.labels, ROLE_LABEL: "deploy", DEPLOY_LABEL: self.cname,
+            # self.labels carry the deploy role (make_strategy).
+            labels = {**spec["labels"], **self.labels, DEPLOY_LABEL: self.cname,
                       SEQ_LABEL: str(seq), IMAGE_LABEL: image.pinned}
             bindings = self._bindings(spec, proxied)
             mode = self._switch_mode(bindings, proxied)
             publishes = bool(spec["host_config"].get("PortBindings"))
             details: dict[str, Any] = {"container": self.cname, "seq": seq}
-            try:
+            with engine_errors(f"deploy to container {self.cname}"):
                 if mode == "proxy":
                     spec["host_config"]["PortBindings"] = port_bindings_of(bindings)
                     spec["networks"].setdefault(self.proxy.network, {"Aliases": [], "IPAMConfig": None,
@@ -183,15 +181,11 @@ class ContainerStrategy:
                 else:
                     details.update(self._start_first(image, spec, labels, current))
                     outcome = "deployed"
-            except docker.errors.APIError as exc:
-                raise _api_error(f"deploy to container {self.cname}", exc) from None
             details["pruned"] = self._prune()
         return DeployOutcome(self.name, self.cname, outcome, image.pinned, image.digest, previous,
                              round(self.clock() - start, 3), details)
 
     def rollback(self, version: str | None = None) -> DeployOutcome:
-        import docker.errors
-
         start = self.clock()
         self._deadline = deploy_deadline(self.target, self.clock)
         current = self._current()
@@ -210,13 +204,11 @@ class ContainerStrategy:
         lock_image = target.attrs["Image"]
         with engine_lock(self.client, f"{self.cname}.lock", lock_image, self.labels, self.clock, self.sleep,
                          deadline=self._deadline, hold=self._lock_hold()):
-            try:
+            with engine_errors(f"roll back container {self.cname}"):
                 if self.proxy.find() is not None:
                     details = self._proxy_rollback(current, target)
                 else:
                     details = self._switch_to_existing(current, target)
-            except docker.errors.APIError as exc:
-                raise _api_error(f"roll back container {self.cname}", exc) from None
         pinned = _image_of(target)
         digest = pinned.partition("@")[2] or None
         previous = self._describe(current) if current is not None else None
@@ -227,11 +219,10 @@ class ContainerStrategy:
     # --- finding containers -----------------------------------------------------
 
     def _get(self, name: str):
-        import docker.errors
-
         try:
-            c = self.client.containers.get(name)
-        except docker.errors.NotFound:
+            with engine_errors(f"inspect container {name}"):
+                c = self.client.containers.get(name)
+        except EngineNotFound:
             return None
         return c if c.name == name else None  # get() also matches id prefixes
 
@@ -355,22 +346,20 @@ class ContainerStrategy:
         """A named volume the config asks for is created with the ownership
         labels, like the network, instead of implicitly (and unlabelled) by
         the engine.  Host paths are bind mounts and left alone."""
-        import docker.errors
-
         if source.startswith(("/", ".", "~")):
             return
         try:
-            self.client.volumes.get(source)
-        except docker.errors.NotFound:
+            with engine_errors(f"inspect volume {source}"):
+                self.client.volumes.get(source)
+        except EngineNotFound:
             log.info("creating volume %s", source)
             self.client.volumes.create(source, labels=self.labels)
 
     def _ensure_network(self, name: str) -> None:
-        import docker.errors
-
         try:
-            self.client.networks.get(name)
-        except docker.errors.NotFound:
+            with engine_errors(f"inspect network {name}"):
+                self.client.networks.get(name)
+        except EngineNotFound:
             log.info("creating network %s", name)
             self.client.networks.create(name, driver="bridge", labels=self.labels, check_duplicate=True)
 
@@ -532,10 +521,7 @@ class ContainerStrategy:
         return url
 
     def _failure_message(self, cid: str, what: str, detail: str) -> str:
-        try:
-            logs = self.api.logs(cid, tail=20, timestamps=False).decode("utf-8", errors="replace").rstrip()
-        except Exception as exc:  # noqa: BLE001
-            logs = f"(could not read the logs: {exc})"
+        logs = log_tail(self.api, cid, lines=20)
         lines = [f"container {self.cname}: {what} is not healthy; nothing was switched",
                  "health output:", _indent(detail),
                  "last log lines:", _indent(logs or "(none)")]
@@ -918,10 +904,7 @@ class ContainerStrategy:
             # All it answered, including what came in while the switch back
             # was under way, not just what tripped the watch.
             watched["counters"] = self.proxy.counters(bad_slot).minus(watched["base"]).to_dict()
-        try:
-            logs = self.api.logs(cid, tail=20).decode("utf-8", errors="replace").rstrip()
-        except Exception as exc:  # noqa: BLE001
-            logs = f"(could not read the logs: {exc})"
+        logs = log_tail(self.api, cid, lines=20)
         self._remove(cid)
         n = watched["counters"]
         seq = _seq_of(current)
@@ -970,8 +953,6 @@ class ContainerStrategy:
         return verdict, detail
 
     def _proxy_rollback(self, current, target) -> dict[str, Any]:
-        import docker.errors
-
         t0 = self.clock()
         pc = self.proxy.find()
         bindings = self.proxy.bindings(pc)
@@ -1015,7 +996,7 @@ class ContainerStrategy:
             # it down after this command returns.  One that ignores the
             # signal is stopped by the next deploy, which stops every kept
             # version left running.
-            with contextlib.suppress(docker.errors.APIError):   # gone, or not running
+            with contextlib.suppress(EngineError), engine_errors(f"stop {current.name}"):   # gone, or not running
                 self.api.kill(current.id, signal=current.attrs["Config"].get("StopSignal") or "SIGTERM")
         self.api.rename(target.id, self.cname)
         self.api.update_container(target.id, restart_policy=restart)
@@ -1046,9 +1027,7 @@ class ContainerStrategy:
         return removed
 
     def _remove(self, cid: str) -> None:
-        import docker.errors
-
-        with contextlib.suppress(docker.errors.NotFound):
+        with contextlib.suppress(EngineNotFound), engine_errors(f"remove container {cid}"):
             self.api.remove_container(cid, force=True)
 
 

@@ -28,8 +28,8 @@ import time
 from typing import Mapping
 
 from jenkinsctl.deploy import out_of_time
-from jenkinsctl.engine import api_error as _api_error
-from jenkinsctl.errors import Timeout
+from jenkinsctl.engine import engine_errors
+from jenkinsctl.errors import EngineConflict, EngineError, EngineNotFound, Timeout
 from jenkinsctl.poll import Deadline, wait_for
 
 log = logging.getLogger("jenkinsctl.deploy")
@@ -120,8 +120,6 @@ def engine_lock(client, name: str, image: str, labels: Mapping[str, str], clock=
     bounds the wait for it, or what is left of ``deadline`` (the whole
     deploy's) when given; ``hold`` is how long this holder may keep it,
     declared in its labels for waiters on other hosts."""
-    import docker.errors
-
     api = client.api
     body = {"Image": image, "Cmd": ["true"], "Entrypoint": [], "Labels": {**labels, **_lock_labels(hold)},
             "HostConfig": {"NetworkMode": "none"}}
@@ -133,14 +131,15 @@ def engine_lock(client, name: str, image: str, labels: Mapping[str, str], clock=
         nonlocal holder
         while True:   # a lock broken or freed just now is tried again at once
             try:
-                res = api._post_json(api._url("/containers/create"), data=body, params={"name": name})
-                return api._result(res, True)["Id"]
-            except docker.errors.APIError as exc:
-                if getattr(exc, "status_code", None) != 409:
-                    raise _api_error(f"take the deploy lock {name}", exc) from None
+                with engine_errors(f"take the deploy lock {name}"):
+                    res = api._post_json(api._url("/containers/create"), data=body, params={"name": name})
+                    return api._result(res, True)["Id"]
+            except EngineConflict:
+                pass   # the name is taken: someone holds the lock
             try:
-                held = api.inspect_container(name)
-            except docker.errors.NotFound:
+                with engine_errors(f"inspect the deploy lock {name}"):
+                    held = api.inspect_container(name)
+            except EngineNotFound:
                 continue
             held_labels = held["Config"].get("Labels") or {}
             if holder != held_labels.get(LOCK_OWNER, "?"):
@@ -150,7 +149,7 @@ def engine_lock(client, name: str, image: str, labels: Mapping[str, str], clock=
             if not why:
                 return None
             log.warning("breaking the deploy lock %s held by %s: %s", name, holder, why)
-            with contextlib.suppress(docker.errors.NotFound):
+            with contextlib.suppress(EngineNotFound), engine_errors(f"break the deploy lock {name}"):
                 api.remove_container(held["Id"], force=True)   # by id: never a lock taken since
 
     wait = deadline.remaining() if deadline is not None else timeout
@@ -166,5 +165,5 @@ def engine_lock(client, name: str, image: str, labels: Mapping[str, str], clock=
     try:
         yield
     finally:
-        with contextlib.suppress(docker.errors.APIError):
+        with contextlib.suppress(EngineError), engine_errors(f"free the deploy lock {name}"):
             api.remove_container(cid, force=True)

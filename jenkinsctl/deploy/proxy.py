@@ -101,8 +101,8 @@ import urllib.parse
 from typing import Any, Callable, Iterable, Mapping
 
 from jenkinsctl.deploy.health import display_url
-from jenkinsctl.engine import ROLE_LABEL
-from jenkinsctl.errors import BuildError, DeployError, EngineError
+from jenkinsctl.engine import engine_errors, log_tail
+from jenkinsctl.errors import BuildError, DeployError, EngineError, EngineNotFound
 from jenkinsctl.poll import wait_for
 from jenkinsctl.resources import resource_path
 
@@ -397,29 +397,26 @@ def image_reference(base: str = DEFAULT_BASE) -> str:
 
 def ensure_image(client, labels: Mapping[str, str], base: str = DEFAULT_BASE) -> str:
     """The proxy image, built from resources/proxy when this engine lacks
-    the tag for its content hash; returns the reference."""
-    import docker.errors
-
+    the tag for its content hash; returns the reference.  ``labels`` are
+    the deploy's own (they carry its role)."""
     ref = image_reference(base)
     try:
-        client.images.get(ref)
+        with engine_errors(f"inspect image {ref}"):
+            client.images.get(ref)
         return ref
-    except docker.errors.ImageNotFound:
+    except EngineNotFound:
         pass
     log.info("building the deploy proxy image %s", ref)
     tail: list[str] = []
-    try:
+    with engine_errors("deploy proxy image build"):
         for chunk in client.api.build(path=str(resource_path("proxy")), tag=ref, buildargs={"BASE_IMAGE": base},
-                                      rm=True, forcerm=True, pull=False, decode=True,
-                                      labels={**labels, ROLE_LABEL: "deploy"}):
+                                      rm=True, forcerm=True, pull=False, decode=True, labels=dict(labels)):
             if "error" in chunk or "errorDetail" in chunk:
                 msg = (chunk.get("errorDetail") or {}).get("message") or chunk.get("error")
                 raise BuildError(f"deploy proxy image build failed: {msg}", hint="\n".join(tail[-10:]) or None)
             line = (chunk.get("stream") or "").rstrip()
             if line:
                 tail = (tail + [line])[-20:]
-    except docker.errors.APIError as exc:
-        raise EngineError(f"deploy proxy image build: {getattr(exc, 'explanation', exc)}") from None
     return ref
 
 
@@ -442,17 +439,16 @@ class Proxy:
         self.name = f"{cname}.proxy"
         self.network = f"{cname}.net"
         self.volume = f"{cname}.proxy-run"
-        self.labels = {**labels, ROLE_LABEL: "deploy", PROXY_LABEL: cname}
+        self.labels = {**labels, PROXY_LABEL: cname}   # ``labels`` carry the deploy role
 
     # --- finding ---------------------------------------------------------------
 
     def find(self):
-        import docker.errors
-
         for name in (self.name, f"{self.name}-next"):
             try:
-                c = self.client.containers.get(name)
-            except docker.errors.NotFound:
+                with engine_errors(f"inspect container {name}"):
+                    c = self.client.containers.get(name)
+            except EngineNotFound:
                 continue
             if c.name != name:
                 continue
@@ -475,11 +471,10 @@ class Proxy:
         return [Binding(*b) for b in json.loads(raw)]
 
     def ensure_network(self) -> None:
-        import docker.errors
-
         try:
-            self.client.networks.get(self.network)
-        except docker.errors.NotFound:
+            with engine_errors(f"inspect network {self.network}"):
+                self.client.networks.get(self.network)
+        except EngineNotFound:
             log.info("creating network %s for the deploy proxy", self.network)
             self.client.networks.create(self.network, driver="bridge", labels=self.labels, check_duplicate=True)
 
@@ -722,67 +717,62 @@ class Proxy:
     def _wait_up(self, cid: str, timeout: float = 15) -> None:
         """Until the proxy answers on its admin socket; a configuration the
         entrypoint refused (exit 2) or a bind failure fails at once."""
-        import docker.errors
-
         deadline = self.clock() + timeout
         c = self.client.containers.get(cid)
         while True:
             attrs = self.api.inspect_container(cid)
             if not attrs["State"].get("Running") or attrs["State"].get("Restarting"):
-                logs = self.api.logs(cid, tail=15).decode("utf-8", errors="replace").strip()
+                logs = log_tail(self.api, cid, lines=15).strip()
                 code = attrs["State"].get("ExitCode")
                 what = "its configuration is invalid" if code == 2 else f"it exited with code {code}"
                 raise DeployError(f"container {self.cname}: the deploy proxy did not start: {what}; the proxy "
                                   f"that served (if any) still does\nproxy log:\n{logs}",
                                   hint="check that nothing else holds the target's host ports")
             try:
-                self.runtime(["show info"], c)
+                with engine_errors(f"ask the deploy proxy {self.name}"):
+                    self.runtime(["show info"], c)
                 return
-            except (DeployError, docker.errors.APIError):
+            except (DeployError, EngineError):
                 pass
             if self.clock() >= deadline:
                 raise DeployError(f"container {self.cname}: the deploy proxy did not answer within {timeout:g}s")
             self.sleep(0.05)
 
     def _ensure_volume(self) -> None:
-        import docker.errors
-
         try:
-            self.client.volumes.get(self.volume)
-        except docker.errors.NotFound:
+            with engine_errors(f"inspect volume {self.volume}"):
+                self.client.volumes.get(self.volume)
+        except EngineNotFound:
             self.client.volumes.create(self.volume, labels=self.labels)
 
     def remove(self) -> None:
         """The proxy, its network and volume (for tests and teardown)."""
-        import docker.errors
-
         for c in self.client.containers.list(all=True, filters={"label": f"{PROXY_LABEL}={self.cname}"}):
             _quietly(functools.partial(c.remove, force=True))
         try:
-            net = self.client.networks.get(self.network)
-            net.reload()
-            for c in net.containers:
-                _quietly(functools.partial(net.disconnect, c, force=True))
-            _quietly(net.remove)
-        except docker.errors.NotFound:
+            with engine_errors(f"inspect network {self.network}"):
+                net = self.client.networks.get(self.network)
+                net.reload()
+                for c in net.containers:
+                    _quietly(functools.partial(net.disconnect, c, force=True))
+                _quietly(net.remove)
+        except EngineNotFound:
             pass
         _quietly(lambda: self.client.volumes.get(self.volume).remove(force=True))
 
 
 def with_suppressed_notfound(fn: Callable[[], Any]) -> Any:
-    import docker.errors
-
     try:
-        return fn()
-    except docker.errors.NotFound:
+        with engine_errors("engine call"):
+            return fn()
+    except EngineNotFound:
         return None
 
 
 def _quietly(fn: Callable[[], Any]) -> Any:
     """For teardown: a resource already gone or still in use is left."""
-    import docker.errors
-
     try:
-        return fn()
-    except docker.errors.APIError:
+        with engine_errors("teardown"):
+            return fn()
+    except EngineError:
         return None

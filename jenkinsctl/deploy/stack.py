@@ -37,9 +37,9 @@ import subprocess
 import time
 from typing import Any, Callable, Mapping
 
-from jenkinsctl.deploy import IMAGE_LABEL, DeployOutcome, ImageRef, deploy_deadline, log_tail, out_of_time
-from jenkinsctl.engine import docker_host, engine_cli, version_refusal
-from jenkinsctl.errors import ConfigError, DeployError, EngineError, RegistryError, Timeout
+from jenkinsctl.deploy import IMAGE_LABEL, DeployOutcome, ImageRef, deploy_deadline, out_of_time
+from jenkinsctl.engine import docker_host, engine_cli, engine_errors, log_tail, version_refusal
+from jenkinsctl.errors import ConfigError, DeployError, EngineError, EngineNotFound, RegistryError, Timeout
 from jenkinsctl.poll import Deadline, wait_for
 from jenkinsctl.secrets import private_tempdir
 
@@ -282,14 +282,11 @@ class StackStrategy:
                                    "addresses), or point DOCKER_HOST at a manager")
 
     def _service(self, name: str) -> dict[str, Any] | None:
-        import docker.errors
-
         try:
-            return self.api.inspect_service(name)
-        except docker.errors.NotFound:
+            with engine_errors(f"inspect service {name}"):
+                return self.api.inspect_service(name)
+        except EngineNotFound:
             return None
-        except docker.errors.APIError as exc:
-            raise EngineError(f"inspect service {name}: {getattr(exc, 'explanation', None) or exc}") from None
 
     def _tasks(self, name: str) -> list[dict[str, Any]]:
         return self.api.tasks(filters={"service": name})
@@ -297,21 +294,20 @@ class StackStrategy:
     def others(self, name: str) -> str:
         """One line per other service of the stack: a web task that cannot
         get healthy is often waiting for its database."""
-        import docker.errors
-
         out = []
         try:
-            services = self.api.services(filters={"label": f"com.docker.stack.namespace={self.stack}"})
-            for svc in services:
-                sname = svc["Spec"]["Name"]
-                if sname == name:
-                    continue
-                tasks = self.api.tasks(filters={"service": sname, "desired-state": "running"})
-                states = sorted({(t.get("Status") or {}).get("State", "?") for t in tasks}) or ["no tasks"]
-                errs = [(t.get("Status") or {}).get("Err") for t in self.api.tasks(filters={"service": sname})]
-                err = next((e for e in errs if e), "")
-                out.append(f"  {sname}: {', '.join(states)}" + (f" (last error: {err})" if err else ""))
-        except docker.errors.APIError:
+            with engine_errors(f"list the services of stack {self.stack}"):
+                services = self.api.services(filters={"label": f"com.docker.stack.namespace={self.stack}"})
+                for svc in services:
+                    sname = svc["Spec"]["Name"]
+                    if sname == name:
+                        continue
+                    tasks = self.api.tasks(filters={"service": sname, "desired-state": "running"})
+                    states = sorted({(t.get("Status") or {}).get("State", "?") for t in tasks}) or ["no tasks"]
+                    errs = [(t.get("Status") or {}).get("Err") for t in self.api.tasks(filters={"service": sname})]
+                    err = next((e for e in errs if e), "")
+                    out.append(f"  {sname}: {', '.join(states)}" + (f" (last error: {err})" if err else ""))
+        except EngineError:
             return ""
         return ("other services of the stack:\n" + "\n".join(out)) if out else ""
 
@@ -442,19 +438,19 @@ class StackStrategy:
         """Remember the health probes and log lines of ``digest``'s tasks
         while their containers exist: Swarm removes a failed task's
         container during the rollback, and with it the reason."""
-        import docker.errors
-
         try:
-            tasks = [t for t in self._tasks(name) if _digest_of(_task_image(t)) == digest]
-        except docker.errors.APIError:
+            with engine_errors(f"list the tasks of service {name}"):
+                tasks = [t for t in self._tasks(name) if _digest_of(_task_image(t)) == digest]
+        except EngineError:
             return
         for t in tasks:
             cid = ((t.get("Status") or {}).get("ContainerStatus") or {}).get("ContainerID")
             if not cid:
                 continue
             try:
-                attrs = self.api.inspect_container(cid)
-            except docker.errors.APIError:
+                with engine_errors(f"inspect container {cid}"):
+                    attrs = self.api.inspect_container(cid)
+            except EngineError:
                 continue
             health = (attrs.get("State") or {}).get("Health") or {}
             probes = health.get("Log") or []
@@ -465,22 +461,21 @@ class StackStrategy:
                 lines.append(f"  health status {health.get('Status')}; last probes:")
                 for p in probes[-3:]:
                     lines.append(f"    exit {p.get('ExitCode')}: {(p.get('Output') or '').strip()}")
-            logs = log_tail(self.api, cid, indent="    ")
+            logs = log_tail(self.api, cid)
             if logs:
                 lines.append("  last log lines:")
-                lines.extend(logs)
+                lines.extend("    " + line for line in logs.splitlines())
             self._seen[t["ID"]] = lines
 
     def health_output(self, name: str, digest: str) -> str:
         """The failing tasks of ``digest``: Swarm's error and, where the
         container is (or was, see observe) on this engine, its last health
         probes and log lines."""
-        import docker.errors
-
         self.observe(name, digest)
         try:
-            tasks = [t for t in self._tasks(name) if _digest_of(_task_image(t)) == digest]
-        except docker.errors.APIError:
+            with engine_errors(f"list the tasks of service {name}"):
+                tasks = [t for t in self._tasks(name) if _digest_of(_task_image(t)) == digest]
+        except EngineError:
             return ""
         # The tasks that failed first, newest first: they carry the reason.
         tasks.sort(key=lambda t: t.get("CreatedAt", ""), reverse=True)

@@ -29,13 +29,13 @@ from jenkinsctl.deploy import (
     DeployOutcome,
     ImageRef,
     deploy_deadline,
-    log_tail,
     out_of_time,
     port_bindings,
 )
 from jenkinsctl.deploy import parse_time as _ts
-from jenkinsctl.engine import api_error as _api_error
-from jenkinsctl.errors import DeployError
+from jenkinsctl.deploy.health import health_log
+from jenkinsctl.engine import engine_errors, log_tail, registry_auth_header
+from jenkinsctl.errors import DeployError, EngineError
 from jenkinsctl.poll import Deadline, wait_for
 
 log = logging.getLogger("jenkinsctl.deploy")
@@ -69,12 +69,10 @@ class SwarmStrategy:
     # --- public ---------------------------------------------------------------
 
     def deploy(self, image: ImageRef) -> DeployOutcome:
-        import docker.errors
-
         start = self.clock()
         self._deadline = deploy_deadline(self.target, self.clock)
         self._require_manager()
-        try:
+        with engine_errors(f"update service {self.service}"):
             svc = self._find()
             if svc is None:
                 details = self._create(image)
@@ -96,15 +94,11 @@ class SwarmStrategy:
             since = self._engine_now()
             self._post_update(svc["ID"], svc["Version"]["Index"], spec, rollback=False)
             state, details = self._wait(svc["ID"], image.pinned, since, expect_rollback=False)
-        except docker.errors.APIError as exc:
-            raise _api_error(f"update service {self.service}", exc) from None
         details.update({"service": self.service, "order": order})
         return DeployOutcome(self.name, self.service, "deployed", image.pinned, image.digest, previous,
                              round(self.clock() - start, 3), details)
 
     def rollback(self, version: str | None = None) -> DeployOutcome:
-        import docker.errors
-
         if version:
             raise DeployError("swarm rollback goes to the service's previous spec only; --version is for "
                               "container targets", hint=f"deploy the version you want: jenkinsctl deploy "
@@ -112,7 +106,7 @@ class SwarmStrategy:
         start = self.clock()
         self._deadline = deploy_deadline(self.target, self.clock)
         self._require_manager()
-        try:
+        with engine_errors(f"roll back service {self.service}"):
             svc = self._find()
             if svc is None:
                 raise DeployError(f"swarm service {self.service} does not exist", hint="check the name with "
@@ -129,8 +123,6 @@ class SwarmStrategy:
             since = self._engine_now()
             self._post_update(svc["ID"], svc["Version"]["Index"], svc["Spec"], rollback=True)
             state, details = self._wait(svc["ID"], goal, since, expect_rollback=True)
-        except docker.errors.APIError as exc:
-            raise _api_error(f"roll back service {self.service}", exc) from None
         details["service"] = self.service
         return DeployOutcome(self.name, self.service, "rolled-back", goal, goal.partition("@")[2] or None,
                              {"image": current, "digest": current.partition("@")[2] or None},
@@ -167,9 +159,7 @@ class SwarmStrategy:
     def _headers(self) -> dict[str, str]:
         if not self.auth:
             return {}
-        from docker import auth as dauth
-
-        return {"X-Registry-Auth": dauth.encode_header(dict(self.auth))}
+        return {"X-Registry-Auth": registry_auth_header(self.auth)}
 
     def _post_update(self, sid: str, version: int, spec: dict, *, rollback: bool) -> None:
         params: dict[str, Any] = {"version": version}
@@ -298,8 +288,6 @@ class SwarmStrategy:
         """What the newest tasks (of ``image``, when given) ended with, plus
         the health output and last log lines of the newest one's container
         when this engine still has it (always so on a single node)."""
-        import docker.errors
-
         tasks = self.api.tasks(filters={"service": sid})
         if image:
             tasks = [t for t in tasks if _same_image(t["Spec"]["ContainerSpec"]["Image"], image)]
@@ -312,8 +300,6 @@ class SwarmStrategy:
             out.append(f"task {t['ID'][:12]}: {st.get('State')} ({st.get('Message', '')}"
                        f"{', exit ' + str(cs.get('ExitCode')) if cs.get('ExitCode') is not None else ''})"
                        f"{': ' + err if err else ''}")
-        from jenkinsctl.deploy.health import health_log as _health_log
-
         # The task that ran longest shows the most: prefer one whose health
         # check already reported.
         found = []
@@ -322,8 +308,9 @@ class SwarmStrategy:
             if not cid:
                 continue
             try:
-                attrs = self.api.inspect_container(cid)
-            except docker.errors.APIError:
+                with engine_errors(f"inspect container {cid}"):
+                    attrs = self.api.inspect_container(cid)
+            except EngineError:
                 continue
             found.append((bool((attrs["State"].get("Health") or {}).get("Log")), cid, attrs))
         found.sort(key=lambda f: f[0], reverse=True)
@@ -331,11 +318,11 @@ class SwarmStrategy:
             health = attrs["State"].get("Health")
             if health:
                 out.append("health output:")
-                out.extend("  " + line for line in _health_log(health).splitlines())
+                out.extend("  " + line for line in health_log(health).splitlines())
             logs = log_tail(self.api, cid)
             if logs:
                 out.append("last log lines:")
-                out.extend(logs)
+                out.extend("  " + line for line in logs.splitlines())
         return out
 
 
