@@ -26,6 +26,7 @@ from jenkinsctl.engine import (
     translate,
 )
 from jenkinsctl.engine import client as engine_client
+from jenkinsctl.engine import log_tail as engine_log_tail
 from jenkinsctl.errors import EngineError, EngineNotFound, ProvisionError
 from jenkinsctl.names import controller_name, network_name, volume_name
 from jenkinsctl.poll import Clock, Sleep, wait_for
@@ -84,11 +85,7 @@ def container_state(container) -> str:
 
 def log_tail(container, lines: int = 5) -> str:
     """The container's last log lines on one line, for an error message."""
-    try:
-        text = container.logs(tail=lines).decode("utf-8", "replace")
-    except Exception:  # noqa: BLE001 - the logs are a bonus in an error message
-        return ""
-    return " | ".join(line for line in text.splitlines() if line.strip())[-800:]
+    return " | ".join(line for line in engine_log_tail(container, lines=lines).splitlines() if line.strip())[-800:]
 
 
 class Engines:

@@ -14,7 +14,7 @@ import urllib.request
 from dataclasses import asdict, dataclass
 from typing import Callable
 
-from jenkinsctl.engine import client
+from jenkinsctl.engine import DEFAULT_DOCKER_HOST, client
 from jenkinsctl.errors import CheckFailed, EngineError, JenkinsctlError
 from jenkinsctl.jenkins_api import JenkinsAPI
 from jenkinsctl.registry import engine_login, registry_auth
@@ -43,7 +43,7 @@ def add_arguments(p) -> None:
 
 
 def _engine_host(cfg) -> str:
-    return cfg.engine.host or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+    return cfg.engine.host or os.environ.get("DOCKER_HOST") or DEFAULT_DOCKER_HOST
 
 
 def check_engine(cfg, state: dict) -> Check:

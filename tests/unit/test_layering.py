@@ -49,3 +49,68 @@ def test_the_checker_sees_a_function_level_import(tmp_path):
 
 def test_image_py_is_gone():
     assert not (PKG / "image.py").exists()
+
+
+def _function_imports(path: pathlib.Path) -> list[tuple[int, str]]:
+    out = []
+    for fn in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            for node in ast.walk(fn):
+                if isinstance(node, ast.Import):
+                    out += [(node.lineno, a.name) for a in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    out.append((node.lineno, node.module))
+    return out
+
+
+# Where a jenkinsctl module may still be imported inside a function, and why.
+# Everything else imports its siblings at the module top.
+LAZY_SIBLINGS = {
+    # The CLI and the commands load the library only when a command runs:
+    # `jenkinsctl COMMAND --help` and `--version` pay for nothing else.
+    "cli.py": "*",
+    "commands/*": "*",
+    # The strategies import the deploy package; importing them from it at
+    # the top would be a cycle, and a webhook deploy would load docker-py.
+    "deploy/__init__.py": {"jenkinsctl.deploy.container", "jenkinsctl.deploy.swarm",
+                           "jenkinsctl.deploy.stack", "jenkinsctl.deploy.webhook"},
+    # PyYAML only with a config file; the step schemas only for a step's run.
+    "config.py": {"jenkinsctl.yamlload", "jenkinsctl"},
+    # `jenkinsctl build` and `push` do not pay for the deploy package.
+    "build.py": {"jenkinsctl.deploy"},
+    "ship.py": {"jenkinsctl.deploy"},
+}
+# docker-py is imported by the engine seam, and by the two image builders,
+# whose errors carry the build log docker-py alone gives (their sources are
+# also part of the agent image's content hash).
+DOCKER_IMPORTERS = {"engine.py", "agent_image.py", "controller_image.py"}
+
+
+def _allowed(rel: str) -> set[str] | str:
+    for pattern, allowed in LAZY_SIBLINGS.items():
+        if pathlib.PurePath(rel).match(pattern):
+            return allowed
+    return set()
+
+
+@pytest.mark.parametrize("path", sorted(PKG.rglob("*.py")), ids=lambda p: str(p.relative_to(PKG)))
+def test_siblings_are_imported_at_the_module_top_except_where_said(path):
+    rel = str(path.relative_to(PKG))
+    allowed = _allowed(rel)
+    bad = [f"{rel}:{line}: import {name}" for line, name in _function_imports(path)
+           if name.split(".")[0] == "jenkinsctl" and allowed != "*" and name not in allowed]
+    assert not bad, "import jenkinsctl modules at the top (or say why not in LAZY_SIBLINGS):\n" + "\n".join(bad)
+
+
+@pytest.mark.parametrize("path", sorted(PKG.rglob("*.py")), ids=lambda p: str(p.relative_to(PKG)))
+def test_docker_py_is_imported_only_behind_the_engine_seam(path):
+    rel = str(path.relative_to(PKG))
+    bad = [f"{rel}:{line}: import {name}" for line, name in _imports(path)
+           if name.split(".")[0] == "docker" and rel not in DOCKER_IMPORTERS]
+    assert not bad, "use jenkinsctl.engine (engine_errors, EngineNotFound...) instead:\n" + "\n".join(bad)
+
+
+def test_the_function_level_checker_sees_only_function_level_imports(tmp_path):
+    src = tmp_path / "m.py"
+    src.write_text("import jenkinsctl.a\n\ndef f():\n    from jenkinsctl import b\n    import docker\n")
+    assert [n for _, n in _function_imports(src)] == ["jenkinsctl", "docker"]
