@@ -24,11 +24,10 @@ from typing import Any, Callable, Mapping, Protocol
 
 from jenkinsctl import refs
 from jenkinsctl.config import Config, DeployTarget, Health
-from jenkinsctl.deploy.health import display_url
 from jenkinsctl.engine import DEPLOY_ROLE, ROLE_LABEL, engine_errors
 from jenkinsctl.errors import ConfigError, EngineError, EngineNotFound, RegistryError, Timeout, UsageError
 from jenkinsctl.poll import Deadline
-from jenkinsctl.secrets import redact_obj
+from jenkinsctl.secrets import display_url, redact_obj
 
 log = logging.getLogger("jenkinsctl.deploy")
 

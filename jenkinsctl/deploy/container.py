@@ -398,8 +398,7 @@ class ContainerStrategy:
         if user_primary:
             body["NetworkingConfig"] = {"EndpointsConfig": {
                 primary: _endpoint(spec["networks"][primary], self.cname if aliases else None, static_ip)}}
-        res = self.api._post_json(self.api._url("/containers/create"), data=body, params={"name": name})
-        cid = self.api._result(res, True)["Id"]
+        cid = self.api.create_container_from_config(body, name)["Id"]
         for net, ep in spec["networks"].items():
             if net == primary or not _user_network(net):
                 continue

@@ -11,6 +11,8 @@ import http.client
 import urllib.parse
 from typing import Any, Mapping
 
+from jenkinsctl.secrets import display_url
+
 
 def http_probe(url: str, timeout: float = 2.0) -> tuple[bool, str]:
     """(ok, what happened).  2xx and 3xx are healthy."""
@@ -29,16 +31,6 @@ def http_probe(url: str, timeout: float = 2.0) -> tuple[bool, str]:
         return False, f"GET {display_url(url)} failed: {exc or type(exc).__name__}"
     finally:
         conn.close()
-
-
-def display_url(url: str) -> str:
-    """The URL without user info or query string, which may carry tokens."""
-    u = urllib.parse.urlsplit(url)
-    host = u.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = f"{host}:{u.port}" if u.port else host
-    return urllib.parse.urlunsplit((u.scheme, netloc, u.path, "", ""))
 
 
 def rewrite_host(url: str, host: str, port: int | None) -> str:

@@ -132,8 +132,7 @@ def engine_lock(client, name: str, image: str, labels: Mapping[str, str], clock=
         while True:   # a lock broken or freed just now is tried again at once
             try:
                 with engine_errors(f"take the deploy lock {name}"):
-                    res = api._post_json(api._url("/containers/create"), data=body, params={"name": name})
-                    return api._result(res, True)["Id"]
+                    return api.create_container_from_config(body, name)["Id"]
             except EngineConflict:
                 pass   # the name is taken: someone holds the lock
             try:

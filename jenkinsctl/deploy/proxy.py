@@ -100,11 +100,11 @@ import time
 import urllib.parse
 from typing import Any, Callable, Iterable, Mapping
 
-from jenkinsctl.deploy.health import display_url
 from jenkinsctl.engine import engine_errors, log_tail
 from jenkinsctl.errors import BuildError, DeployError, EngineError, EngineNotFound
 from jenkinsctl.poll import wait_for
 from jenkinsctl.resources import resource_path
+from jenkinsctl.secrets import display_url
 
 log = logging.getLogger("jenkinsctl.deploy")
 
@@ -664,8 +664,7 @@ class Proxy:
                                "Binds": [f"{self.volume}:{RUN_DIR}"]},
                 # `docker stop` sends SIGUSR1 (soft stop): allow the drain.
                 "StopTimeout": int(self.settings.drain) + 10}
-        res = self.api._post_json(self.api._url("/containers/create"), data=body, params={"name": name})
-        cid = self.api._result(res, True)["Id"]
+        cid = self.api.create_container_from_config(body, name)["Id"]
         takeover = self._socket(current) if current is not None and current.status == "running" else ""
         files = {"haproxy.cfg": render_config(bindings, self.settings, gen, active_ip, slot), "takeover": takeover}
         self.api.put_archive(cid, CFG_DIR, tar_files(files))

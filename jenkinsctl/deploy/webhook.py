@@ -34,10 +34,9 @@ import urllib.parse
 from typing import Callable, Mapping
 
 from jenkinsctl.deploy import DeployOutcome, ImageRef, deploy_deadline, out_of_time
-from jenkinsctl.deploy.health import display_url
 from jenkinsctl.errors import ConfigError, DeployError
 from jenkinsctl.poll import MIN_INTERVAL
-from jenkinsctl.secrets import read_secret_file, redact, sensitive, sensitive_basic, sensitive_url
+from jenkinsctl.secrets import display_url, read_secret_file, redact, sensitive, sensitive_basic, sensitive_url
 
 log = logging.getLogger("jenkinsctl.deploy")
 

@@ -22,10 +22,7 @@ class HeldLockAPI:
     def __init__(self, clock: FakeClock, cost: float = 0.0) -> None:
         self.clock, self.cost, self.creates = clock, cost, []
 
-    def _url(self, path: str) -> str:
-        return path
-
-    def _post_json(self, url, data=None, params=None):
+    def create_container_from_config(self, config, name=None, platform=None):
         import docker.errors
 
         self.creates.append(self.clock())

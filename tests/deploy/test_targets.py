@@ -6,7 +6,8 @@ import pytest
 
 from jenkinsctl.config import load_config
 from jenkinsctl.deploy import ImageRef, make_strategy, parse_target, parse_time
-from jenkinsctl.deploy.health import display_url, rewrite_host
+from jenkinsctl.deploy.health import rewrite_host
+from jenkinsctl.secrets import display_url
 from jenkinsctl.deploy.webhook import webhook_secret
 from jenkinsctl.errors import ConfigError, UsageError
 
