@@ -66,8 +66,10 @@ def test_git_runs_only_where_a_repository_can_be(repo, tmp_path_factory, monkeyp
     for var in taglib._GIT_PLACES:
         monkeypatch.delenv(var, raising=False)
     outside = tmp_path_factory.mktemp("plain")
-    if taglib._maybe_repository(str(outside), os.environ):
-        pytest.skip(f"{outside} lies inside a git checkout on this machine")
+    # The premise, not a skip: a temp dir inside a checkout would leave the
+    # "outside any checkout" half of this test untested.
+    assert not taglib._maybe_repository(str(outside), os.environ), \
+        f"{outside} lies inside a git checkout on this machine; point TMPDIR outside it"
     assert taglib.git_facts(str(outside)) == taglib.GitFacts() and ran == []
 
     path, sha = repo
