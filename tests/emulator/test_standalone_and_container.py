@@ -2,8 +2,10 @@
 on a project network, reaching an sshd agent by container name."""
 from __future__ import annotations
 
+import io
 import json
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -72,6 +74,40 @@ def test_cli_never_answer(cli):
     url = cli("--never-answer")
     with pytest.raises(requests.ReadTimeout):
         requests.get(url, timeout=0.5)
+
+
+def test_cli_never_answer_listens_before_it_prints_its_address(monkeypatch):
+    # The test above connects as soon as it reads the address; if the line came
+    # before listen(), that connect was refused on a busy machine. Here the
+    # connect happens inside the print itself, so the order is checked exactly.
+    from tests.fakejenkins import __main__ as cli_main
+
+    servers: list = []
+
+    class Recorded(cli_main.SilentServer):
+        def __init__(self, *a, **kw):
+            super().__init__(*a, **kw)
+            servers.append(self)
+
+    class ConnectOnPrint(io.StringIO):
+        outcome: str | None = None
+
+        def write(self, text):
+            m = re.search(r"on 127\.0\.0\.1:(\d+)", text)
+            if m and self.outcome is None:
+                try:
+                    socket.create_connection(("127.0.0.1", int(m.group(1))), timeout=2).close()
+                    self.outcome = "connected"
+                except OSError as exc:
+                    self.outcome = f"refused: {exc}"
+                servers[-1]._stop.set()
+            return super().write(text)
+
+    out = ConnectOnPrint()
+    monkeypatch.setattr(cli_main, "SilentServer", Recorded)
+    monkeypatch.setattr(sys, "stdout", out)
+    assert cli_main.main(["--never-answer", "--port", "0"]) == 0
+    assert out.outcome == "connected"
 
 
 def test_cli_rejects_bad_user_spec():

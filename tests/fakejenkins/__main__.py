@@ -42,7 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.never_answer:
-        srv = SilentServer(args.bind, args.port)
+        # Listen before printing the address: a client that reads the line and
+        # connects at once must meet a listening socket, not a refused connect.
+        srv = SilentServer(args.bind, args.port).start()
         print(f"fakejenkins: never answering on {srv.host}:{srv.port}", flush=True)
         srv.serve_forever()
         return 0

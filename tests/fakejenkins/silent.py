@@ -52,7 +52,8 @@ class SilentServer:
         self._sock.close()
 
     def serve_forever(self) -> None:
-        self.start()
+        """Block until stopped; call ``start`` first, so the port listens before
+        anyone is told its address."""
         try:
             self._stop.wait()
         except KeyboardInterrupt:
