@@ -256,6 +256,24 @@ def test_default_texts_take_their_numbers_from_the_config_schema(step):
         assert not re.search(r"\d|\([\w.-]+\)", literal), f"{step}.{name}: write {{config:POINTER}}, not a value: {raw}"
 
 
+@pytest.mark.parametrize("step", STEPS)
+def test_parameters_defaulting_to_a_config_key_accept_what_that_key_accepts(step):
+    """A step parameter that stands in for a config key (its default text
+    names it) has that key's type and bounds: deployTimeout once stopped at
+    3600 where the target's timeout allows 7200."""
+    import re
+
+    from jenkinsctl.config import schema
+
+    bounds = ("type", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "enum")
+    for name, prop in steps.load_schema(step)["properties"].items():
+        for pointer in re.findall(r"\{config:([^{}]*)\}", prop.get("x-default-text", "")):
+            key = schema()
+            for part in pointer.strip("/").split("/"):
+                key = key[part]
+            assert {b: prop.get(b) for b in bounds} == {b: key.get(b) for b in bounds}, f"{step}.{name} vs {pointer}"
+
+
 def test_default_text_resolves_the_config_defaults():
     from jenkinsctl.config import schema
 
