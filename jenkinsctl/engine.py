@@ -594,6 +594,29 @@ def registry_auth_header(auth_config: Mapping[str, str]) -> str:
     return raw.translate(bytes.maketrans(b"+/", b"-_")).decode("ascii")
 
 
+def post_spec(api, path: str, spec: Mapping[str, Any], *, args: tuple[str, ...] = (),
+              params: Mapping[str, Any] | None = None, auth: Mapping[str, str] | None = None) -> Any:
+    """POST a whole JSON spec (a Swarm service's) and return the decoded
+    answer.  docker-py's ``create_service``/``update_service`` rebuild the
+    spec from their own arguments, take registry credentials only from
+    ~/.docker/config.json, and have no ``rollback=previous``; the spec and
+    the credentials jenkinsctl resolved go through docker-py's own request
+    helpers here instead, the one place that uses them for a POST."""
+    headers = {"X-Registry-Auth": registry_auth_header(auth)} if auth else {}
+    res = api._post_json(api._url(path, *args), data=dict(spec), params=dict(params or {}), headers=headers)
+    return api._result(res, True)
+
+
+def put_archive_owned(api, container_id: str, path: str, data: bytes, *, copy_uid_gid: bool) -> None:
+    """``put_archive`` with the engine's ``copyUIDGID``, which docker-py's
+    has no argument for: the engine then chowns the files to the container's
+    Config.User as the container's own /etc/passwd resolves it.  Raises
+    docker-py's APIError when the engine refuses."""
+    params = {"path": path, **({"copyUIDGID": "1"} if copy_uid_gid else {})}
+    res = api._put(api._url("/containers/{0}/archive", container_id), params=params, data=data)
+    api._raise_for_status(res)
+
+
 class EngineAPI:
     """The four engine calls a push needs (inspect, tag, list, push), with
     docker-py's method signatures, as HTTP/1.0 requests on a unix or plain

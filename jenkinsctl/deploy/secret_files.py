@@ -22,6 +22,7 @@ import tarfile
 import time
 from typing import Mapping
 
+from jenkinsctl.engine import put_archive_owned
 from jenkinsctl.errors import DeployError
 
 SECRETS_DIR = "run/secrets"  # relative to "/", as the tar stream names it
@@ -77,15 +78,10 @@ def install_secret_files(api, cid: str, target, environ: Mapping[str, str]) -> l
         return []
     user = (api.inspect_container(cid).get("Config") or {}).get("User")
     owner = _owner(user)
-    params = {"path": "/"}
-    if owner is None:
-        # copyUIDGID: the engine chowns to Config.User as the container's
-        # own /etc/passwd resolves it.
-        params["copyUIDGID"] = "1"
-        owner = (0, 0)
-    res = api._put(api._url("/containers/{0}/archive", cid), params=params, data=secrets_tar(files, *owner))
     try:
-        api._raise_for_status(res)
+        # A user name the tar cannot carry as numbers: the engine resolves
+        # it in the container's own /etc/passwd (copyUIDGID).
+        put_archive_owned(api, cid, "/", secrets_tar(files, *(owner or (0, 0))), copy_uid_gid=owner is None)
     except Exception as exc:  # noqa: BLE001 - docker-py's APIError; the value is not in it
         raise DeployError(f"container {target.target}: could not install its secret files: "
                           f"{getattr(exc, 'explanation', None) or exc}",

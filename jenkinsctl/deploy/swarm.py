@@ -34,7 +34,7 @@ from jenkinsctl.deploy import (
 )
 from jenkinsctl.deploy import parse_time as _ts
 from jenkinsctl.deploy.health import health_log
-from jenkinsctl.engine import engine_errors, log_tail, registry_auth_header
+from jenkinsctl.engine import engine_errors, log_tail, post_spec
 from jenkinsctl.errors import DeployError, EngineError
 from jenkinsctl.poll import Deadline, wait_for
 
@@ -156,19 +156,12 @@ class SwarmStrategy:
                 "FailureAction": failure_action, "Monitor": int(self.monitor * SECOND),
                 "MaxFailureRatio": 0, "Order": order}
 
-    def _headers(self) -> dict[str, str]:
-        if not self.auth:
-            return {}
-        return {"X-Registry-Auth": registry_auth_header(self.auth)}
-
     def _post_update(self, sid: str, version: int, spec: dict, *, rollback: bool) -> None:
         params: dict[str, Any] = {"version": version}
         if rollback:
             params["rollback"] = "previous"
             params["registryAuthFrom"] = "previous-spec"
-        url = self.api._url("/services/{0}/update", sid)
-        res = self.api._post_json(url, data=spec, params=params, headers=self._headers())
-        body = self.api._result(res, True) or {}
+        body = post_spec(self.api, "/services/{0}/update", spec, args=(sid,), params=params, auth=self.auth) or {}
         for w in body.get("Warnings") or []:
             log.warning("swarm: %s", w)
 
@@ -203,8 +196,7 @@ class SwarmStrategy:
         order = self._order(spec)
         spec["UpdateConfig"] = self._update_config(order, "rollback")
         spec["RollbackConfig"] = self._update_config(order, "pause")
-        res = self.api._post_json(self.api._url("/services/create"), data=spec, headers=self._headers())
-        sid = self.api._result(res, True)["ID"]
+        sid = post_spec(self.api, "/services/create", spec, auth=self.auth)["ID"]
         got = wait_for(lambda: self._converged(sid, image.pinned), lambda seen: seen[0],
                        timeout=self._left(), interval=self.poll, clock=self.clock, sleep=self.sleep)
         if not got.done:

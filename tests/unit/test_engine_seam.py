@@ -31,6 +31,22 @@ def test_deploy_modules_leave_docker_errors_to_the_engine_seam(path):
     assert not bad, "translate docker-py's errors with jenkinsctl.engine.engine_errors:\n" + "\n".join(bad)
 
 
+PACKAGE = DEPLOY.parent
+
+
+@pytest.mark.parametrize("path", sorted(p for p in PACKAGE.rglob("*.py") if p.name != "engine.py"),
+                         ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_only_the_engine_seam_uses_docker_pys_private_request_helpers(path):
+    """docker-py's underscore helpers (_post_json, _put, _url, _result ...)
+    are not its API and may change under an upgrade: engine.py wraps the
+    two requests that need them, so an upgrade has one file to check."""
+    bad = [f"{path.name}:{node.lineno}: .{node.attr}"
+           for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path)))
+           if isinstance(node, ast.Attribute) and node.attr in
+           ("_post_json", "_put", "_url", "_result", "_raise_for_status", "_stream_helper", "_get_raw_response_socket")]
+    assert not bad, "use a jenkinsctl.engine function:\n" + "\n".join(bad)
+
+
 def test_an_api_error_whose_str_fails_still_translates():
     """docker-py's APIError formats its response's URL in str(); an answer
     without one (cut short, or a stand-in) must not turn a 409 into an
