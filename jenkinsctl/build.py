@@ -26,6 +26,7 @@ from jenkinsctl.engine import (
     docker_clis,
     docker_host,
     engine_errors,
+    engine_ping,
     pick_cli,
     probe_cli,
     version_refusal,
@@ -97,6 +98,10 @@ def resolve_builder(client, builder: str = "auto", environ: Mapping[str, str] | 
     build with BuildKit, an explicit choice (--builder buildkit,
     JENKINSCTL_DOCKER_CLI) is an EngineVersionError and auto falls back to
     the classic builder, whose docker-py negotiates the version.
+
+    The engine's versions come from /_ping when every capable CLI speaks
+    at least the engine's newest API version (see ``engine_ping``), else
+    from /version, which also says the oldest one it accepts.
     """
     if builder not in BUILDERS:
         raise UsageError(f"unknown builder '{builder}'", hint="use auto, buildkit or classic")
@@ -110,14 +115,24 @@ def resolve_builder(client, builder: str = "auto", environ: Mapping[str, str] | 
                              hint="install Docker's CLI (with the buildx plugin for CLI 23+), set "
                                   "JENKINSCTL_DOCKER_CLI to one, or use --builder classic")
         return "classic", None
-    engine = client_engine_version(client)
-    if engine.os.lower() != "linux" or api_tuple(engine.api) < (1, 31):
+    engine = None
+    ping = engine_ping(client)
+    if ping is not None and all(api_tuple(c.api) >= api_tuple(ping[0]) for c in capable):
+        # Each CLI speaks the engine's newest API version or a later one and
+        # negotiates down to the engine's: the engine accepts every one of
+        # them whatever its oldest accepted version, so /version is not asked.
+        api, engine_os = ping
+    else:
+        engine = client_engine_version(client)
+        api, engine_os = engine.api, engine.os
+    if engine_os.lower() != "linux" or api_tuple(api) < (1, 31):
         if builder == "buildkit":
-            raise UsageError(f"--builder buildkit: the engine (API {engine.api}, {engine.os}) has no BuildKit",
+            raise UsageError(f"--builder buildkit: the engine (API {api}, {engine_os}) has no BuildKit",
                              hint="BuildKit needs a Linux engine with API 1.31 or later; use --builder classic")
         return "classic", None
     cli = pick_cli(capable, engine, buildkit=True)
     if cli is None:
+        assert engine is not None  # with the ping alone every capable CLI is accepted
         refused = cli_refused(max(capable, key=lambda c: api_tuple(c.api)), engine, docker_host(client))
         if builder == "buildkit" or environ.get("JENKINSCTL_DOCKER_CLI"):
             raise refused
