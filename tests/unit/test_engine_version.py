@@ -179,17 +179,24 @@ class _SocketEngine:
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.bind(str(path))
         self.sock.listen(8)
+        # Accept with a timeout, and stop and join the thread on close: a
+        # thread left blocked in accept() on a closed socket's descriptor
+        # would answer for the next test's engine when the number is reused.
+        self.sock.settimeout(0.05)
+        self.stop = threading.Event()
         self.host = f"unix://{path}"
-        threading.Thread(target=self._serve, daemon=True).start()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
 
     def _serve(self) -> None:
         import json
 
-        while True:
+        while not self.stop.is_set():
             try:
                 conn, _ = self.sock.accept()
-            except OSError:
-                return
+            except TimeoutError:
+                continue
+            conn.settimeout(5)
             with conn:
                 data = b""
                 while b"\r\n\r\n" not in data:
@@ -208,6 +215,8 @@ class _SocketEngine:
                 conn.sendall(("HTTP/1.0 200 OK\r\n" + "\r\n".join(head) + "\r\n\r\n").encode() + body)
 
     def close(self) -> None:
+        self.stop.set()
+        self.thread.join()
         self.sock.close()
 
 
