@@ -10,14 +10,11 @@ never read argv and never exit.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 import re
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from jenkinsctl.engine import (
     api_tuple,
@@ -32,10 +29,15 @@ from jenkinsctl.engine import (
     version_refusal,
 )
 from jenkinsctl.errors import BuildError, EngineError, UsageError
+from jenkinsctl.record import Record, asdict, field
 from jenkinsctl.refs import Reference, parse, parse_repository, validate_tag
 from jenkinsctl.secrets import redact
 
-LineSink = Callable[[str], None]
+TYPE_CHECKING = False  # typing's import is a cost of every build
+if TYPE_CHECKING:
+    from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+
+    LineSink = Callable[[str], None]
 
 TAIL_LINES = 25  # lines of the failing step shown in a BuildError
 
@@ -145,8 +147,7 @@ def resolve_builder(client, builder: str = "auto", environ: Mapping[str, str] | 
 # --- build ------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class BuildResult:
+class BuildResult(Record):
     """What a build made: the image, its refs, the builder and how much of it was cached."""
 
     image_id: str
@@ -157,7 +158,7 @@ class BuildResult:
     seconds: float
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return asdict(self)
 
 
 _BK_LINE = r"^#(\d+) (.*)$"
@@ -296,8 +297,7 @@ def check_build_inputs(context: str, dockerfile: str | None) -> tuple[str, str |
     return ctx, df
 
 
-@dataclass(frozen=True)
-class BuildSpec:
+class BuildSpec(Record):
     """One build, checked: what ``build_image`` needs and nothing that
     still has to be parsed.  Make it with ``BuildSpec.checked``."""
 
@@ -305,8 +305,8 @@ class BuildSpec:
     tags: tuple[str, ...]                    # checked, unique, at least one
     context: str                             # absolute, a directory
     dockerfile: str | None = None            # absolute, a file; None: CONTEXT/Dockerfile
-    build_args: Mapping[str, str | None] = dataclasses.field(default_factory=dict)  # None: from the environment
-    labels: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    build_args: Mapping[str, str | None] = field(default_factory=dict)  # None: from the environment
+    labels: Mapping[str, str] = field(default_factory=dict)
     target: str | None = None
     pull: bool = False
     no_cache: bool = False

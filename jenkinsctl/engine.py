@@ -12,12 +12,14 @@ import os
 import re
 import socket
 import subprocess
-from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 from jenkinsctl.errors import EngineConflict, EngineError, EngineNotFound, EngineVersionError
+from jenkinsctl.record import Record, asdict
 
+TYPE_CHECKING = False  # typing's import is a cost of every build and push
 if TYPE_CHECKING:  # docker is imported lazily: --help must not load it
+    from typing import Any, Iterator, Mapping
+
     import docker
 
 MANAGED_LABEL = "io.jenkinsctl.managed"
@@ -212,8 +214,7 @@ def api_tuple(version: str) -> tuple[int, ...]:
     return tuple(int(x) for x in re.findall(r"\d+", version or "")[:3])
 
 
-@dataclass(frozen=True)
-class EngineVersion:
+class EngineVersion(Record):
     """What an engine's /version says about the API versions it accepts."""
 
     version: str      # the engine's release, e.g. "26.1.5+dfsg1"
@@ -343,8 +344,7 @@ def cli_refused(cli: "DockerCLI", engine: EngineVersion, host: str | None) -> En
 # --- docker CLIs -------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class DockerCLI:
+class DockerCLI(Record):
     """One docker CLI binary, as probed: its release, the newest API it
     speaks (it negotiates down to older engines, never below its own) and
     whether it has the buildx plugin."""
