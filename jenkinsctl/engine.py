@@ -6,11 +6,11 @@ timeout always applies and an unreachable engine is one clear error.
 
 from __future__ import annotations
 
+import _socket
 import contextlib
 import json
 import os
 import re
-import socket
 import subprocess
 
 from jenkinsctl.errors import EngineConflict, EngineError, EngineNotFound, EngineVersionError
@@ -234,16 +234,25 @@ class EngineVersion(Record):
         return f"{self.version}, API {self.min_api} to {self.api}"
 
 
-def _raw_socket(host: str, timeout: float) -> socket.socket | None:
+def _raw_socket(host: str, timeout: float) -> _socket.socket | None:
     """A connected plain socket to the engine at ``host`` (unix:// or tcp://
     without TLS), for the few calls made without importing docker-py; None
-    for any other kind of host.  OSError and ValueError reach the caller."""
+    for any other kind of host.  OSError and ValueError reach the caller.
+
+    A unix socket is the C module's own: the socket module's import (its
+    enums of every address family and flag) costs more than a ping."""
     if host.startswith("unix://"):
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.settimeout(timeout)
-        s.connect(host[len("unix://"):])
+        s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+        try:
+            s.settimeout(timeout)
+            s.connect(host[len("unix://"):])
+        except BaseException:
+            s.close()
+            raise
         return s
     if host.startswith("tcp://"):
+        import socket
+
         h, _, p = host[len("tcp://"):].rstrip("/").rpartition(":")
         return socket.create_connection((h.strip("[]"), int(p)), timeout=timeout)
     return None
@@ -256,7 +265,7 @@ def _raw_get(host: str, path: str, timeout: float = 10.0) -> tuple[int, bytes] |
         s = _raw_socket(host, timeout)
         if s is None:
             return None
-        with s:
+        with contextlib.closing(s):
             s.sendall(f"GET {path} HTTP/1.0\r\nHost: docker\r\n\r\n".encode())
             data = b""
             while True:
@@ -533,7 +542,7 @@ class _Answer:
     closes the connection (how Go's server ends a streamed answer to an
     HTTP/1.0 request: no chunked encoding to decode)."""
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: _socket.socket) -> None:
         self._sock = sock
         data = b""
         while b"\r\n\r\n" not in data:
@@ -622,7 +631,7 @@ class EngineAPI:
         return bool(host) and not tls and str(host).startswith(("unix://", "tcp://"))
 
     def _call(self, method: str, path: str, query: Mapping[str, str] | None = None,
-              headers: Mapping[str, str] | None = None) -> tuple[socket.socket, _Answer]:
+              headers: Mapping[str, str] | None = None) -> tuple[_socket.socket, _Answer]:
         url = _pct(self._version_prefix() + path, safe="/:@")
         if query:
             url += "?" + "&".join(f"{_pct(k)}={_pct(v)}" for k, v in query.items())
@@ -733,7 +742,7 @@ def _raw_ping(host: str, timeout: float = 5.0) -> dict[str, str] | None:
         s = _raw_socket(host, timeout)
         if s is None:
             return None
-        with s:
+        with contextlib.closing(s):
             s.sendall(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
             data = b""
             while b"\r\n\r\n" not in data:

@@ -1,6 +1,6 @@
 """Record: the build and push path's value classes behave as the frozen
 dataclasses they replace, and that path imports neither dataclasses
-(with inspect) nor typing, pathlib or datetime."""
+(with inspect) nor typing, pathlib, datetime or socket."""
 
 from __future__ import annotations
 
@@ -150,7 +150,7 @@ print("MODULES " + " ".join(sorted(sys.modules)))
 """
 
 
-def test_the_build_and_push_path_imports_no_dataclasses_typing_pathlib_or_datetime(tmp_path):
+def test_the_build_and_push_path_imports_no_dataclasses_typing_pathlib_datetime_or_socket(tmp_path):
     """As a wheel install runs it (-S: no site, no editable finder): the
     command modules, the config on its defaults and a checked build plan."""
     (tmp_path / "Dockerfile").write_text("FROM scratch\n")
@@ -162,6 +162,6 @@ def test_the_build_and_push_path_imports_no_dataclasses_typing_pathlib_or_dateti
     assert out.returncode == 0, out.stderr
     mods = set(out.stdout.rpartition("MODULES ")[2].split())
     assert "jenkinsctl.config" in mods and "jenkinsctl.ship" in mods  # the check looked at the right run
-    heavy = {"dataclasses", "inspect", "typing", "pathlib", "datetime", "copy", "urllib", "docker", "yaml",
+    heavy = {"dataclasses", "inspect", "typing", "pathlib", "datetime", "copy", "urllib", "socket", "docker", "yaml",
              "jsonschema", "logging"}
     assert not heavy & mods, sorted(heavy & mods)
