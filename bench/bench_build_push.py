@@ -19,14 +19,15 @@ installed into a throw-away venv (bench_startup.install: bytecode compiled,
 no editable finder), and as this checkout runs it (the development venv's
 script with its editable install's finder, or ``python -m jenkinsctl``
 from a worktree, which adds runpy; PYTHONPATH is honoured).  The finder
-imports pathlib, urllib and ipaddress at every start: ms a user never pays.
+imports pathlib, urllib and ipaddress at every start: milliseconds that no
+user pays.
 
 Runs alternate between the commands (their order rotating from run to run)
 and the median wall time is reported, so load from other work on the
-machine hits all alike.  Each
-side's CPU time (user + sys of the command and the processes it waited for,
-such as the docker CLI jenkinsctl runs; the engine's own work is on neither
-side) is reported as the minimum of the runs, which load inflates least.  Needs the engine,
+machine hits all alike.  Each side's CPU time (user + sys of the command
+and the processes it waited for, such as the docker CLI jenkinsctl runs;
+the engine's own work is on neither side) is reported as the minimum of
+the runs, which load inflates least.  Needs the engine,
 debian:bookworm-slim and /usr/bin/docker-registry (scripts/bootstrap).
 Not a test: it prints a table and exits 0.
 
