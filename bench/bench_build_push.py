@@ -14,18 +14,27 @@ API < 1.44), against the plain CLI jenkinsctl would pick for it:
    (target 0), counted by a pass-through proxy in front of the registry
    (host engine only: the modern engine's registry is in its namespace).
 
-Runs alternate between the two commands and the median wall time is
-reported, so load from other work on the machine hits both alike.  Each
-side's CPU time (user + sys of the command and the processes it waited for,
-such as the docker CLI jenkinsctl runs; the engine's own work is on neither
-side) is reported as the minimum of the runs, which load inflates least.  Needs the engine,
+jenkinsctl is measured twice: as users run it, a wheel of this checkout
+installed into a throw-away venv (bench_startup.install: bytecode compiled,
+no editable finder), and as this checkout runs it (the development venv's
+script with its editable install's finder, or ``python -m jenkinsctl``
+from a worktree, which adds runpy; PYTHONPATH is honoured).  The finder
+imports pathlib, urllib and ipaddress at every start: milliseconds that no
+user pays.
+
+Runs alternate between the commands (their order rotating from run to run)
+and the median wall time is reported, so load from other work on the
+machine hits all alike.  Each side's CPU time (user + sys of the command
+and the processes it waited for, such as the docker CLI jenkinsctl runs;
+the engine's own work is on neither side) is reported as the minimum of
+the runs, which load inflates least.  Needs the engine,
 debian:bookworm-slim and /usr/bin/docker-registry (scripts/bootstrap).
 Not a test: it prints a table and exits 0.
 
---jenkinsctl PATH measures another jenkinsctl, such as the wheel-installed
-one `bench/bench_startup.py --keep DIR` leaves in DIR (as users run it:
-the development venv's editable install adds its finder to every start).
-Run that one without PYTHONPATH, which would bring the source tree back.
+--jenkinsctl PATH measures that jenkinsctl alone, such as the one
+`bench/bench_startup.py --keep DIR` leaves in DIR (run it without
+PYTHONPATH, which would bring the source tree back); --as wheel or --as
+checkout measures one of the two above.
 """
 
 from __future__ import annotations
@@ -43,12 +52,14 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from bench.bench_startup import install  # noqa: E402
 from bench.engines import NAMES, STARTERS, Engine, engines_arg  # noqa: E402
 from tests.support.faultproxy import FaultProxy  # noqa: E402
 
-JENKINSCTL = [os.path.join(ROOT, ".venv", "bin", "jenkinsctl")]
-if not os.access(JENKINSCTL[0], os.X_OK):
-    JENKINSCTL = [sys.executable, "-m", "jenkinsctl"]
+# This checkout's command, as it runs here (see the docstring).
+CHECKOUT = [os.path.join(ROOT, ".venv", "bin", "jenkinsctl")]
+if not os.access(CHECKOUT[0], os.X_OK) or os.environ.get("PYTHONPATH"):
+    CHECKOUT = [sys.executable, "-m", "jenkinsctl"]
 LABEL = "io.jenkinsctl.bench=1"  # not the test label: test sessions running alongside remove those
 # Issue 16's targets: the floor is Python's start plus the docker CLI's.
 BUILD_TARGET, PUSH_TARGET = 1.6, 2.0
@@ -90,19 +101,15 @@ def make_context(path: str, files: int) -> None:
             fh.write(f"# module {i}\n" + "".join(f"def f{j}(x):\n    return x * {j}\n\n" for j in range(300)))
 
 
-def alternate(a, b, runs: int) -> tuple[list, list]:
-    ta, tb = [], []
+def alternate(fns: dict, runs: int) -> dict[str, list]:
+    """Each of ``fns`` run ``runs`` times, in an order that rotates from
+    run to run; the samples by name."""
+    names = list(fns)
+    out: dict[str, list] = {n: [] for n in names}
     for i in range(runs):
-        first, second = (a, b) if i % 2 == 0 else (b, a)
-        r1 = first()
-        r2 = second()
-        if first is a:
-            ta.append(r1)
-            tb.append(r2)
-        else:
-            ta.append(r2)
-            tb.append(r1)
-    return ta, tb
+        for n in names[i % len(names):] + names[:i % len(names)]:
+            out[n].append(fns[n]())
+    return out
 
 
 def figures(tj: list, td: list) -> tuple[float, float, float, float]:
@@ -111,8 +118,15 @@ def figures(tj: list, td: list) -> tuple[float, float, float, float]:
             min(c for _, c in tj), min(c for _, c in td))
 
 
-def measure(eng: Engine, opts, tmp: str) -> list[tuple]:
-    """The build and push figures on one engine."""
+def _env(env: dict[str, str], variant: str) -> dict[str, str]:
+    """An installed jenkinsctl runs without PYTHONPATH, which would put a
+    source tree in front of it."""
+    return env if variant == "checkout" else {k: v for k, v in env.items() if k != "PYTHONPATH"}
+
+
+def measure(eng: Engine, opts, tmp: str, variants: dict[str, list[str]]) -> list[tuple]:
+    """The build and push figures on one engine, for each jenkinsctl of
+    ``variants`` (name: argv prefix)."""
     reg, cli = eng.registry, eng.cli.path
     ctx = os.path.join(tmp, "ctx")
     dockercfg = os.path.join(tmp, f"docker-config-{eng.name}")
@@ -124,27 +138,33 @@ def measure(eng: Engine, opts, tmp: str) -> list[tuple]:
         # Credentials go only to registry.url: the bench registry is it.
         env_j = dict(eng.env, BRANCH_NAME="bench", JENKINSCTL_REGISTRY_URL=reg.url)
         docker_build, env_bk = eng.plain_build(f"{repo}:docker", ctx, "--label", LABEL)
-        j_build = [*JENKINSCTL, "build", ctx, "--image", repo, "--tag", "bench", "--label", LABEL,
-                   "--builder", "buildkit", "-o", "json"]
+        j_builds = {v: [*cmd, "build", ctx, "--image", repo, "--tag", "bench", "--label", LABEL,
+                        "--builder", "buildkit", "-o", "json"] for v, cmd in variants.items()}
         timed(docker_build, env_bk)  # warm: the cache holds every step
-        _, p = timed(j_build, env_j)
-        assert json.loads(p.stdout)["builder"] == "buildkit"
-        tj, td = alternate(lambda: sample(j_build, env_j), lambda: sample(docker_build, env_bk), opts.runs)
-        cached = json.loads(timed(j_build, env_j)[1].stdout)
-        rows.append((f"{eng.name}: build, unchanged", *figures(tj, td), BUILD_TARGET,
-                     f"{cached['cached_steps']}/{cached['total_steps']} steps cached"))
+        for v, j_build in j_builds.items():
+            _, p = timed(j_build, _env(env_j, v))
+            assert json.loads(p.stdout)["builder"] == "buildkit"
+        t = alternate({"docker": lambda: sample(docker_build, env_bk),
+                       **{v: (lambda c=c, v=v: sample(c, _env(env_j, v))) for v, c in j_builds.items()}}, opts.runs)
+        for v, j_build in j_builds.items():
+            cached = json.loads(timed(j_build, _env(env_j, v))[1].stdout)
+            rows.append((f"{eng.name}: build, unchanged", v, *figures(t[v], t["docker"]), BUILD_TARGET,
+                         f"{cached['cached_steps']}/{cached['total_steps']} steps cached"))
 
         # --- push ------------------------------------------------------------------
         os.makedirs(dockercfg)
         env_d = dict(eng.env, DOCKER_CONFIG=dockercfg)
         subprocess.run([cli, "login", "--username", reg.username, "--password-stdin", reg.url], env=env_d,
                        input=reg.password, text=True, check=True, capture_output=True)
-        j_push = [*JENKINSCTL, "push", "--image", repo, "--tag", "bench", "-o", "json"]
+        j_pushes = {v: [*cmd, "push", "--image", repo, "--tag", "bench", "-o", "json"] for v, cmd in variants.items()}
         docker_push = [cli, "push", f"{repo}:bench"]
-        _, p = timed(j_push, env_j)  # the first push uploads the layers
+        v1, j_push = next(iter(j_pushes.items()))
+        env_j1 = _env(env_j, v1)
+        _, p = timed(j_push, env_j1)  # the first push uploads the layers
         first = json.loads(p.stdout)
         timed(docker_push, env_d)
-        tj, td = alternate(lambda: sample(j_push, env_j), lambda: sample(docker_push, env_d), opts.runs)
+        t = alternate({"docker": lambda: sample(docker_push, env_d),
+                       **{v: (lambda c=c, v=v: sample(c, _env(env_j, v))) for v, c in j_pushes.items()}}, opts.runs)
         if eng.name == "host":
             # Bytes: the same unchanged push through a pass-through counting
             # proxy (the modern engine's registry is inside its namespace).
@@ -152,17 +172,18 @@ def measure(eng: Engine, opts, tmp: str) -> list[tuple]:
                 eng.docker("tag", f"{repo}:bench", f"{proxy.url}/jenkinsctl-test/bench:bench")
                 # Credentials go only to the registry they are configured for:
                 # here that is the proxy's address.
-                _, p = timed([*JENKINSCTL, "push", "--image", f"{proxy.url}/jenkinsctl-test/bench", "--tag",
-                              "bench", "-o", "json"], dict(env_j, JENKINSCTL_REGISTRY_URL=proxy.url))
+                _, p = timed([*variants[v1], "push", "--image", f"{proxy.url}/jenkinsctl-test/bench", "--tag",
+                              "bench", "-o", "json"], dict(env_j1, JENKINSCTL_REGISTRY_URL=proxy.url))
                 again = json.loads(p.stdout)
                 uploaded = f"layer bytes uploaded {proxy.uploaded_bytes()}"
                 eng.docker("rmi", f"{proxy.url}/jenkinsctl-test/bench:bench", check=False)
         else:
-            again = json.loads(timed(j_push, env_j)[1].stdout)
+            again = json.loads(timed(j_push, env_j1)[1].stdout)
             uploaded = "bytes not counted"
-        rows.append((f"{eng.name}: push, unchanged", *figures(tj, td), PUSH_TARGET,
-                     f"layers pushed {again['layers_pushed']}, existing {again['layers_existing']}, "
-                     f"{uploaded} (first push: {first['layers_pushed']} layers)"))
+        for v in variants:
+            rows.append((f"{eng.name}: push, unchanged", v, *figures(t[v], t["docker"]), PUSH_TARGET,
+                         f"layers pushed {again['layers_pushed']}, existing {again['layers_existing']}, "
+                         f"{uploaded} (first push: {first['layers_pushed']} layers)"))
     finally:
         subprocess.run([cli, "logout", reg.url], env=dict(eng.env, DOCKER_CONFIG=dockercfg), capture_output=True)
         for tag in ("docker", "bench"):
@@ -176,38 +197,55 @@ def main() -> int:
     ap.add_argument("--files", type=int, default=300)
     ap.add_argument("--engines", type=engines_arg, default=list(NAMES),
                     help="comma list of host,modern (default: both)")
-    ap.add_argument("--jenkinsctl", metavar="PATH", help="the jenkinsctl to measure (default: this checkout's)")
+    ap.add_argument("--jenkinsctl", metavar="PATH", help="measure this jenkinsctl alone")
+    ap.add_argument("--as", dest="variants", default="wheel,checkout",
+                    help="comma list of wheel (this checkout's wheel, installed as users do) and checkout "
+                         "(this checkout's command as it runs here); default both")
     opts = ap.parse_args()
-    if opts.jenkinsctl:
-        global JENKINSCTL
-        JENKINSCTL = [opts.jenkinsctl]
 
     tmp = tempfile.mkdtemp(prefix="jenkinsctl-bench-")
     rows, described = [], []
     try:
+        variants: dict[str, list[str]] = {}
+        if opts.jenkinsctl:
+            variants["given"] = [opts.jenkinsctl]
+        else:
+            wanted = [v.strip() for v in opts.variants.split(",") if v.strip()]
+            if not wanted or set(wanted) - {"wheel", "checkout"}:
+                raise SystemExit(f"--as: use a comma list of wheel, checkout (not {opts.variants!r})")
+            if "wheel" in wanted:
+                venv = install(os.path.join(tmp, "wheel"))
+                variants["wheel"] = [os.path.join(venv, "bin", "jenkinsctl")]
+            if "checkout" in wanted:
+                variants["checkout"] = CHECKOUT
         make_context(os.path.join(tmp, "ctx"), opts.files)
         for name in opts.engines:
             with STARTERS[name]() as eng:
                 described.append(eng.describe())
-                rows += measure(eng, opts, tmp)
+                rows += measure(eng, opts, tmp, variants)
+        # The wheel's venv goes with tmp: --version is measured now.
+        env_v = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+        startup = {v: [sample([*cmd, "--version"], _env(env_v, v)) for _ in range(opts.runs)]
+                   for v, cmd in variants.items()}
     finally:
         subprocess.run(["rm", "-rf", tmp])
 
-    version = [sample([*JENKINSCTL, "--version"], dict(os.environ)) for _ in range(opts.runs)]
-    startup, startup_cpu = statistics.median(w for w, _ in version), min(c for _, c in version)
     for d in described:
         print(d)
     print(f"{opts.runs} alternating runs each: wall time medians, CPU time (user+sys) minimums; "
           f"context: {opts.files} files")
-    print(f"{'figure':<28} {'jenkinsctl':>11} {'docker':>9} {'added':>8} {'ratio':>7} {'target':>7} "
+    print(f"{'figure':<26} {'jenkinsctl':<10} {'time':>8} {'docker':>8} {'added':>8} {'ratio':>6} {'target':>7} "
           f"{'cpu j':>7} {'cpu d':>7} {'ratio':>6}  notes")
-    for name, j, d, cj, cd, target, notes in rows:
+    for name, variant, j, d, cj, cd, target, notes in rows:
         ratio = j / d
         mark = "ok" if ratio <= target else "MISSED"
-        print(f"{name:<28} {j:>10.3f}s {d:>8.3f}s {j - d:>+7.3f}s {ratio:>7.2f} {'<=' + format(target, '.2f'):>7}"
-              f" {cj * 1000:>5.0f}ms {cd * 1000:>5.0f}ms {cj / cd:>6.2f}  {mark}; {notes}")
-    print(f"for scale: `{JENKINSCTL[0]} --version` {startup:.3f}s (median), {startup_cpu * 1000:.0f} ms CPU (min); "
-          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+        print(f"{name:<26} {variant:<10} {j:>7.3f}s {d:>7.3f}s {j - d:>+7.3f}s {ratio:>6.2f} "
+              f"{'<=' + format(target, '.2f'):>7} {cj * 1000:>5.0f}ms {cd * 1000:>5.0f}ms {cj / cd:>6.2f}  "
+              f"{mark}; {notes}")
+    for v, cmd in variants.items():
+        print(f"jenkinsctl {v}: {' '.join(cmd)}; `--version` {statistics.median(w for w, _ in startup[v]):.3f}s "
+              f"(median), {min(c for _, c in startup[v]) * 1000:.0f} ms CPU (min)")
+    print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     return 0
 
 

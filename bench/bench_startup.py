@@ -42,9 +42,12 @@ def venv_paths(venv: str) -> tuple[str, str]:
 def install(workdir: str) -> str:
     """Build this checkout's wheel and install it into a new venv under
     ``workdir``; returns the venv's path."""
+    # Without PYTHONPATH: a source tree on it (with the egg-info the wheel
+    # build leaves there) would make pip think jenkinsctl is installed.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     wheels = os.path.join(workdir, "wheels")
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
-                    "-w", wheels, ROOT], check=True)
+                    "-w", wheels, ROOT], check=True, env=env)
     venv = os.path.join(workdir, "venv")
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", venv], check=True)
     py, _ = venv_paths(venv)
@@ -52,9 +55,11 @@ def install(workdir: str) -> str:
     # The running interpreter's pip installs into the new venv: an ordinary
     # install, with pip's own console script and compiled bytecode.
     subprocess.run([sys.executable, "-m", "pip", "--python", py, "install", "--quiet", "--no-deps", "--no-index",
-                    *wheel], check=True)
+                    *wheel], check=True, env=env)
     site = subprocess.run([py, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                          check=True, capture_output=True, text=True).stdout.strip()
+                          check=True, capture_output=True, text=True, env=env).stdout.strip()
+    if not os.path.exists(os.path.join(venv, "bin", "jenkinsctl")):
+        raise SystemExit(f"the wheel did not install into {venv}")
     # Dependencies from the running interpreter's site-packages, after the
     # venv's own (so the wheel's jenkinsctl wins over an editable one; a
     # path added by a .pth line does not run that directory's .pth files,

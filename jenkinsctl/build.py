@@ -10,14 +10,11 @@ never read argv and never exit.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 import re
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from jenkinsctl.engine import (
     api_tuple,
@@ -26,15 +23,21 @@ from jenkinsctl.engine import (
     docker_clis,
     docker_host,
     engine_errors,
+    engine_ping,
     pick_cli,
     probe_cli,
     version_refusal,
 )
 from jenkinsctl.errors import BuildError, EngineError, UsageError
+from jenkinsctl.record import Record, asdict, field
 from jenkinsctl.refs import Reference, parse, parse_repository, validate_tag
 from jenkinsctl.secrets import redact
 
-LineSink = Callable[[str], None]
+TYPE_CHECKING = False  # typing's import is a cost of every build
+if TYPE_CHECKING:
+    from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+
+    LineSink = Callable[[str], None]
 
 TAIL_LINES = 25  # lines of the failing step shown in a BuildError
 
@@ -97,6 +100,10 @@ def resolve_builder(client, builder: str = "auto", environ: Mapping[str, str] | 
     build with BuildKit, an explicit choice (--builder buildkit,
     JENKINSCTL_DOCKER_CLI) is an EngineVersionError and auto falls back to
     the classic builder, whose docker-py negotiates the version.
+
+    The engine's versions come from /_ping when every capable CLI speaks
+    at least the engine's newest API version (see ``engine_ping``), else
+    from /version, which also says the oldest one it accepts.
     """
     if builder not in BUILDERS:
         raise UsageError(f"unknown builder '{builder}'", hint="use auto, buildkit or classic")
@@ -110,14 +117,24 @@ def resolve_builder(client, builder: str = "auto", environ: Mapping[str, str] | 
                              hint="install Docker's CLI (with the buildx plugin for CLI 23+), set "
                                   "JENKINSCTL_DOCKER_CLI to one, or use --builder classic")
         return "classic", None
-    engine = client_engine_version(client)
-    if engine.os.lower() != "linux" or api_tuple(engine.api) < (1, 31):
+    engine = None
+    ping = engine_ping(client)
+    if ping is not None and all(api_tuple(c.api) >= api_tuple(ping[0]) for c in capable):
+        # Each CLI speaks the engine's newest API version or a later one and
+        # negotiates down to the engine's: the engine accepts every one of
+        # them whatever its oldest accepted version, so /version is not asked.
+        api, engine_os = ping
+    else:
+        engine = client_engine_version(client)
+        api, engine_os = engine.api, engine.os
+    if engine_os.lower() != "linux" or api_tuple(api) < (1, 31):
         if builder == "buildkit":
-            raise UsageError(f"--builder buildkit: the engine (API {engine.api}, {engine.os}) has no BuildKit",
+            raise UsageError(f"--builder buildkit: the engine (API {api}, {engine_os}) has no BuildKit",
                              hint="BuildKit needs a Linux engine with API 1.31 or later; use --builder classic")
         return "classic", None
     cli = pick_cli(capable, engine, buildkit=True)
     if cli is None:
+        assert engine is not None  # with the ping alone every capable CLI is accepted
         refused = cli_refused(max(capable, key=lambda c: api_tuple(c.api)), engine, docker_host(client))
         if builder == "buildkit" or environ.get("JENKINSCTL_DOCKER_CLI"):
             raise refused
@@ -130,8 +147,7 @@ def resolve_builder(client, builder: str = "auto", environ: Mapping[str, str] | 
 # --- build ------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class BuildResult:
+class BuildResult(Record):
     """What a build made: the image, its refs, the builder and how much of it was cached."""
 
     image_id: str
@@ -142,7 +158,7 @@ class BuildResult:
     seconds: float
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return asdict(self)
 
 
 _BK_LINE = r"^#(\d+) (.*)$"
@@ -281,8 +297,7 @@ def check_build_inputs(context: str, dockerfile: str | None) -> tuple[str, str |
     return ctx, df
 
 
-@dataclass(frozen=True)
-class BuildSpec:
+class BuildSpec(Record):
     """One build, checked: what ``build_image`` needs and nothing that
     still has to be parsed.  Make it with ``BuildSpec.checked``."""
 
@@ -290,8 +305,8 @@ class BuildSpec:
     tags: tuple[str, ...]                    # checked, unique, at least one
     context: str                             # absolute, a directory
     dockerfile: str | None = None            # absolute, a file; None: CONTEXT/Dockerfile
-    build_args: Mapping[str, str | None] = dataclasses.field(default_factory=dict)  # None: from the environment
-    labels: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    build_args: Mapping[str, str | None] = field(default_factory=dict)  # None: from the environment
+    labels: Mapping[str, str] = field(default_factory=dict)
     target: str | None = None
     pull: bool = False
     no_cache: bool = False

@@ -9,19 +9,20 @@ say well: positions in the file, did-you-mean, and secret hygiene.
 
 from __future__ import annotations
 
-import copy
-import dataclasses
 import json
 import os
-import pathlib
 import re
-from dataclasses import dataclass, field
-from typing import Any, Mapping
 
 from jenkinsctl.engine import ownership_labels
 from jenkinsctl.errors import ConfigError
+from jenkinsctl.record import Record, asdict, field, replace
 from jenkinsctl.resources import config_schema
 from jenkinsctl.secrets import read_secret_file, sensitive, sensitive_url
+
+TYPE_CHECKING = False  # typing and pathlib are imported only where they are needed
+if TYPE_CHECKING:
+    import pathlib
+    from typing import Any, Mapping
 
 DEFAULT_FILE = "jenkinsctl.yaml"
 SECRET_KEYS = ("password", "secret")
@@ -41,8 +42,7 @@ ENV_OVERRIDES: dict[str, tuple[str, ...]] = {
 # --- typed, frozen configuration --------------------------------------------
 
 
-@dataclass(frozen=True)
-class SecretRef:
+class SecretRef(Record):
     """A secret named by where it lives, never by its value."""
 
     env: str | None = None
@@ -50,7 +50,7 @@ class SecretRef:
     credentials: str | None = None
 
     def describe(self) -> dict[str, str]:
-        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+        return {k: v for k, v in asdict(self).items() if v is not None}
 
     def resolve(self, environ: Mapping[str, str] | None = None) -> str | None:
         """The secret's value, or None when its source is absent.  A
@@ -66,10 +66,7 @@ class SecretRef:
         return None
 
 
-# Each dataclass below has a docstring: without one, @dataclass computes
-# inspect.signature() for __doc__ at import, which every command pays.
-@dataclass(frozen=True)
-class EngineConfig:
+class EngineConfig(Record):
     """engine: the Docker engine jenkinsctl talks to."""
 
     host: str | None
@@ -77,8 +74,7 @@ class EngineConfig:
     timeout: int
 
 
-@dataclass(frozen=True)
-class ControllerConfig:
+class ControllerConfig(Record):
     """controller: the Jenkins controller, provisioned here or ``external``."""
 
     external: str | None
@@ -95,8 +91,7 @@ class ControllerConfig:
         return self.external or f"http://127.0.0.1:{self.port}"
 
 
-@dataclass(frozen=True)
-class AgentGroup:
+class AgentGroup(Record):
     """One entry of agents: ``count`` SSH agents built alike."""
 
     name: str
@@ -113,8 +108,7 @@ class AgentGroup:
         return [f"{self.name}-{i}" for i in range(1, self.count + 1)]
 
 
-@dataclass(frozen=True)
-class RegistryLogin:
+class RegistryLogin(Record):
     """Credentials for one more registry (registry.others)."""
 
     url: str
@@ -122,8 +116,7 @@ class RegistryLogin:
     password: SecretRef
 
 
-@dataclass(frozen=True)
-class RegistryConfig:
+class RegistryConfig(Record):
     """registry: where images are pushed, and the credentials for it."""
 
     url: str
@@ -133,8 +126,7 @@ class RegistryConfig:
     others: tuple[RegistryLogin, ...] = ()
 
 
-@dataclass(frozen=True)
-class BuildConfig:
+class BuildConfig(Record):
     """build: builder choice, moving tags, tag pruning and push retries."""
 
     builder: str
@@ -143,8 +135,7 @@ class BuildConfig:
     push_attempts: int
 
 
-@dataclass(frozen=True)
-class Health:
+class Health(Record):
     """A deploy target's health gate."""
 
     http: str | None
@@ -152,8 +143,7 @@ class Health:
     interval: float
 
 
-@dataclass(frozen=True)
-class DeployTarget:
+class DeployTarget(Record):
     """One entry of deploy.targets: how and where a new image is rolled out."""
 
     name: str
@@ -179,8 +169,7 @@ class DeployTarget:
     proxy: Mapping[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class Config:
+class Config(Record):
     """The resolved config: the document checked against the schema, then typed."""
 
     version: int
@@ -219,6 +208,16 @@ def schema() -> dict[str, Any]:
     return config_schema()
 
 
+def _json_copy(value: Any) -> Any:
+    """A deep copy of a JSON value, such as a schema default (copy.deepcopy
+    without the copy module's import)."""
+    if isinstance(value, dict):
+        return {k: _json_copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_copy(v) for v in value]
+    return value
+
+
 def _defaults(node: Mapping[str, Any], value: Any, root: Mapping[str, Any]) -> Any:
     """Fill in schema defaults under ``value`` (which is not modified)."""
     if "$ref" in node:
@@ -227,7 +226,7 @@ def _defaults(node: Mapping[str, Any], value: Any, root: Mapping[str, Any]) -> A
         out = dict(value)
         for key, sub in node.get("properties", {}).items():
             if key not in out and "default" in sub:
-                out[key] = copy.deepcopy(sub["default"])
+                out[key] = _json_copy(sub["default"])
             elif key not in out and sub.get("type") == "object":
                 out[key] = {}
             if key in out:
@@ -411,9 +410,11 @@ def load_document(path: str | None, env: Mapping[str, str] | None = None, *,
     doc: Any = {}
     positions: dict = {}
     source = "<defaults>"
-    if path is None and discover and pathlib.Path(DEFAULT_FILE).is_file():
+    if path is None and discover and os.path.isfile(DEFAULT_FILE):
         path = DEFAULT_FILE
     if path is not None:
+        import pathlib  # only with a file; its import costs a build on the defaults
+
         source = str(path)
         data = _read_file(pathlib.Path(path))
         if not data.strip():
@@ -562,9 +563,11 @@ def load_config(path: str | None = None, env: Mapping[str, str] | None = None, *
     confine_for_step."""
     doc, source = load_document(path, env, discover=not step_mode)
     cfg = from_document(doc, source)
-    if path is not None and not pathlib.Path(cfg.state_dir).is_absolute():
+    if path is not None and not os.path.isabs(cfg.state_dir):
+        import pathlib
+
         base = pathlib.Path(path).resolve().parent
-        cfg = dataclasses.replace(cfg, state_dir=str(base / cfg.state_dir))
+        cfg = replace(cfg, state_dir=str(base / cfg.state_dir))
     if step_mode:
         cfg = confine_for_step(cfg, os.environ if env is None else env)
     return cfg
@@ -573,7 +576,6 @@ def load_config(path: str | None = None, env: Mapping[str, str] | None = None, *
 # --- step mode: repository content must not steer the steps ------------------
 
 
-@dataclass(frozen=True)
 class StepRefusedFileRef(SecretRef):
     """A {file: PATH} reference that a pipeline step may not read: the path is
     not one of the credential files Jenkins bound for the step, so it may be
@@ -648,13 +650,13 @@ def confine_for_step(cfg: Config, env: Mapping[str, str]) -> Config:
             return StepRefusedFileRef(file=value.file)
         return value
 
-    targets = {name: dataclasses.replace(t, secret=confine(t.secret),
+    targets = {name: replace(t, secret=confine(t.secret),
                                          env={k: confine(v) for k, v in t.env.items()})
                for name, t in cfg.deploy_targets.items()}
-    return dataclasses.replace(
+    return replace(
         cfg,
-        controller=dataclasses.replace(cfg.controller, password=confine(cfg.controller.password)),
-        registry=dataclasses.replace(cfg.registry, username=confine(cfg.registry.username),
+        controller=replace(cfg.controller, password=confine(cfg.controller.password)),
+        registry=replace(cfg.registry, username=confine(cfg.registry.username),
                                      password=confine(cfg.registry.password)),
         deploy_targets=targets)
 

@@ -6,18 +6,20 @@ timeout always applies and an unreachable engine is one clear error.
 
 from __future__ import annotations
 
+import _socket
 import contextlib
 import json
 import os
 import re
-import socket
 import subprocess
-from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 from jenkinsctl.errors import EngineConflict, EngineError, EngineNotFound, EngineVersionError
+from jenkinsctl.record import Record, asdict
 
+TYPE_CHECKING = False  # typing's import is a cost of every build and push
 if TYPE_CHECKING:  # docker is imported lazily: --help must not load it
+    from typing import Any, Iterator, Mapping
+
     import docker
 
 MANAGED_LABEL = "io.jenkinsctl.managed"
@@ -212,8 +214,7 @@ def api_tuple(version: str) -> tuple[int, ...]:
     return tuple(int(x) for x in re.findall(r"\d+", version or "")[:3])
 
 
-@dataclass(frozen=True)
-class EngineVersion:
+class EngineVersion(Record):
     """What an engine's /version says about the API versions it accepts."""
 
     version: str      # the engine's release, e.g. "26.1.5+dfsg1"
@@ -233,16 +234,25 @@ class EngineVersion:
         return f"{self.version}, API {self.min_api} to {self.api}"
 
 
-def _raw_socket(host: str, timeout: float) -> socket.socket | None:
+def _raw_socket(host: str, timeout: float) -> _socket.socket | None:
     """A connected plain socket to the engine at ``host`` (unix:// or tcp://
     without TLS), for the few calls made without importing docker-py; None
-    for any other kind of host.  OSError and ValueError reach the caller."""
+    for any other kind of host.  OSError and ValueError reach the caller.
+
+    A unix socket is the C module's own: the socket module's import (its
+    enums of every address family and flag) costs more than a ping."""
     if host.startswith("unix://"):
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.settimeout(timeout)
-        s.connect(host[len("unix://"):])
+        s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+        try:
+            s.settimeout(timeout)
+            s.connect(host[len("unix://"):])
+        except BaseException:
+            s.close()
+            raise
         return s
     if host.startswith("tcp://"):
+        import socket
+
         h, _, p = host[len("tcp://"):].rstrip("/").rpartition(":")
         return socket.create_connection((h.strip("[]"), int(p)), timeout=timeout)
     return None
@@ -255,7 +265,7 @@ def _raw_get(host: str, path: str, timeout: float = 10.0) -> tuple[int, bytes] |
         s = _raw_socket(host, timeout)
         if s is None:
             return None
-        with s:
+        with contextlib.closing(s):
             s.sendall(f"GET {path} HTTP/1.0\r\nHost: docker\r\n\r\n".encode())
             data = b""
             while True:
@@ -343,8 +353,7 @@ def cli_refused(cli: "DockerCLI", engine: EngineVersion, host: str | None) -> En
 # --- docker CLIs -------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class DockerCLI:
+class DockerCLI(Record):
     """One docker CLI binary, as probed: its release, the newest API it
     speaks (it negotiates down to older engines, never below its own) and
     whether it has the buildx plugin."""
@@ -533,7 +542,7 @@ class _Answer:
     closes the connection (how Go's server ends a streamed answer to an
     HTTP/1.0 request: no chunked encoding to decode)."""
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: _socket.socket) -> None:
         self._sock = sock
         data = b""
         while b"\r\n\r\n" not in data:
@@ -645,7 +654,7 @@ class EngineAPI:
         return bool(host) and not tls and str(host).startswith(("unix://", "tcp://"))
 
     def _call(self, method: str, path: str, query: Mapping[str, str] | None = None,
-              headers: Mapping[str, str] | None = None) -> tuple[socket.socket, _Answer]:
+              headers: Mapping[str, str] | None = None) -> tuple[_socket.socket, _Answer]:
         url = _pct(self._version_prefix() + path, safe="/:@")
         if query:
             url += "?" + "&".join(f"{_pct(k)}={_pct(v)}" for k, v in query.items())
@@ -756,7 +765,7 @@ def _raw_ping(host: str, timeout: float = 5.0) -> dict[str, str] | None:
         s = _raw_socket(host, timeout)
         if s is None:
             return None
-        with s:
+        with contextlib.closing(s):
             s.sendall(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
             data = b""
             while b"\r\n\r\n" not in data:
@@ -777,3 +786,20 @@ def client_engine_version(client):
     LazyEngine, so a BuildKit build never imports docker-py."""
     host = docker_host(client) if isinstance(client, LazyEngine) and not client.tls else None
     return engine_version(client, host=host)
+
+
+def engine_ping(client) -> tuple[str, str] | None:
+    """(newest API version, OS) from the headers of GET /_ping, for a
+    LazyEngine on a plain socket; None when the engine cannot be asked that
+    way or its answer lacks either.
+
+    The engine answers /_ping from memory, while for /version it runs
+    ``runc --version`` and ``docker-init --version`` (5 to 9 ms here, on
+    every build).  The ping lacks the oldest API version the engine
+    accepts; ``resolve_builder`` asks /version for that only when it
+    matters."""
+    if not isinstance(client, LazyEngine) or client.tls:
+        return None
+    headers = _raw_ping(client.host, timeout=10.0) or {}
+    api, engine_os = headers.get("api-version", ""), headers.get("ostype", "")
+    return (api, engine_os) if api_tuple(api) and engine_os else None

@@ -20,9 +20,9 @@ Errors are UsageError naming the part that is wrong and saying what is valid.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 from jenkinsctl.errors import UsageError
+from jenkinsctl.record import Record
 
 NAME_MAX = 255
 TAG_MAX = 128
@@ -45,8 +45,7 @@ DOMAIN_RULE = "the registry is a host name or IP address with an optional :PORT 
 DIGEST_RULE = "a digest is ALGORITHM:HEX, e.g. sha256: followed by 64 hex digits"
 
 
-@dataclass(frozen=True)
-class Reference:
+class Reference(Record):
     """A parsed image reference.  ``domain`` is "" when the name has no
     registry part; ``tag`` and ``digest`` are None when absent."""
 

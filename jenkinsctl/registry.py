@@ -10,19 +10,21 @@ labels, a config file on disk, or an error message.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import re
 import time
-from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
 
 from jenkinsctl.engine import engine_api, engine_errors, translate, transport_errors
 from jenkinsctl.errors import EngineNotFound, RegistryError, UsageError
+from jenkinsctl.record import Record, asdict, replace
 from jenkinsctl.refs import Reference, parse_repository, validate_tag
 from jenkinsctl.secrets import check_secret, read_secret_file, redact, sensitive, sensitive_basic
 
-LineSink = Callable[[str], None]
+TYPE_CHECKING = False  # typing's import is a cost of every push
+if TYPE_CHECKING:
+    from typing import Any, Callable, Mapping, Sequence
+
+    LineSink = Callable[[str], None]
 
 # Waits between push attempts: crane-like (1 s, 3 s, ...), capped, so the
 # default 4 attempts wait at most 1 + 3 + 6 = 10 s in all.
@@ -79,7 +81,7 @@ def registry_auth(config, environ: Mapping[str, str] | None = None, *,
     if bound_for is not None and (environ.get("JENKINSCTL_REGISTRY_PASSWORD")
                                   or environ.get("JENKINSCTL_REGISTRY_PASSWORD_FILE")):
         main_url = bound_for or DOCKER_HUB
-        reg = dataclasses.replace(reg, url=main_url, username=None, password=None) if reg is not None else None
+        reg = replace(reg, url=main_url, username=None, password=None) if reg is not None else None
     if registry is not None and registry_host(registry) != registry_host(main_url):
         for other in getattr(reg, "others", ()) or ():
             if registry_host(other.url) == registry_host(registry):
@@ -162,8 +164,7 @@ def check_no_secrets(auth: Mapping[str, str] | None, **fields: Mapping[str, str 
 # --- push ----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class PushResult:
+class PushResult(Record):
     """What a push did: the digest, the tags in the order pushed, and the layers moved."""
 
     digest: str              # manifest digest of the first (immutable) tag
@@ -175,7 +176,7 @@ class PushResult:
     seconds: float
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return asdict(self)
 
 
 # Pattern strings, compiled on first use (a failed push): no import pays for them.

@@ -7,20 +7,30 @@ tree as the package ``jenkinsctl._resources`` (see setup.cfg).
 from __future__ import annotations
 
 import json
-import pathlib
-from typing import Any
+import os
+
+TYPE_CHECKING = False  # every command that reads the config imports this module
+if TYPE_CHECKING:
+    import pathlib
+    from typing import Any
+
+
+def _resource_file(rel: str) -> str:
+    here = os.path.dirname(os.path.realpath(__file__))
+    checkout = os.path.join(os.path.dirname(here), "resources", rel)
+    if os.path.exists(checkout):
+        return checkout
+    return os.path.join(here, "_resources", rel)
 
 
 def resource_path(rel: str) -> pathlib.Path:
-    here = pathlib.Path(__file__).resolve().parent
-    checkout = here.parent / "resources" / rel
-    if checkout.exists():
-        return checkout
-    return here / "_resources" / rel
+    import pathlib  # not for the config's schema: pathlib's import is a cost of every build
+
+    return pathlib.Path(_resource_file(rel))
 
 
 def config_schema() -> dict[str, Any]:
     """resources/schemas/config.schema.json: what the config loader
     validates against and what the step docs take their defaults from."""
-    with resource_path("schemas/config.schema.json").open(encoding="utf-8") as fh:
+    with open(_resource_file("schemas/config.schema.json"), encoding="utf-8") as fh:
         return json.load(fh)

@@ -23,9 +23,12 @@ import re
 import signal
 import stat
 import threading
-from typing import Any, Iterator, Mapping
 
 from jenkinsctl.errors import ConfigError, JenkinsctlError
+
+TYPE_CHECKING = False  # every command imports this module; typing is not free
+if TYPE_CHECKING:
+    from typing import Any, Iterator, Mapping
 
 MASK = "********"
 # Shorter values would mask ordinary words and digits in every message; a

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import re
 import time
-from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
 
 from jenkinsctl.build import BuildResult, BuildSpec, build_image, check_build_inputs, prune_tags
 from jenkinsctl.engine import engine_api
 from jenkinsctl.errors import JenkinsctlError, UsageError
+from jenkinsctl.record import Record, field
 from jenkinsctl.refs import Reference, parse, parse_repository, validate_tag
 from jenkinsctl.registry import PushResult, check_no_secrets, push_image
 from jenkinsctl.tags import (
@@ -25,15 +23,18 @@ from jenkinsctl.tags import (
     plan_tags,
 )
 
-LineSink = Callable[[str], None]
+TYPE_CHECKING = False  # typing's import is a cost of every build and push
+if TYPE_CHECKING:
+    from typing import Any, Callable, Mapping, Sequence
+
+    LineSink = Callable[[str], None]
 
 
 def _discard(line: str) -> None:
     pass
 
 
-@dataclass(frozen=True)
-class Clients:
+class Clients(Record):
     """The outside world a ship talks to, built once by the command."""
 
     engine: Any                                   # a LazyEngine or a docker-py client
@@ -42,8 +43,7 @@ class Clients:
     log: LineSink = _discard
 
 
-@dataclass(frozen=True)
-class Plan:
+class Plan(Record):
     """A checked build plus the moving tags its push sets afterwards."""
 
     spec: BuildSpec
@@ -145,8 +145,7 @@ def _local_tags(api, repository: str) -> dict[str, str]:
     return out
 
 
-@dataclass
-class ShipResult:
+class ShipResult(Record, frozen=False):
     """What ``ship`` did.  ``deploy_error`` is set (and nothing was pruned)
     when the deploy failed after the push: the caller records the result,
     then raises it."""
@@ -154,7 +153,7 @@ class ShipResult:
     build: BuildResult
     push: PushResult
     deploy: dict[str, Any] | None = None
-    durations: dict[str, float] = dataclasses.field(default_factory=dict)
+    durations: dict[str, float] = field(default_factory=dict)
     pruned_tags: list[str] | None = None
     deploy_error: BaseException | None = None
 

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-import datetime as _dt
 import fnmatch
 import os
 import re
 import subprocess
-from dataclasses import dataclass
-from typing import Mapping, Sequence
+import time
 
+from jenkinsctl.record import Record
 from jenkinsctl.refs import validate_tag
+
+TYPE_CHECKING = False  # typing's import is a cost of every build and push
+if TYPE_CHECKING:
+    import datetime as _dt
+    from typing import Mapping, Sequence
 
 OCI = "org.opencontainers.image."
 SHA_LEN = 12  # fixed, so one commit gets the same tag in every clone
@@ -57,8 +61,7 @@ def _out(proc: subprocess.Popen | None) -> str | None:
     return out.strip() if proc.returncode == 0 and out.strip() else None
 
 
-@dataclass(frozen=True)
-class GitFacts:
+class GitFacts(Record):
     """What git says about a build context (see git_facts)."""
 
     sha: str | None = None          # full commit id
@@ -93,17 +96,22 @@ def _clean_url(url: str | None) -> str | None:
     return re.sub(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@]*@", r"\1", url)
 
 
-def _now(now: _dt.datetime | None, environ: Mapping[str, str]) -> _dt.datetime:
+def _now(now: _dt.datetime | None, environ: Mapping[str, str]) -> time.struct_time:
+    """The build's time in UTC: ``now``, else SOURCE_DATE_EPOCH, else the
+    clock.  A struct_time from the time module: the datetime module is
+    imported only by a caller that passes one."""
     if now is not None:
-        return now.astimezone(_dt.timezone.utc)
+        import datetime  # loaded already: ``now`` is one
+
+        return now.astimezone(datetime.timezone.utc).timetuple()
     sde = environ.get("SOURCE_DATE_EPOCH", "")
     if sde.isdigit():
-        return _dt.datetime.fromtimestamp(int(sde), _dt.timezone.utc)
-    return _dt.datetime.now(_dt.timezone.utc)
+        return time.gmtime(int(sde))
+    return time.gmtime()
 
 
-def _stamp(t: _dt.datetime) -> str:
-    return t.strftime("%Y%m%dT%H%M%SZ")
+def _stamp(t: time.struct_time) -> str:
+    return time.strftime("%Y%m%dT%H%M%SZ", t)
 
 
 def default_tags(context: str, environ: Mapping[str, str], *, now: _dt.datetime | None = None,
@@ -224,13 +232,12 @@ def oci_labels(context: str, environ: Mapping[str, str], *, version: str | None 
     source = facts.remote or _clean_url((environ.get("GIT_URL") or "").strip())
     if source:
         labels[OCI + "source"] = source
-    labels[OCI + "created"] = _now(now, environ).strftime("%Y-%m-%dT%H:%M:%SZ")
+    labels[OCI + "created"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", _now(now, environ))
     labels[OCI + "version"] = version or default_tags(context, environ, now=now, facts=facts)[0]
     return labels
 
 
-@dataclass(frozen=True)
-class TagPlan:
+class TagPlan(Record):
     """The tags one build gets: immutable ones, then the moving ones its branch may set."""
 
     immutable: list[str]   # pushed first; at least one

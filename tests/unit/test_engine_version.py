@@ -11,7 +11,7 @@ import pytest
 from jenkinsctl import build as buildlib
 from jenkinsctl.engine import (DockerCLI, EngineVersion, cli_refused, parse_version_refusal, pick_cli,
                                version_refusal)
-from jenkinsctl.errors import BuildError, EngineError, EngineVersionError
+from jenkinsctl.errors import BuildError, EngineError, EngineVersionError, UsageError
 
 # What dockerd 26.1 with DOCKER_MIN_API_VERSION=1.44 (and Docker 29) answers
 # the 20.10 CLI, as the CLI prints it.
@@ -163,3 +163,111 @@ def test_a_refusal_during_the_build_is_an_engine_version_error_not_a_build_hint(
     with pytest.raises(BuildError):
         buildlib.build(FakeEngine(MODERN), context=str(ctx), repository="r/a", tags=["1"],
                     environ={"PATH": "", "JENKINSCTL_DOCKER_CLI": cli2})
+
+
+class _SocketEngine:
+    """An engine on a unix socket that answers /_ping with the headers
+    dockerd's version middleware sets (``ostype=None`` leaves OSType out,
+    as engines before API 1.32 do) and /version with ``version``; it counts
+    the requests by path."""
+
+    def __init__(self, path, version: EngineVersion, ostype: str | None = "linux") -> None:
+        import socket
+        import threading
+
+        self.version, self.ostype, self.paths = version, ostype, []
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(str(path))
+        self.sock.listen(8)
+        # Accept with a timeout, and stop and join the thread on close: a
+        # thread left blocked in accept() on a closed socket's descriptor
+        # would answer for the next test's engine when the number is reused.
+        self.sock.settimeout(0.05)
+        self.stop = threading.Event()
+        self.host = f"unix://{path}"
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        import json
+
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except TimeoutError:
+                continue
+            conn.settimeout(5)
+            with conn:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    data += conn.recv(4096)
+                path = data.split(b" ")[1].decode()
+                self.paths.append(path)
+                v = self.version
+                head = [f"Server: Docker/{v.version} (linux)", f"Api-Version: {v.api}"]
+                head += [f"Ostype: {self.ostype}"] if self.ostype else []
+                if path == "/_ping":
+                    body = b"OK"
+                else:
+                    body = json.dumps({"Version": v.version, "ApiVersion": v.api, "MinAPIVersion": v.min_api,
+                                       "Os": "linux"}).encode()
+                head += [f"Content-Length: {len(body)}"]
+                conn.sendall(("HTTP/1.0 200 OK\r\n" + "\r\n".join(head) + "\r\n\r\n").encode() + body)
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join()
+        self.sock.close()
+
+
+@pytest.fixture
+def socket_engine(tmp_path):
+    made = []
+
+    def start(version: EngineVersion, ostype: str | None = "linux") -> _SocketEngine:
+        made.append(_SocketEngine(tmp_path / f"engine{len(made)}.sock", version, ostype))
+        return made[-1]
+
+    yield start
+    for e in made:
+        e.close()
+
+
+def test_the_builder_choice_asks_version_only_when_the_engines_minimum_matters(tmp_path, socket_engine):
+    from jenkinsctl.engine import LazyEngine
+
+    old = fake_cli(tmp_path / "old", "20.10.24+dfsg1", "1.41")
+    new = fake_cli(tmp_path / "new", "26.1.5+dfsg1", "1.45", buildx=True)
+    # The CLI speaks the engine's newest version: the ping decides, /version is never asked.
+    eng = socket_engine(OLD_ENGINE)
+    assert buildlib.resolve_builder(LazyEngine(eng.host), "auto", {"PATH": str(tmp_path / "old")}) == (
+        "buildkit", DockerCLI(old, "20.10.24+dfsg1", "1.41", buildx=False))
+    assert eng.paths == ["/_ping"]
+    # Newer than the engine: the same.
+    eng = socket_engine(OLD_ENGINE)
+    kind, cli = buildlib.resolve_builder(LazyEngine(eng.host), "buildkit", {"PATH": str(tmp_path / "new")})
+    assert (kind, cli.path, eng.paths) == ("buildkit", new, ["/_ping"])
+    # Older than the engine's newest: only /version says whether it is accepted...
+    eng = socket_engine(MODERN)
+    with pytest.raises(EngineVersionError) as e:
+        buildlib.resolve_builder(LazyEngine(eng.host), "buildkit", {"PATH": str(tmp_path / "old")})
+    assert eng.paths == ["/_ping", "/version"] and "1.44" in e.value.message
+    # ... and on an engine whose minimum is lower, it is.
+    eng = socket_engine(EngineVersion(version="26.1.5+dfsg1", api="1.45", min_api="1.24"))
+    kind, cli = buildlib.resolve_builder(LazyEngine(eng.host), "auto", {"PATH": str(tmp_path / "old")})
+    assert (kind, cli.path, eng.paths) == ("buildkit", old, ["/_ping", "/version"])
+    # A ping without OSType (engines before API 1.32) is not enough.
+    eng = socket_engine(OLD_ENGINE, ostype=None)
+    kind, _ = buildlib.resolve_builder(LazyEngine(eng.host), "auto", {"PATH": str(tmp_path / "old")})
+    assert (kind, eng.paths) == ("buildkit", ["/_ping", "/version"])
+
+
+def test_a_windows_engine_is_no_buildkit_engine_by_its_ping(tmp_path, socket_engine):
+    from jenkinsctl.engine import LazyEngine
+
+    fake_cli(tmp_path / "old", "20.10.24+dfsg1", "1.41")
+    eng = socket_engine(OLD_ENGINE, ostype="windows")
+    assert buildlib.resolve_builder(LazyEngine(eng.host), "auto", {"PATH": str(tmp_path / "old")}) == ("classic", None)
+    with pytest.raises(UsageError) as e:
+        buildlib.resolve_builder(LazyEngine(eng.host), "buildkit", {"PATH": str(tmp_path / "old")})
+    assert "API 1.41, windows" in e.value.message and eng.paths == ["/_ping", "/_ping"]
