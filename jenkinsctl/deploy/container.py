@@ -1007,19 +1007,25 @@ class ContainerStrategy:
         t_switched = self.clock()
         proxy_api = self.proxy.last_api
 
-        def names() -> None:
+        def free_name() -> None:
             if current is not None:
                 self.api.rename(current.id, retired)
-            self.api.rename(target.id, self.cname)
-            self.api.update_container(target.id, restart_policy=restart)
 
-        def retire() -> float:
+        def take_name(freed) -> None:
+            # The engine serialises the calls on one container: the restart
+            # policy is set while the current container gives up the name.
+            self.api.update_container(target.id, restart_policy=restart)
+            freed.result()
+            self.api.rename(target.id, self.cname)
+
+        def retire(freed) -> float:
             """Restart policy off first (a container that exits on its stop
             signal would otherwise be started again), then the drain (only
             when the switch saw sessions left), then its stop signal: the
             engine takes it down after this command returns.  One that
             ignores the signal is stopped by the next deploy, which stops
             every kept version left running."""
+            freed.result()
             self.api.update_container(current.id, restart_policy=NO_RESTART)
             drained = self.proxy.drain(old_slot, self.proxy_settings.drain, container=pc)[0] \
                 if old_slot and left else 0.0
@@ -1027,12 +1033,14 @@ class ContainerStrategy:
                 self.api.kill(current.id, signal=current.attrs["Config"].get("StopSignal") or "SIGTERM")
             return drained
 
-        # Three independent chains of engine calls at once: the names, the
-        # old container's retirement, and the proxy's configuration
-        # rewritten so a restart comes back to the kept version.
-        with concurrent.futures.ThreadPoolExecutor(2) as pool:
-            named = pool.submit(names)
-            retiring = pool.submit(retire) if current is not None else None
+        # Independent chains of engine calls at once: the names, the old
+        # container's retirement, and the proxy's configuration rewritten so
+        # a restart comes back to the kept version.  (Three workers: the two
+        # that wait for the name to be free never hold up the one freeing it.)
+        with concurrent.futures.ThreadPoolExecutor(3) as pool:
+            freed = pool.submit(free_name)
+            named = pool.submit(take_name, freed)
+            retiring = pool.submit(retire, freed) if current is not None else None
             self.proxy.persist(ip, new_slot, pc)
             named.result()
             drained = retiring.result() if retiring is not None else 0.0

@@ -80,12 +80,18 @@ Choices, and why:
   nothing reaches it any more, and a `docker stop` would hold the command
   for the container's teardown.  One that ignores the signal is stopped by
   the next deploy, which stops every kept version left running.
-- **The configuration lives in the proxy container** (copied in before it
-  starts) and is rewritten after every switch, so a restart (restart policy
+- **The configuration lives in the proxy's volume**, one file per
+  generation (``gN.cfg``, which the generation's ``haproxy.cfg`` links to),
+  and is rewritten after every switch, so a restart (restart policy
   ``unless-stopped``, daemon restart, reboot) comes back to the version that
-  served.  Every generation's entrypoint checks it with ``haproxy -c`` and
-  exits with code 2 before binding anything if it is broken: a broken
-  configuration never replaces a working proxy.
+  served.  When the engine runs here the file is written in place (a rename
+  over the old one, under a millisecond); otherwise, and for a proxy made
+  before this layout (``haproxy.cfg`` a file in the container), it is copied
+  in through the engine (``put_archive``: 40-400 ms, the tail of a rollback
+  on a busy engine).  Every generation's entrypoint checks it with
+  ``haproxy -c`` and exits with code 2 before binding anything if it is
+  broken: a broken configuration never replaces a working proxy, and one
+  generation's file is never another's.
 - App addresses are IPs on the private network.  An app container that the
   engine restarts may get another address; the next deploy reconciles the
   proxy with what runs (``Proxy.active`` against the containers' addresses).
@@ -93,6 +99,7 @@ Choices, and why:
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import functools
@@ -123,6 +130,7 @@ PROXY_LABEL = "io.jenkinsctl.deploy-proxy"         # on the proxy, its network a
 PORTS_LABEL = "io.jenkinsctl.proxy-ports"          # the bindings, JSON: what the proxy publishes
 GEN_LABEL = "io.jenkinsctl.proxy-generation"       # admin socket name: one per generation
 STATIC_LABEL = "io.jenkinsctl.proxy-config"        # hash of image + config without the addresses
+CFG_FILE_LABEL = "io.jenkinsctl.proxy-config-file"  # the generation's configuration, in the volume
 CFG_DIR = "/usr/local/etc/haproxy"
 RUN_DIR = "/run/haproxy"
 SLOTS = ("a", "b")
@@ -251,7 +259,10 @@ def render_config(bindings: list[Binding], settings: ProxySettings, generation: 
 def static_hash(bindings: list[Binding], settings: ProxySettings, image_id: str) -> str:
     """What makes a new proxy generation necessary: the image and the
     configuration apart from which app it points at."""
-    text = render_config(bindings, settings, 0, None) + image_id
+    # The layout is part of it: a proxy whose configuration is a file in
+    # the container is replaced once (by handover) by one that keeps it in
+    # the volume.
+    text = render_config(bindings, settings, 0, None) + image_id + "\nconfiguration in the volume"
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -337,7 +348,9 @@ def tripped(delta: Counters, settings: ProxySettings) -> bool:
     return delta.failed >= settings.min_errors and delta.failed / total > settings.max_error_rate
 
 
-def tar_files(files: Mapping[str, str], mode: int = 0o644) -> bytes:
+def tar_files(files: Mapping[str, str], mode: int = 0o644, links: Mapping[str, str] | None = None) -> bytes:
+    """A tar of ``files`` (name -> text) and symbolic ``links`` (name ->
+    target), for put_archive."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
         for name, text in files.items():
@@ -345,6 +358,10 @@ def tar_files(files: Mapping[str, str], mode: int = 0o644) -> bytes:
             info = tarfile.TarInfo(name)
             info.size, info.mode, info.mtime = len(data), mode, int(time.time())
             tar.addfile(info, io.BytesIO(data))
+        for name, target in (links or {}).items():
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname, info.mode, info.mtime = tarfile.SYMTYPE, target, 0o777, int(time.time())
+            tar.addfile(info)
     return buf.getvalue()
 
 
@@ -704,7 +721,33 @@ class Proxy:
         c = container or self.find()
         gen = int(c.labels.get(GEN_LABEL, "1"))
         text = render_config(self.bindings(c), self.settings, gen, ip, slot)
-        self.api.put_archive(c.id, CFG_DIR, tar_files({"haproxy.cfg": text, "takeover": ""}))
+        if c.labels.get(CFG_FILE_LABEL):
+            self._write_config(c.id, c.labels[CFG_FILE_LABEL], text)
+        else:   # made before the configuration moved to the volume
+            self.api.put_archive(c.id, CFG_DIR, tar_files({"haproxy.cfg": text, "takeover": ""}))
+
+    def _write_config(self, cid: str, path: str, text: str) -> None:
+        """The configuration file ``path`` (in the volume, as the proxy sees
+        it): written here when the volume's directory is (see socket_dir),
+        by a rename over the old file so a restart never reads half of it;
+        else copied in through the engine."""
+        directory, _, name = path.rpartition("/")
+        run_dir = self.socket_dir()
+        if run_dir:
+            tmp = f"{run_dir}/.{name}.{os.getpid()}.tmp"
+            try:
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+                with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                    fh.write(text)
+                os.replace(tmp, f"{run_dir}/{name}")
+                return
+            except OSError as exc:
+                log.info("deploy proxy %s: cannot write its configuration in %s from here (%s); copying it in "
+                         "through the engine", self.name, run_dir, exc)
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                self._run_dir = ""
+        self.api.put_archive(cid, directory, tar_files({name: text}))
 
     # --- creating and replacing -----------------------------------------------------------
 
@@ -737,7 +780,8 @@ class Proxy:
         gen = int(current.labels.get(GEN_LABEL, "0")) + 1 if current is not None else 1
         name = self.name if current is None else f"{self.name}-next"
         with_suppressed_notfound(lambda: self.api.remove_container(f"{self.name}-next", force=True))
-        labels = {**self.labels, GEN_LABEL: str(gen), STATIC_LABEL: want,
+        cfg_file = f"{RUN_DIR}/g{gen}.cfg"
+        labels = {**self.labels, GEN_LABEL: str(gen), STATIC_LABEL: want, CFG_FILE_LABEL: cfg_file,
                   PORTS_LABEL: json.dumps([dataclasses.astuple(b) for b in bindings])}
         body = {"Image": image, "Labels": labels, "StopSignal": "SIGUSR1",
                 "HostConfig": {"NetworkMode": "host",
@@ -747,8 +791,8 @@ class Proxy:
                 "StopTimeout": int(self.settings.drain) + 10}
         cid = self.api.create_container_from_config(body, name)["Id"]
         takeover = self._socket(current) if current is not None and current.status == "running" else ""
-        files = {"haproxy.cfg": render_config(bindings, self.settings, gen, active_ip, slot), "takeover": takeover}
-        self.api.put_archive(cid, CFG_DIR, tar_files(files))
+        self._write_config(cid, cfg_file, render_config(bindings, self.settings, gen, active_ip, slot))
+        self.api.put_archive(cid, CFG_DIR, tar_files({"takeover": takeover}, links={"haproxy.cfg": cfg_file}))
         if create_only and current is None:
             return self.client.containers.get(cid)
         self.api.start(cid)
