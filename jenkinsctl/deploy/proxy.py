@@ -50,8 +50,9 @@ Choices, and why:
   meanwhile, so this is not downtime, only deploy time.  When the engine
   runs right here (the bridge of ``NAME.net`` is an interface of this
   network namespace, see ``reachable_from_here``) the socket is opened
-  directly instead, at the volume's ``Mountpoint`` on this host: 1-20 ms a
-  batch, most of what makes a rollback fast.  That directory is the
+  directly instead, at the volume's ``Mountpoint`` on this host: a switch
+  takes 1-5 ms (up to about 50 on the same loaded machine), most of what
+  makes a rollback fast.  That directory is the
   engine's (root only, and the socket is mode 600): it works for root and
   is never made more open; for anyone else, or any other failure to open
   it, the batch and the rest of the run go through ``docker exec``.

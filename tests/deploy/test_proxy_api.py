@@ -93,7 +93,8 @@ def test_a_rollback_that_cannot_open_the_admin_socket_switches_through_docker_ex
     directory is not (a container on the host's network with the engine's
     socket mounted, say; here a mount namespace with an empty tmpfs over
     the proxy's volume): the rollback still works, through docker exec, and
-    says so.  The socket's permissions are what they were."""
+    says so; its configuration is copied in through the engine.  The
+    socket's permissions are what they were."""
     cfg, port, name, env = served
     if os.geteuid() != 0 or not shutil.which("unshare"):
         why = "needs root and unshare(1) to hide the proxy's volume from one command"
@@ -126,6 +127,10 @@ def test_a_rollback_that_cannot_open_the_admin_socket_switches_through_docker_ex
     want = "2.0.0" if back_to == "v2" else "1.0.0"
     assert set(load.versions_since(returned)) == {want}
     assert os.path.exists(path), "the volume was hidden from the rollback only"
+    # The configuration was rewritten through the engine too: a restarted
+    # proxy serves the version rolled back to.
+    docker_client.containers.get(f"{name}.proxy").restart(timeout=10)
+    assert wait_http("127.0.0.1", port) == want
     after = os.stat(path), os.stat(os.path.dirname(path))
     for b, a in zip(before, after):
         assert (stat.S_IMODE(a.st_mode), a.st_uid, a.st_gid) == (stat.S_IMODE(b.st_mode), b.st_uid, b.st_gid)
