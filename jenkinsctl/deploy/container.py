@@ -45,6 +45,7 @@ How a deploy of NAME goes (all under an engine-wide lock, see deploy/lock.py):
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import copy
 import dataclasses
@@ -205,8 +206,9 @@ class ContainerStrategy:
         with engine_lock(self.client, f"{self.cname}.lock", lock_image, self.labels, self.clock, self.sleep,
                          deadline=self._deadline, hold=self._lock_hold()):
             with engine_errors(f"roll back container {self.cname}"):
-                if self.proxy.find() is not None:
-                    details = self._proxy_rollback(current, target)
+                pc = self.proxy.find()
+                if pc is not None:
+                    details = self._proxy_rollback(current, target, pc)
                 else:
                     details = self._switch_to_existing(current, target)
         pinned = _image_of(target)
@@ -501,12 +503,14 @@ class ContainerStrategy:
             return left, f" (what was left of the deploy's timeout of {self.target.timeout:g}s)"
         return timeout, ""
 
-    def _candidate_url(self, url: str, cid: str, spec: dict[str, Any]) -> str:
-        """The health URL aimed at the candidate's own address: a URL on a
-        published host port goes to the container port behind it."""
-        attrs = self.api.inspect_container(cid)
-        ip = next((n.get("IPAddress") for n in (attrs["NetworkSettings"].get("Networks") or {}).values()
-                   if n.get("IPAddress")), None)
+    def _candidate_url(self, url: str, cid: str, spec: dict[str, Any], ip: str | None = None) -> str:
+        """The health URL aimed at the candidate's own address (``ip``, else
+        looked up): a URL on a published host port goes to the container
+        port behind it."""
+        if ip is None:
+            attrs = self.api.inspect_container(cid)
+            ip = next((n.get("IPAddress") for n in (attrs["NetworkSettings"].get("Networks") or {}).values()
+                       if n.get("IPAddress")), None)
         if not ip:
             return url
         u = urllib.parse.urlsplit(url)
@@ -845,6 +849,7 @@ class ContainerStrategy:
             self._remove(cid)
             raise
         t_switched = self.clock()
+        proxy_api = self.proxy.last_api
         self.proxy.persist(ip, new_slot)
         retired, restart = self._retire(current)
         self.api.rename(cid, self.cname)
@@ -857,7 +862,7 @@ class ContainerStrategy:
         return {"mode": "proxy", "id": cid[:12], "retired": retired, "proxy": self.proxy.name,
                 "switch_ms": round((t_switched - t_switch) * 1000, 1), "drain_seconds": watched["drain_seconds"],
                 "drain_left": watched["drain_left"], "watch_seconds": watched["watch_seconds"],
-                "new_version": watched["counters"], **gate}
+                "new_version": watched["counters"], "proxy_api": proxy_api, **gate}
 
     def _watch(self, new_slot: str, old_slot: str | None, base, t_switched: float) -> dict[str, Any]:
         """Drain the old slot and, for the watch window, read the new slot's
@@ -921,17 +926,17 @@ class ContainerStrategy:
         """A kept version that starts again: it passed its health gate when
         it was deployed, so here "it answers" is enough (fast, for a sub-
         second rollback): the HTTP probe at its address, else a TCP connect
-        to its port."""
+        to its port.  The probe comes first and the container's state is
+        read only after a failed one, every few looks (an exit ends the
+        wait): a look costs one probe while the app starts."""
         wait, why = self._bounded(self.health_timeout)
         port = bindings[0].container_port if bindings else 0
         url = self._candidate_url(self.health_url, cid, {"host_config": {"PortBindings": {
-            f"{b.container_port}/tcp": [{"HostPort": str(b.host_port)}] for b in bindings}}, "networks": {}}) \
+            f"{b.container_port}/tcp": [{"HostPort": str(b.host_port)}] for b in bindings}}, "networks": {}}, ip=ip) \
             if self.health_url else None
+        looks = [0]
 
         def look() -> tuple[bool | None, str]:
-            state = self.api.inspect_container(cid)["State"]
-            if not state.get("Running"):
-                return False, f"the container exited with code {state.get('ExitCode')}"
             if url:
                 ok, detail = self._http_probe(url, 1.0)
             elif self._probe_via:
@@ -942,7 +947,14 @@ class ContainerStrategy:
                         ok, detail = True, f"{ip}:{port} accepts connections"
                 except OSError as exc:
                     ok, detail = False, f"{ip}:{port}: {exc}"
-            return (True if ok else None), detail
+            if ok:
+                return True, detail
+            looks[0] += 1
+            if looks[0] % 5 == 1:
+                state = self.api.inspect_container(cid)["State"]
+                if not state.get("Running"):
+                    return False, f"the container exited with code {state.get('ExitCode')}"
+            return None, detail
 
         out = wait_for(look, lambda r: r[0] is not None, timeout=wait, interval=SWITCH_PROBE_INTERVAL,
                        clock=self.clock, sleep=self.sleep)
@@ -951,10 +963,14 @@ class ContainerStrategy:
             return False, f"did not answer within {wait:g}s{why}; last probe: {detail}"
         return verdict, detail
 
-    def _proxy_rollback(self, current, target) -> dict[str, Any]:
+    def _proxy_rollback(self, current, target, pc) -> dict[str, Any]:
+        """Start the kept container, switch the proxy to it once it answers,
+        and retire the current one: renamed and told to stop once drained,
+        not waited for.  What only reads (the proxy's state, its ports, how
+        to reach its runtime API, the retired name) is done while the engine
+        starts the kept container, and what follows the switch runs side by
+        side: the switch itself is one runtime-API call."""
         t0 = self.clock()
-        pc = self.proxy.find()
-        bindings = self.proxy.bindings(pc)
         if target.attrs["HostConfig"].get("PortBindings"):
             raise DeployError(f"container {self.cname}: the kept version {target.name} publishes host ports itself "
                               "(it ran before the deploy proxy) and cannot run next to it",
@@ -968,7 +984,13 @@ class ContainerStrategy:
             # way it may be on its way out.  Started afresh, it is known to
             # stay up.
             self.api.stop(target.id, timeout=_stop_timeout(target))
-        self.api.start(target.id)
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            started = pool.submit(self.api.start, target.id)
+            bindings = self.proxy.bindings(pc)
+            self.proxy.socket_dir()
+            ahead = self.proxy.snapshot(pc)
+            retired = self._retire_name(current) if current is not None else None
+            started.result()
         ip = self._join_proxy_network(target)
         with self._probes_on_engine_host():
             ok, detail = self._wait_answers(target.id, ip, bindings)
@@ -981,29 +1003,55 @@ class ContainerStrategy:
         t_ready = self.clock()
         # The old slot goes straight to maintenance: its sessions finish,
         # and the drain below is only a wait when the switch saw some left.
-        new_slot, old_slot, _, left = self.proxy.switch(ip, pc, from_state="maint")
+        new_slot, old_slot, _, left = self.proxy.switch(ip, pc, from_state="maint", ahead=ahead)
         t_switched = self.clock()
-        self.proxy.persist(ip, new_slot, pc)
-        drained = 0.0
-        if old_slot and left:
-            drained, _ = self.proxy.drain(old_slot, self.proxy_settings.drain, container=pc)
-        retired = None
-        if current is not None:
-            retired, _ = self._retire(current)
-            # Drained: nothing reaches it any more, so it is only told to
-            # stop (its stop signal) instead of waited for: the engine takes
-            # it down after this command returns.  One that ignores the
-            # signal is stopped by the next deploy, which stops every kept
-            # version left running.
+        proxy_api = self.proxy.last_api
+
+        def free_name() -> None:
+            if current is not None:
+                self.api.rename(current.id, retired)
+
+        def take_name(freed) -> None:
+            # The engine serialises the calls on one container: the restart
+            # policy is set while the current container gives up the name.
+            self.api.update_container(target.id, restart_policy=restart)
+            freed.result()
+            self.api.rename(target.id, self.cname)
+
+        def retire(freed) -> float:
+            """Restart policy off first (a container that exits on its stop
+            signal would otherwise be started again), then the drain (only
+            when the switch saw sessions left), then its stop signal: the
+            engine takes it down after this command returns.  One that
+            ignores the signal is stopped by the next deploy, which stops
+            every kept version left running."""
+            freed.result()
+            self.api.update_container(current.id, restart_policy=NO_RESTART)
+            drained = self.proxy.drain(old_slot, self.proxy_settings.drain, container=pc)[0] \
+                if old_slot and left else 0.0
             with contextlib.suppress(EngineError), engine_errors(f"stop {current.name}"):   # gone, or not running
                 self.api.kill(current.id, signal=current.attrs["Config"].get("StopSignal") or "SIGTERM")
-        self.api.rename(target.id, self.cname)
-        self.api.update_container(target.id, restart_policy=restart)
+            return drained
+
+        # Independent chains of engine calls at once: the names, the old
+        # container's retirement, and the proxy's configuration rewritten so
+        # a restart comes back to the kept version.  (Three workers: the two
+        # that wait for the name to be free never hold up the one freeing it.)
+        with concurrent.futures.ThreadPoolExecutor(3) as pool:
+            freed = pool.submit(free_name)
+            named = pool.submit(take_name, freed)
+            retiring = pool.submit(retire, freed) if current is not None else None
+            self.proxy.persist(ip, new_slot, pc)
+            named.result()
+            drained = retiring.result() if retiring is not None else 0.0
         return {"mode": "proxy", "from": t_name, "retired": retired, "proxy": self.proxy.name,
                 "start_ms": round((t_ready - t0) * 1000, 1), "switch_ms": round((t_switched - t_ready) * 1000, 1),
                 # From the call until the proxy sends requests to the kept version.
                 "serving_ms": round((t_switched - t0) * 1000, 1),
-                "drain_seconds": round(drained, 3), "health": "answers"}
+                "drain_seconds": round(drained, 3), "health": "answers",
+                # How the switch reached the proxy's runtime API: its admin
+                # socket from this host, or docker exec in the proxy.
+                "proxy_api": proxy_api}
 
     # --- housekeeping -------------------------------------------------------------------
 

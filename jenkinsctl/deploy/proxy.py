@@ -47,7 +47,15 @@ Choices, and why:
   never on a network, and several commands go in one call.  Measured on a
   loaded 2-core machine: a switch (state read + switch batch, two calls)
   takes 140-350 ms, median about 180-280 ms; requests keep flowing
-  meanwhile, so this is not downtime, only deploy time.
+  meanwhile, so this is not downtime, only deploy time.  When the engine
+  runs right here (the bridge of ``NAME.net`` is an interface of this
+  network namespace, see ``reachable_from_here``) the socket is opened
+  directly instead, at the volume's ``Mountpoint`` on this host: a switch
+  takes 1-5 ms (up to about 50 on the same loaded machine), most of what
+  makes a rollback fast.  That directory is the
+  engine's (root only, and the socket is mode 600): it works for root and
+  is never made more open; for anyone else, or any other failure to open
+  it, the batch and the rest of the run go through ``docker exec``.
 - **Soft stop without resets:** ``option idle-close-on-response`` makes an
   old generation close an idle keep-alive client connection after its next
   answer (``Connection: close``) rather than at once, so a client that
@@ -73,12 +81,18 @@ Choices, and why:
   nothing reaches it any more, and a `docker stop` would hold the command
   for the container's teardown.  One that ignores the signal is stopped by
   the next deploy, which stops every kept version left running.
-- **The configuration lives in the proxy container** (copied in before it
-  starts) and is rewritten after every switch, so a restart (restart policy
+- **The configuration lives in the proxy's volume**, one file per
+  generation (``gN.cfg``, which the generation's ``haproxy.cfg`` links to),
+  and is rewritten after every switch, so a restart (restart policy
   ``unless-stopped``, daemon restart, reboot) comes back to the version that
-  served.  Every generation's entrypoint checks it with ``haproxy -c`` and
-  exits with code 2 before binding anything if it is broken: a broken
-  configuration never replaces a working proxy.
+  served.  When the engine runs here the file is written in place (a rename
+  over the old one, under a millisecond); otherwise, and for a proxy made
+  before this layout (``haproxy.cfg`` a file in the container), it is copied
+  in through the engine (``put_archive``: 40-400 ms, the tail of a rollback
+  on a busy engine).  Every generation's entrypoint checks it with
+  ``haproxy -c`` and exits with code 2 before binding anything if it is
+  broken: a broken configuration never replaces a working proxy, and one
+  generation's file is never another's.
 - App addresses are IPs on the private network.  An app container that the
   engine restarts may get another address; the next deploy reconciles the
   proxy with what runs (``Proxy.active`` against the containers' addresses).
@@ -86,6 +100,7 @@ Choices, and why:
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import functools
@@ -93,8 +108,10 @@ import hashlib
 import io
 import json
 import logging
+import os
 import pathlib
 import re
+import socket
 import tarfile
 import time
 import urllib.parse
@@ -114,6 +131,7 @@ PROXY_LABEL = "io.jenkinsctl.deploy-proxy"         # on the proxy, its network a
 PORTS_LABEL = "io.jenkinsctl.proxy-ports"          # the bindings, JSON: what the proxy publishes
 GEN_LABEL = "io.jenkinsctl.proxy-generation"       # admin socket name: one per generation
 STATIC_LABEL = "io.jenkinsctl.proxy-config"        # hash of image + config without the addresses
+CFG_FILE_LABEL = "io.jenkinsctl.proxy-config-file"  # the generation's configuration, in the volume
 CFG_DIR = "/usr/local/etc/haproxy"
 RUN_DIR = "/run/haproxy"
 SLOTS = ("a", "b")
@@ -242,7 +260,10 @@ def render_config(bindings: list[Binding], settings: ProxySettings, generation: 
 def static_hash(bindings: list[Binding], settings: ProxySettings, image_id: str) -> str:
     """What makes a new proxy generation necessary: the image and the
     configuration apart from which app it points at."""
-    text = render_config(bindings, settings, 0, None) + image_id
+    # The layout is part of it: a proxy whose configuration is a file in
+    # the container is replaced once (by handover) by one that keeps it in
+    # the volume.
+    text = render_config(bindings, settings, 0, None) + image_id + "\nconfiguration in the volume"
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -328,7 +349,9 @@ def tripped(delta: Counters, settings: ProxySettings) -> bool:
     return delta.failed >= settings.min_errors and delta.failed / total > settings.max_error_rate
 
 
-def tar_files(files: Mapping[str, str], mode: int = 0o644) -> bytes:
+def tar_files(files: Mapping[str, str], mode: int = 0o644, links: Mapping[str, str] | None = None) -> bytes:
+    """A tar of ``files`` (name -> text) and symbolic ``links`` (name ->
+    target), for put_archive."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
         for name, text in files.items():
@@ -336,6 +359,10 @@ def tar_files(files: Mapping[str, str], mode: int = 0o644) -> bytes:
             info = tarfile.TarInfo(name)
             info.size, info.mode, info.mtime = len(data), mode, int(time.time())
             tar.addfile(info, io.BytesIO(data))
+        for name, target in (links or {}).items():
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname, info.mode, info.mtime = tarfile.SYMTYPE, target, 0o777, int(time.time())
+            tar.addfile(info)
     return buf.getvalue()
 
 
@@ -440,6 +467,15 @@ class Proxy:
         self.network = f"{cname}.net"
         self.volume = f"{cname}.proxy-run"
         self.labels = {**labels, PROXY_LABEL: cname}   # ``labels`` carry the deploy role
+        # Whether this process reaches the apps on NAME.net (None: not
+        # known yet) and, when it does, where the admin sockets are on this
+        # host (the volume's Mountpoint; None: not asked yet, "": no
+        # socket from here for the rest of this run).
+        self._reachable: bool | None = None
+        self._run_dir: str | None = None
+        # How the last runtime-API batch reached the proxy: "socket" (from
+        # here) or "exec" (docker exec of socat in the proxy).
+        self.last_api: str | None = None
 
     # --- finding ---------------------------------------------------------------
 
@@ -494,9 +530,15 @@ class Proxy:
         bridge networks apart).  A random id cannot match by chance, and an
         address that merely looks routable could reach another host's
         container on the same private subnet."""
-        net = self.client.networks.get(self.network)
-        name = (net.attrs.get("Options") or {}).get("com.docker.network.bridge.name") or f"br-{net.id[:12]}"
-        return pathlib.Path("/sys/class/net", name).exists()
+        if self._reachable is None:
+            try:
+                with engine_errors(f"inspect network {self.network}"):
+                    net = self.api.inspect_network(self.network)
+            except EngineNotFound:
+                return False    # not yet (or no longer): asked again once it exists
+            name = (net.get("Options") or {}).get("com.docker.network.bridge.name") or f"br-{net['Id'][:12]}"
+            self._reachable = pathlib.Path("/sys/class/net", name).exists()
+        return self._reachable
 
     def start_prober(self, image: str) -> str:
         """A container on the engine's host network that only sleeps, to
@@ -537,14 +579,68 @@ class Proxy:
         if c is None:
             raise DeployError(f"container {self.cname}: its deploy proxy {self.name} is gone",
                               hint="deploy again: the proxy is recreated")
-        # No exec_inspect for the exit code (one more round trip per call):
-        # socat reports a failed connect on stderr, which is read here too.
-        ex = self.api.exec_create(c.id, exec_argv(self._socket(c), commands), stdout=True, stderr=True)
-        out = self.api.exec_start(ex["Id"]).decode("utf-8", errors="replace")
+        out = self._runtime_here(c, commands) if self.socket_dir() else None
+        if out is None:
+            # No exec_inspect for the exit code (one more round trip per
+            # call): socat reports a failed connect on stderr, read here too.
+            ex = self.api.exec_create(c.id, exec_argv(self._socket(c), commands), stdout=True, stderr=True)
+            out = self.api.exec_start(ex["Id"]).decode("utf-8", errors="replace")
+            self.last_api = "exec"
+        else:
+            self.last_api = "socket"
         if _CLI_ERRORS.search(out) or _SOCAT_ERROR.search(out):
             raise DeployError(f"container {self.cname}: the proxy refused '{'; '.join(commands)[:200]}': "
                               f"{out.strip()[:500]}", hint=f"see 'docker logs {self.name}'")
         return out
+
+    def socket_dir(self) -> str:
+        """The directory on this host that holds the admin sockets, or ""
+        when the runtime API is not reached from here (see the module
+        docstring).  Decided once per run; a rollback asks while the engine
+        starts the kept container, so its switch finds it known."""
+        if self._run_dir is None:
+            if not self.reachable_from_here():
+                return ""   # decided once NAME.net exists; until then through docker exec
+            try:
+                with engine_errors(f"inspect volume {self.volume}"):
+                    self._run_dir = self.api.inspect_volume(self.volume).get("Mountpoint") or ""
+            except EngineNotFound:
+                return ""   # not yet created: asked again once it is
+        return self._run_dir
+
+    def _runtime_here(self, c, commands: list[str]) -> str | None:
+        """One batch on the admin socket from this process; None when the
+        socket cannot be opened from here.  A socket not there yet (in a
+        directory that is) or not listening is a proxy still starting: this
+        batch goes through docker exec, the next one is tried here again.
+        Any other failure (not root, the volume's directory not visible in
+        this mount namespace, a path too long for a unix socket, no answer
+        in time) sends this batch and the rest of the run through docker
+        exec.  Every batch is idempotent, so one cut off half-way may be
+        sent again."""
+        run_dir = self._run_dir or ""
+        path = f"{run_dir}/{self._socket(c).rpartition('/')[2]}"
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                sock.settimeout(5)
+                sock.connect(path)
+                sock.sendall(("; ".join(commands) + "\n").encode())
+                chunks = []
+                while chunk := sock.recv(65536):
+                    chunks.append(chunk)
+        except (FileNotFoundError, ConnectionRefusedError) as exc:
+            if os.path.isdir(run_dir):
+                return None
+            log.info("deploy proxy %s: its admin socket cannot be opened from here (%s is not visible: %s); "
+                     "using docker exec", self.name, run_dir, exc.strerror)
+            self._run_dir = ""
+            return None
+        except OSError as exc:
+            log.info("deploy proxy %s: its admin socket cannot be opened from here (%s); using docker exec",
+                     self.name, exc)
+            self._run_dir = ""
+            return None
+        return b"".join(chunks).decode("utf-8", errors="replace")
 
     def stat(self, container=None) -> dict[tuple[str, str], dict[str, str]]:
         return parse_stat(self.runtime(["show stat"], container))
@@ -578,13 +674,16 @@ class Proxy:
     def _ports(self, container=None) -> dict[str, int]:
         return {b.backend: b.container_port for b in self.bindings(container)}
 
-    def switch(self, ip: str, container=None, *, from_state: str = "drain") -> tuple[str, str | None, Counters, int]:
+    def switch(self, ip: str, container=None, *, from_state: str = "drain",
+               ahead: tuple[dict, dict] | None = None) -> tuple[str, str | None, Counters, int]:
         """Send new requests to ``ip``; the slot that served drains.
         Returns (new slot, old slot, new slot's counters before, sessions
         the old slot still had just after the switch, read in the same
-        runtime-API call)."""
+        runtime-API call).  ``ahead`` is a ``snapshot`` read earlier under
+        the target's lock (nothing else switches this proxy meanwhile): the
+        switch is then one runtime-API call."""
         c = container or self.find()
-        servers, stat = self.snapshot(c)
+        servers, stat = self.snapshot(c) if ahead is None else ahead
         slot, addr, _ = self.active(c, servers)
         if slot is not None and addr == ip:
             to_slot, from_slot = slot, None
@@ -623,7 +722,33 @@ class Proxy:
         c = container or self.find()
         gen = int(c.labels.get(GEN_LABEL, "1"))
         text = render_config(self.bindings(c), self.settings, gen, ip, slot)
-        self.api.put_archive(c.id, CFG_DIR, tar_files({"haproxy.cfg": text, "takeover": ""}))
+        if c.labels.get(CFG_FILE_LABEL):
+            self._write_config(c.id, c.labels[CFG_FILE_LABEL], text)
+        else:   # made before the configuration moved to the volume
+            self.api.put_archive(c.id, CFG_DIR, tar_files({"haproxy.cfg": text, "takeover": ""}))
+
+    def _write_config(self, cid: str, path: str, text: str) -> None:
+        """The configuration file ``path`` (in the volume, as the proxy sees
+        it): written here when the volume's directory is (see socket_dir),
+        by a rename over the old file so a restart never reads half of it;
+        else copied in through the engine."""
+        directory, _, name = path.rpartition("/")
+        run_dir = self.socket_dir()
+        if run_dir:
+            tmp = f"{run_dir}/.{name}.{os.getpid()}.tmp"
+            try:
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+                with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                    fh.write(text)
+                os.replace(tmp, f"{run_dir}/{name}")
+                return
+            except OSError as exc:
+                log.info("deploy proxy %s: cannot write its configuration in %s from here (%s); copying it in "
+                         "through the engine", self.name, run_dir, exc)
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                self._run_dir = ""
+        self.api.put_archive(cid, directory, tar_files({name: text}))
 
     # --- creating and replacing -----------------------------------------------------------
 
@@ -656,7 +781,8 @@ class Proxy:
         gen = int(current.labels.get(GEN_LABEL, "0")) + 1 if current is not None else 1
         name = self.name if current is None else f"{self.name}-next"
         with_suppressed_notfound(lambda: self.api.remove_container(f"{self.name}-next", force=True))
-        labels = {**self.labels, GEN_LABEL: str(gen), STATIC_LABEL: want,
+        cfg_file = f"{RUN_DIR}/g{gen}.cfg"
+        labels = {**self.labels, GEN_LABEL: str(gen), STATIC_LABEL: want, CFG_FILE_LABEL: cfg_file,
                   PORTS_LABEL: json.dumps([dataclasses.astuple(b) for b in bindings])}
         body = {"Image": image, "Labels": labels, "StopSignal": "SIGUSR1",
                 "HostConfig": {"NetworkMode": "host",
@@ -666,8 +792,8 @@ class Proxy:
                 "StopTimeout": int(self.settings.drain) + 10}
         cid = self.api.create_container_from_config(body, name)["Id"]
         takeover = self._socket(current) if current is not None and current.status == "running" else ""
-        files = {"haproxy.cfg": render_config(bindings, self.settings, gen, active_ip, slot), "takeover": takeover}
-        self.api.put_archive(cid, CFG_DIR, tar_files(files))
+        self._write_config(cid, cfg_file, render_config(bindings, self.settings, gen, active_ip, slot))
+        self.api.put_archive(cid, CFG_DIR, tar_files({"takeover": takeover}, links={"haproxy.cfg": cfg_file}))
         if create_only and current is None:
             return self.client.containers.get(cid)
         self.api.start(cid)
