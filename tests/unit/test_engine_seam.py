@@ -107,3 +107,30 @@ def test_the_deploy_role_is_none_of_provisionings():
     """Provisioning removes what carries its roles; deploy's must differ."""
     assert enginelib.DEPLOY_ROLE not in {r for roles in enginelib.PROVISION_ROLES.values() for r in roles}
     assert not enginelib.is_provisioned(enginelib.ownership_labels("p", role=enginelib.DEPLOY_ROLE), "p", "container")
+
+
+def test_docker_py_is_imported_without_paramiko_unless_an_ssh_engine_needs_it(tmp_path):
+    """A local engine's client skips paramiko (130-150 ms of every deploy
+    and rollback); an ssh:// engine later in the same process still gets
+    docker-py's ssh adapter.  A fresh interpreter, since this process has
+    imported both already."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "from jenkinsctl import engine\n"
+        "from jenkinsctl.errors import EngineError\n"
+        "try:\n"
+        f"    engine.client('unix://{tmp_path}/none.sock', timeout=2)\n"
+        "except EngineError:\n"
+        "    pass\n"
+        "print('docker' in sys.modules, 'paramiko' in sys.modules)\n"
+        "engine._import_docker('ssh://deploy@127.0.0.1:1')\n"
+        "import docker\n"
+        "api = docker.APIClient(base_url='ssh://deploy@127.0.0.1:1', use_ssh_client=True, version='1.41')\n"
+        "print(type(api.adapters['http+docker://ssh']).__name__, 'paramiko' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                         cwd=pathlib.Path(__file__).resolve().parents[2])
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["True", "False", "SSHHTTPAdapter", "True"]
