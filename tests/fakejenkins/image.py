@@ -129,16 +129,35 @@ def build_sshd_image(client: docker.DockerClient, java: int = 21) -> str:
     return _build(client, SSHD_DIR, tag, SSHD_REPO, buildargs=args, keep_prefix=f"{SSHD_REPO}:java{java}-")
 
 
+# The python3 and glibc of BASE_IMAGE: the emulator's wheels are fetched
+# for them, not for the host's interpreter, which is 3.13 on Debian 13 hosts
+# (cffi and PyYAML ship one wheel per Python version).  Change with BASE_IMAGE.
+IMAGE_PYTHON = (3, 11)
+IMAGE_GLIBC = (2, 36)
+
+
+def wheel_download_argv(dest: Path, machine: str) -> list[str]:
+    """pip download of EMULATOR_REQUIREMENTS and their dependencies as
+    binary wheels for IMAGE_PYTHON on ``machine``, into ``dest``."""
+    py = f"{IMAGE_PYTHON[0]}{IMAGE_PYTHON[1]}"
+    platforms = [f"manylinux_2_{m}_{machine}" for m in range(IMAGE_GLIBC[1], 16, -1)] + [f"manylinux2014_{machine}"]
+    return [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
+            "--only-binary=:all:", "--dest", str(dest),
+            "--python-version", f"{IMAGE_PYTHON[0]}.{IMAGE_PYTHON[1]}", "--implementation", "cp",
+            "--abi", f"cp{py}", "--abi", "abi3", "--abi", "none",
+            *[a for p in platforms for a in ("--platform", p)], *EMULATOR_REQUIREMENTS]
+
+
 def _wheels(dest: Path) -> None:
-    """Build wheels on the host: pip over HTTPS does not work inside image builds."""
-    key = hashlib.sha256(("\n".join(EMULATOR_REQUIREMENTS) + sys.version).encode()).hexdigest()[:12]
-    cache = WHEEL_CACHE / key
+    """Fetch wheels on the host: pip over HTTPS does not work inside image builds."""
+    import platform
+
+    machine = platform.machine()
+    key = hashlib.sha256(("\n".join(EMULATOR_REQUIREMENTS) + repr((IMAGE_PYTHON, IMAGE_GLIBC, machine))).encode())
+    cache = WHEEL_CACHE / key.hexdigest()[:12]
     if not (cache / ".complete").exists():
         cache.mkdir(parents=True, exist_ok=True)
-        subprocess.run(
-            [sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir", str(cache), *EMULATOR_REQUIREMENTS],
-            check=True,
-        )
+        subprocess.run(wheel_download_argv(cache, machine), check=True)
         (cache / ".complete").write_text("ok\n")
     for whl in cache.glob("*.whl"):
         shutil.copy2(whl, dest / whl.name)
