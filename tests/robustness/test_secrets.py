@@ -21,7 +21,7 @@ import uuid
 
 import pytest
 
-from tests.robustness.conftest import REPO, write_config
+from tests.robustness.conftest import REPO, remove_project, write_config
 from tests.support.fixtures import registry  # noqa: F401
 from tests.support.registry import free_port
 
@@ -124,8 +124,9 @@ def test_registry_secret_leaks_nowhere(source, docker_engine, registry, cli, tmp
         figure(source=source, argv_samples=sampler.samples, processes_seen=len(sampler.processes),
                places_checked=len(places) + 1)
     finally:
-        for c in docker_engine.containers.list(all=True, filters={"label": f"io.jenkinsctl.project={project}"}):
-            c.remove(force=True, v=True)
+        # The app, its proxy, the proxy's network and volume: each run's
+        # network would otherwise take one of the engine's ~30 address pools.
+        remove_project(docker_engine, project)
         for i in docker_engine.images.list(name=repo, all=True):
             try:
                 docker_engine.images.remove(i.id, force=True)
